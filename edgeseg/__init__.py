@@ -1,0 +1,3 @@
+"""edgeseg: MobileNet-SegNet segmentation from Keras to the Raspberry Pi."""
+
+__version__ = "0.1.0"

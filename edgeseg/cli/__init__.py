@@ -1,0 +1,51 @@
+"""The ``edgeseg`` command line: thin wrappers that parse, call one function, print."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="edgeseg",
+    help="MobileNet-SegNet segmentation from Keras to the Raspberry Pi: "
+    "build, train, int8-quantize, convert, verify, run.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+
+def _version(value: bool) -> None:
+    if value:
+        from edgeseg import __version__
+
+        typer.echo(f"edgeseg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """MobileNet-SegNet segmentation from Keras to the Raspberry Pi."""
+
+
+# Each module registers its commands on ``app``; none imports TensorFlow at import time.
+_COMMAND_MODULES = (
+    "build", "data", "train", "evaluate", "convert", "compare", "inspect", "export",
+    "run", "bench", "bundle", "demo",
+)
+for _name in _COMMAND_MODULES:
+    try:
+        importlib.import_module(f"edgeseg.cli.{_name}").register(app)
+    except ModuleNotFoundError as _e:  # a command module not written yet
+        if _e.name != f"edgeseg.cli.{_name}":
+            raise
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,40 @@
+"""What every command shares: error handling and the console."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from edgeseg.errors import EdgesegError
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print a one-line error and return the Exit to raise."""
+    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    return typer.Exit(code)
+
+
+def handle_errors(fn: F) -> F:
+    """Turn EdgesegError, a missing file and Ctrl-C into one line and an exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except EdgesegError as e:
+            raise fail(str(e)) from None
+        except FileNotFoundError as e:
+            raise fail(f"{e.filename or e}: no such file; check the path.") from None
+        except KeyboardInterrupt:
+            raise fail("interrupted; nothing half-written was kept.", 130) from None
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,137 @@
+"""Model configuration: a frozen dataclass saved as JSON beside every artifact."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from edgeseg.errors import EdgesegError
+from edgeseg.preprocess import DEFAULT_MEAN, DEFAULT_STD, Preprocessing
+
+ALPHAS = (0.25, 0.5, 0.75, 1.0)
+HEADS = ("flat", "spatial")
+DECODERS = ("seed", "lite")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model and feed it. Maps 1:1 to ``edgeseg build``.
+
+    Attributes:
+        n_classes: Number of classes, background included.
+        height: Input height (a multiple of 32).
+        width: Input width (a multiple of 32).
+        alpha: MobileNet width multiplier.
+        encoder_level: Encoder tap for the decoder: 1 (1/4) … 4 (1/32); 3 is the seed's.
+        head: ``flat`` (seed: Reshape + Softmax) or ``spatial`` (4-D softmax).
+        decoder: ``seed`` (the published SegNet decoder) or ``lite`` (depthwise, ReLU6).
+        decoder_width: Width multiplier of the ``lite`` decoder's filters.
+        labels: One name per class.
+        mean: Per-channel normalization mean (RGB).
+        std: Per-channel normalization std (RGB).
+    """
+
+    n_classes: int = 2
+    height: int = 416
+    width: int = 416
+    alpha: float = 1.0
+    encoder_level: int = 3
+    head: str = "flat"
+    decoder: str = "seed"
+    decoder_width: float = 1.0
+    labels: tuple[str, ...] = ()
+    mean: tuple[float, float, float] = DEFAULT_MEAN
+    std: tuple[float, float, float] = DEFAULT_STD
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.n_classes < 2:
+            raise EdgesegError(f"--classes must be at least 2 (got {self.n_classes}); "
+                               "background counts as a class.")
+        for name, v in (("height", self.height), ("width", self.width)):
+            if v < 32 or v % 32:
+                raise EdgesegError(
+                    f"input {name} {v} is not a positive multiple of 32 "
+                    f"(MobileNet downsamples 5 times); try {max(32, round(v / 32) * 32)}."
+                )
+        if self.alpha not in ALPHAS:
+            raise EdgesegError(f"--alpha {self.alpha} is not one of {', '.join(map(str, ALPHAS))}.")
+        if self.encoder_level not in (1, 2, 3, 4):
+            raise EdgesegError(f"--encoder-level {self.encoder_level} must be 1, 2, 3 or 4.")
+        if self.head not in HEADS:
+            raise EdgesegError(f"--head {self.head!r} must be one of {', '.join(HEADS)}.")
+        if self.decoder not in DECODERS:
+            raise EdgesegError(f"--decoder {self.decoder!r} must be one of {', '.join(DECODERS)}.")
+        if not 0 < self.decoder_width <= 2:
+            raise EdgesegError(f"--decoder-width {self.decoder_width} must be in (0, 2].")
+        if self.labels and len(self.labels) != self.n_classes:
+            raise EdgesegError(
+                f"{len(self.labels)} labels given for {self.n_classes} classes; "
+                "pass one name per class, background first."
+            )
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Labels, or ``class0 … classN`` when none were given."""
+        return self.labels or tuple(f"class{i}" for i in range(self.n_classes))
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """The label resolution the model predicts: half the input size."""
+        return self.height // 2, self.width // 2
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing(self.height, self.width, self.mean, self.std)
+
+    def with_(self, **changes: Any) -> ModelConfig:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("extra")
+        d["labels"] = list(self.class_names)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        d["output_size"] = list(self.output_size)
+        d["preprocessing"] = self.preprocessing.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        names = {f for f in cls.__dataclass_fields__ if f != "extra"}
+        kw = {k: v for k, v in d.items() if k in names}
+        for k in ("labels", "mean", "std"):
+            if k in kw:
+                kw[k] = tuple(kw[k])
+        return cls(**kw)
+
+
+def sidecar_path(model_path: str | Path) -> Path:
+    """The JSON file that describes ``model_path`` (``model.keras`` -> ``model.keras.json``).
+
+    The full file name is kept so ``model.keras`` and ``model.tflite`` side by side
+    each keep their own description.
+    """
+    p = Path(model_path)
+    return p.with_name(p.name + ".json")
+
+
+def save_config(cfg: ModelConfig, model_path: str | Path, **more: Any) -> Path:
+    """Write the model's config (plus ``more`` keys) as JSON beside it, atomically."""
+    from edgeseg.atomic import write_json
+
+    return write_json(sidecar_path(model_path), {"edgeseg": cfg.to_dict(), **more})
+
+
+def load_config(model_path: str | Path) -> ModelConfig | None:
+    """Read the config saved beside a model, or None when there is none."""
+    p = sidecar_path(model_path)
+    if not p.exists():
+        return None
+    try:
+        data = json.loads(p.read_text())
+        return ModelConfig.from_dict(data.get("edgeseg", data))
+    except (ValueError, TypeError) as e:
+        raise EdgesegError(f"{p} is not a valid edgeseg config ({e}); delete it or rebuild.") from e

@@ -1,0 +1,1 @@
+"""MobileNet encoder + SegNet decoder (needs TensorFlow/Keras: ``pip install "edgeseg[full]"``)."""

@@ -1,0 +1,95 @@
+"""Build mobilenet_segnet models: the trainable one and batch-1 deployment copies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgeseg.config import ModelConfig
+
+# Heads of a deployment copy: all 4-D, as MediaPipe and the Task Library want.
+DEPLOY_HEADS = ("softmax", "logits", "argmax")
+
+
+def _head(logits: Any, cfg: ModelConfig, head: str) -> Any:
+    from keras import layers, ops
+
+    oh, ow = cfg.output_size
+    if head == "flat":
+        x = layers.Reshape((oh * ow, cfg.n_classes), name="seg_reshape")(logits)
+        return layers.Softmax(name="seg_softmax")(x)
+    if head in ("spatial", "softmax"):
+        return layers.Softmax(name="seg_softmax")(logits)
+    if head == "logits":
+        return logits
+    if head == "argmax":
+        # An in-graph uint8 class mask: the cheapest output to ship off the device.
+        mask = ops.cast(ops.argmax(logits, axis=-1), "uint8")
+        return ops.expand_dims(mask, -1)
+    raise ValueError(f"unknown head {head!r}")
+
+
+def build_model(cfg: ModelConfig, batch_size: int | None = None, head: str | None = None,
+                resize_upsampling: bool = False) -> Any:
+    """Build mobilenet_segnet for ``cfg``.
+
+    Args:
+        cfg: The model configuration.
+        batch_size: Fixed batch size; ``None`` for training, 1 for export (the
+            TFLite converter fails on this graph with a dynamic batch).
+        head: Override ``cfg.head``: ``flat``/``spatial`` or a deployment head
+            (``softmax``, ``logits``, ``argmax``).
+        resize_upsampling: Upsample with Resizing(nearest) instead of UpSampling2D
+            (same values; maps to the Edge TPU's RESIZE_NEAREST_NEIGHBOR).
+
+    Returns:
+        A functional ``keras.Model`` named ``mobilenet_segnet``.
+    """
+    import keras
+
+    from edgeseg.model.decoder import lite_decoder, seed_decoder
+    from edgeseg.model.encoder import mobilenet_encoder
+
+    inputs = keras.Input((cfg.height, cfg.width, 3), batch_size=batch_size, name="image")
+    feats = mobilenet_encoder(inputs, cfg.alpha, cfg.encoder_level)
+    n_up = cfg.encoder_level
+    if cfg.decoder == "seed":
+        logits = seed_decoder(feats, cfg.n_classes, n_up, resize_upsampling)
+    else:
+        logits = lite_decoder(feats, cfg.n_classes, n_up, cfg.decoder_width, resize_upsampling)
+    outputs = _head(logits, cfg, head or cfg.head)
+    return keras.Model(inputs, outputs, name="mobilenet_segnet")
+
+
+def deployment_copy(model: Any, cfg: ModelConfig, head: str = "softmax",
+                    resize_upsampling: bool = False) -> Any:
+    """A batch-1 copy of a trained model with a 4-D deployment head, weights copied by name."""
+    if head not in DEPLOY_HEADS:
+        raise ValueError(f"head must be one of {DEPLOY_HEADS}, got {head!r}")
+    copy = build_model(cfg, batch_size=1, head=head, resize_upsampling=resize_upsampling)
+    copy_weights_by_name(model, copy)
+    return copy
+
+
+def copy_weights_by_name(src: Any, dst: Any) -> int:
+    """Copy weights layer-by-layer for every layer name both models share.
+
+    Returns:
+        The number of layers whose weights were copied.
+    """
+    by_name = {layer.name: layer for layer in src.layers}
+    n = 0
+    for layer in dst.layers:
+        other = by_name.get(layer.name)
+        if other is not None and layer.weights:
+            layer.set_weights(other.get_weights())
+            n += 1
+    return n
+
+
+def count_params(model: Any) -> tuple[int, int, int]:
+    """(total, trainable, non-trainable) parameter counts."""
+    import numpy as np
+
+    trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    non_trainable = int(sum(np.prod(w.shape) for w in model.non_trainable_weights))
+    return trainable + non_trainable, trainable, non_trainable

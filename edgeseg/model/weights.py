@@ -1,0 +1,121 @@
+"""Load MobileNet encoder weights by layer name from a local .h5 file or Keras' cache."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeseg.config import ModelConfig
+from edgeseg.errors import EdgesegError
+
+# Sizes Keras publishes ImageNet MobileNet weights for.
+_IMAGENET_ROWS = (128, 160, 192, 224)
+
+
+@dataclass(frozen=True)
+class WeightReport:
+    """Which encoder layers received weights."""
+
+    source: str
+    matched: tuple[str, ...]
+    skipped: tuple[str, ...]  # in the file, but absent here or of another shape
+
+    def summary(self) -> str:
+        return (f"Backbone weights from {self.source}: {len(self.matched)} layers loaded by name"
+                + (f", {len(self.skipped)} skipped" if self.skipped else ""))
+
+
+def _read_h5(path: Path) -> dict[str, list[np.ndarray]]:
+    """Weights per layer name from a Keras .h5 file in the by-name (legacy) layout.
+
+    That is the layout of ``mobilenet_1_0_224_tf_no_top.h5`` and of
+    ``model.save('x.h5')``: ``layer_names`` and per-layer ``weight_names`` attributes,
+    at the root or under ``model_weights``.
+    """
+    import h5py
+
+    def _attr(node: Any, key: str) -> list[str]:
+        return [v.decode() if isinstance(v, bytes) else str(v) for v in node.attrs.get(key, [])]
+
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise EdgesegError(f"{path} is not an HDF5 weights file ({e}).") from None
+    with f:
+        root = f["model_weights"] if "model_weights" in f else f
+        if "layer_names" not in root.attrs:
+            raise EdgesegError(
+                f"{path} does not store weights by layer name (a Keras 3 .weights.h5 file stores "
+                "them by position); use the published mobilenet_*_tf_no_top.h5 file or save "
+                "your MobileNet with model.save('mobilenet.h5')."
+            )
+        return {name: [np.asarray(root[name][w]) for w in _attr(root[name], "weight_names")]
+                for name in _attr(root, "layer_names")}
+
+
+def _keras_file_name(alpha: float, rows: int) -> str:
+    """The file name Keras caches ImageNet MobileNet weights under."""
+    alpha_text = {1.0: "1_0", 0.75: "7_5", 0.5: "5_0", 0.25: "2_5"}[alpha]
+    return f"mobilenet_{alpha_text}_{rows}_tf_no_top.h5"
+
+
+def _imagenet_weights(cfg: ModelConfig) -> dict[str, list[np.ndarray]]:
+    """Ask Keras' own downloader/cache for the matching ImageNet MobileNet."""
+    from edgeseg.deps import keras
+
+    k = keras()
+    rows = min(_IMAGENET_ROWS, key=lambda r: abs(r - min(cfg.height, cfg.width)))
+    try:
+        net = k.applications.MobileNet(input_shape=(rows, rows, 3), alpha=cfg.alpha,
+                                       include_top=False, weights="imagenet")
+    except Exception as e:
+        reason = str(e).splitlines()[0][:100] if str(e) else type(e).__name__
+        raise EdgesegError(
+            f"could not get ImageNet MobileNet weights (alpha {cfg.alpha}, {rows}px) through "
+            f"Keras' downloader ({reason}). Offline? Copy {_keras_file_name(cfg.alpha, rows)} into ~/.keras/models/, or pass --backbone-weights PATH."
+        ) from None
+    return {layer.name: layer.get_weights() for layer in net.layers if layer.weights}
+
+
+def load_backbone_weights(model: Any, source: str, cfg: ModelConfig) -> WeightReport:
+    """Load encoder weights into ``model`` by layer name.
+
+    Args:
+        model: A model built by :func:`edgeseg.model.build.build_model`.
+        source: Path to a Keras MobileNet ``.h5`` file, or ``"imagenet"``.
+        cfg: The model's config (picks the ImageNet variant).
+
+    Raises:
+        EdgesegError: When the file is missing or unreadable, or no layer matched.
+    """
+    if source == "imagenet":
+        weights = _imagenet_weights(cfg)
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise EdgesegError(f"--backbone-weights {path}: no such file; pass a Keras MobileNet "
+                               ".h5 file or 'imagenet'.")
+        weights = _read_h5(path)
+    layers = {layer.name: layer for layer in model.layers}
+    matched, skipped = [], []
+    for name, arrays in weights.items():
+        if not arrays:
+            continue
+        layer = layers.get(name)
+        if layer is None:
+            skipped.append(name)
+            continue
+        if [tuple(w.shape) for w in layer.weights] != [a.shape for a in arrays]:
+            skipped.append(name)
+            continue
+        layer.set_weights(arrays)
+        matched.append(name)
+    if not matched:
+        raise EdgesegError(
+            f"no layer of {source} matched this model by name and shape; is it a MobileNet "
+            f"with alpha {cfg.alpha}? (file has {len(weights)} layers with weights)"
+        )
+    return WeightReport(str(source), tuple(matched), tuple(skipped))
