@@ -1,0 +1,1 @@
+"""Datasets on disk, synthetic scenes and dataset checks (numpy + OpenCV, no TensorFlow)."""
