@@ -1,0 +1,294 @@
+"""The folder you copy to the device: model, sidecar, labels, settings, service and installer."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeseg.config import sidecar_path
+from edgeseg.errors import EdgesegError
+
+# What install-pi.sh needs beside it; all live in deploy/ of the source tree.
+TEMPLATES = ("install-pi.sh", "edgeseg-service.sh", "edgeseg.service", "edgeseg.env")
+EXECUTABLES = ("install-pi.sh", "edgeseg-service.sh")
+_ENV_LINE = re.compile(r"^([A-Z_][A-Z0-9_]*)=(.*)$")
+
+
+@dataclass(frozen=True)
+class BundleSettings:
+    """The service settings written into the bundle's ``edgeseg.env``.
+
+    Attributes:
+        camera: A V4L2 index (``0``), a ``/dev/video*`` path or ``picam``.
+        threads: Interpreter threads (one per core on a Pi 4/5).
+        stream_port: MJPEG stream port; 0 for no stream.
+        stream_host: Address the stream listens on (``127.0.0.1`` or ``0.0.0.0``).
+        save: Where the service saves the overlay video (empty: don't save).
+        delegate: ``edgetpu``, ``gpu``, a delegate library path, or empty for the CPU;
+            None picks ``edgetpu`` for models converted for that target.
+    """
+
+    camera: str = "0"
+    threads: int = 4
+    stream_port: int = 8080
+    stream_host: str = "127.0.0.1"
+    save: str = ""
+    delegate: str | None = None
+
+    def __post_init__(self) -> None:
+        cam = str(self.camera)
+        if not (cam.isdigit() or cam == "picam" or cam.startswith("/dev/")):
+            raise EdgesegError(f"--camera {cam!r}: use a V4L2 index (0 for /dev/video0), "
+                               "a /dev/video* path, or picam for a Pi camera module.")
+        if self.threads < 1:
+            raise EdgesegError(f"--threads {self.threads} must be at least 1 (4 on a Pi 4/5).")
+        if not 0 <= self.stream_port <= 65535:
+            raise EdgesegError(f"--stream-port {self.stream_port} must be 1-65535, or 0 for none.")
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A finished bundle: where it is and what it holds (paths relative to it)."""
+
+    path: Path
+    model: str
+    files: tuple[str, ...]
+    sidecar_source: str
+
+
+def find_templates() -> Path:
+    """The folder holding the deploy templates (``deploy/`` of a checkout, or installed data).
+
+    Raises:
+        EdgesegError: When no folder has all of them.
+    """
+    candidates = [
+        Path(__file__).resolve().parent.parent / "deploy",
+        Path(sys.prefix) / "share" / "edgeseg" / "deploy",
+    ]
+    for d in candidates:
+        if all((d / name).is_file() for name in TEMPLATES):
+            return d
+    raise EdgesegError(
+        "the deploy templates (" + ", ".join(TEMPLATES) + ") were not found in "
+        + " or ".join(str(d) for d in candidates)
+        + "; run edgeseg bundle from an edgeseg checkout (pip install -e .)."
+    )
+
+
+def parse_env(text: str) -> dict[str, str]:
+    """Read ``KEY=value`` lines as systemd's EnvironmentFile does (comments and quotes dropped)."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        m = _ENV_LINE.match(line.strip())
+        if m:
+            value = m.group(2).strip()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+                value = value[1:-1]
+            out[m.group(1)] = value
+    return out
+
+
+def _env_value(value: str) -> str:
+    if re.fullmatch(r"[A-Za-z0-9_./:@%+,=-]*", value):
+        return value
+    if '"' in value or "\\" in value or "\n" in value:
+        raise EdgesegError(f"{value!r} cannot go into edgeseg.env: avoid quotes and backslashes.")
+    return f'"{value}"'
+
+
+def fill_env(template: str, values: dict[str, str]) -> str:
+    """Replace the value of each ``KEY=`` line of ``template``, keeping comments and order.
+
+    Raises:
+        ValueError: When the template lacks one of the keys (a broken install).
+    """
+    lines = template.splitlines()
+    for key, value in values.items():
+        idx = [i for i, line in enumerate(lines) if line.startswith(f"{key}=")]
+        if not idx:
+            raise ValueError(f"edgeseg.env template has no {key}= line")
+        lines[idx[-1]] = f"{key}={_env_value(value)}"
+    return "\n".join(lines) + "\n"
+
+
+def _embedded(model: Path) -> tuple[dict[str, Any] | None, list[str]]:
+    """The ``edgeseg.json`` and ``labels.txt`` zipped into the .tflite, if any."""
+    try:
+        with zipfile.ZipFile(model) as zf:
+            names = set(zf.namelist())
+            data = json.loads(zf.read("edgeseg.json")) if "edgeseg.json" in names else None
+            labels = (zf.read("labels.txt").decode("utf-8").split("\n")
+                      if "labels.txt" in names else [])
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return None, []
+    return (data if isinstance(data, dict) else None), [s.strip() for s in labels if s.strip()]
+
+
+def read_description(model: Path) -> tuple[dict[str, Any], list[str], str]:
+    """The model's sidecar dict, its labels, and where the sidecar came from.
+
+    Raises:
+        EdgesegError: When the model is missing or not a .tflite, or has no description.
+    """
+    if not model.is_file():
+        raise EdgesegError(f"{model}: no such model file; give the .tflite from edgeseg convert.")
+    with model.open("rb") as f:
+        head = f.read(8)
+    if model.suffix != ".tflite" or head[4:8] != b"TFL3":
+        raise EdgesegError(f"{model} is not a .tflite model; convert it first: "
+                           "edgeseg convert model.keras --int8 -o model.tflite")
+    side = sidecar_path(model)
+    embedded, zip_labels = _embedded(model)
+    if side.is_file():
+        try:
+            data = json.loads(side.read_text())
+        except ValueError as e:
+            raise EdgesegError(
+                f"{side} is not valid JSON ({e}); fix it or re-run edgeseg convert.") from e
+        source = str(side)
+    elif embedded is not None:
+        data, source = embedded, f"{model} (embedded edgeseg.json)"
+    else:
+        raise EdgesegError(
+            f"{side} is missing and {model.name} has no embedded description: the runtime "
+            "needs it for preprocessing and labels. Copy it beside the model, or re-run "
+            "edgeseg convert, which writes both."
+        )
+    if not isinstance(data, dict) or not isinstance(data.get("edgeseg"), dict):
+        raise EdgesegError(f"{source} has no \"edgeseg\" section; re-run edgeseg convert.")
+    labels = [str(s) for s in data["edgeseg"].get("labels") or []] or zip_labels
+    return data, labels, source
+
+
+def _readme(model: str, data: dict[str, Any], labels: list[str], env: dict[str, str],
+            dirname: str) -> str:
+    cfg, tfl = data["edgeseg"], data.get("tflite") or {}
+    size = f"{cfg.get('height', '?')}x{cfg.get('width', '?')}"
+    kind = f"{tfl.get('mode', '?')}, target {tfl.get('target', '?')}"
+    coral = " --coral" if env.get("EDGESEG_DELEGATE") == "edgetpu" else ""
+    port = env.get("EDGESEG_STREAM_PORT") or "8080"
+    return f"""# edgeseg bundle: {model}
+
+Model: `models/{model}` ({size} input, {kind}); classes: {", ".join(labels) or "?"}.
+Settings: `edgeseg.env` (camera {env["EDGESEG_CAMERA"]}, {env["EDGESEG_THREADS"]} threads,
+stream port {env["EDGESEG_STREAM_PORT"] or "none"}).
+
+On a Raspberry Pi (Raspberry Pi OS Bookworm 64-bit):
+
+    scp -r {dirname} pi@raspberrypi.local:
+    ssh pi@raspberrypi.local
+    cd {dirname} && sudo ./install-pi.sh{coral}
+
+The installer puts the runtime (no TensorFlow) in /opt/edgeseg/venv, this model in
+/opt/edgeseg/models, the settings in /opt/edgeseg/edgeseg.env, and enables edgeseg.service.
+edgeseg is installed from PyPI; to install from a wheel instead, put it in `wheels/` here
+(or pass `--from edgeseg-*.whl`). `./install-pi.sh --help` lists the options.
+
+    journalctl -u edgeseg -f                              # its log
+    ssh -L {port}:localhost:{port} pi@raspberrypi.local   # then open http://localhost:{port}/
+
+Edit /opt/edgeseg/edgeseg.env and `sudo systemctl restart edgeseg` to change settings. To
+update the model, run this again with a new bundle, or copy the files into
+/opt/edgeseg/models and rename them over the old ones (see the full deploy/README.md).
+"""
+
+
+def _build(dest: Path, model: Path, data: dict[str, Any], labels: list[str],
+           settings: BundleSettings, templates: Path, wheel: Path | None, name: str) -> None:
+    (dest / "models").mkdir()
+    shutil.copyfile(model, dest / "models" / model.name)
+    (dest / "models" / sidecar_path(model).name).write_text(json.dumps(data, indent=2) + "\n")
+    if labels:
+        (dest / "models" / "labels.txt").write_text("\n".join(labels) + "\n")
+    for t in TEMPLATES:
+        if t != "edgeseg.env":
+            shutil.copyfile(templates / t, dest / t)
+    for t in EXECUTABLES:
+        (dest / t).chmod(0o755)
+    delegate = settings.delegate
+    if delegate is None:
+        delegate = "edgetpu" if (data.get("tflite") or {}).get("target") == "edgetpu" else ""
+    values = {
+        "EDGESEG_MODEL": f"models/{model.name}",
+        "EDGESEG_CAMERA": str(settings.camera),
+        "EDGESEG_SOURCE": "",
+        "EDGESEG_THREADS": str(settings.threads),
+        "EDGESEG_DELEGATE": delegate,
+        "EDGESEG_STREAM_PORT": str(settings.stream_port) if settings.stream_port else "",
+        "EDGESEG_STREAM_HOST": settings.stream_host,
+        "EDGESEG_SAVE": settings.save,
+    }
+    env_text = fill_env((templates / "edgeseg.env").read_text(), values)
+    (dest / "edgeseg.env").write_text(env_text)
+    (dest / "README.md").write_text(_readme(model.name, data, labels, parse_env(env_text), name))
+    if wheel is not None:
+        (dest / "wheels").mkdir()
+        shutil.copyfile(wheel, dest / "wheels" / wheel.name)
+
+
+def make_bundle(model: str | Path, output: str | Path, settings: BundleSettings | None = None,
+                *, wheel: str | Path | None = None, force: bool = False) -> Bundle:
+    """Write the deploy folder for ``model`` at ``output``, all at once.
+
+    The folder is built beside ``output`` under a temporary name and renamed into place,
+    so an interrupted run leaves no half-made bundle.
+
+    Args:
+        model: The .tflite model; its ``.tflite.json`` sidecar (or embedded description)
+            supplies labels and the target.
+        output: The folder to create.
+        settings: What goes into ``edgeseg.env``.
+        wheel: An edgeseg wheel to ship in ``wheels/`` (install-pi.sh then installs it).
+        force: Replace ``output`` if it exists.
+
+    Returns:
+        The finished Bundle.
+
+    Raises:
+        EdgesegError: Missing model or description, bad settings, or ``output`` exists.
+    """
+    model, out = Path(model), Path(output)
+    settings = settings or BundleSettings()
+    data, labels, source = read_description(model)
+    if wheel is not None:
+        wheel = Path(wheel)
+        if not wheel.is_file() or wheel.suffix != ".whl":
+            raise EdgesegError(
+                f"--wheel {wheel}: no such .whl file; build one: pip wheel --no-deps .")
+    if out.exists() and not force:
+        raise EdgesegError(f"{out} already exists; pass --force to replace it.")
+    if out.exists() and not out.is_dir():
+        raise EdgesegError(f"{out} exists and is not a folder; pick another -o.")
+    templates = find_templates()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    old: Path | None = None
+    try:
+        _build(tmp, model, data, labels, settings, templates, wheel, out.name)
+        tmp.chmod(0o755)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{tmp.name.rsplit('.', 1)[-1]}")
+            out.rename(old)
+            try:
+                tmp.rename(out)
+            except OSError:
+                old.rename(out)  # put the previous bundle back
+                old = None
+                raise
+        else:
+            tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        if old is not None and old.exists():
+            shutil.rmtree(old)
+    files = tuple(sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()))
+    return Bundle(path=out, model=model.name, files=files, sidecar_source=source)

@@ -1,0 +1,51 @@
+"""``edgeseg bundle``: the folder to copy to a Raspberry Pi."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from edgeseg.cli._common import console, handle_errors
+
+
+@handle_errors
+def bundle(
+    model: Annotated[Path, typer.Argument(help="The .tflite model (its .tflite.json beside it).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The folder to create.")],
+    camera: Annotated[str, typer.Option(
+        help="V4L2 index (0 = /dev/video0, USB webcam) or picam (Pi camera module).")] = "0",
+    threads: Annotated[int, typer.Option(help="Interpreter threads (4 on a Pi 4/5).")] = 4,
+    stream_port: Annotated[int, typer.Option(
+        help="MJPEG stream port; 0 for no stream.")] = 8080,
+    host: Annotated[str, typer.Option(
+        help="Stream address: 127.0.0.1 (view via ssh -L) or 0.0.0.0 (whole network).")]
+        = "127.0.0.1",
+    save: Annotated[str, typer.Option(
+        help="Save the overlay video there on the device (relative: /var/lib/edgeseg).")] = "",
+    delegate: Annotated[Optional[str], typer.Option(
+        help="edgetpu, gpu or a delegate .so; default: edgetpu for Edge TPU models, else CPU.")]
+        = None,
+    wheel: Annotated[Optional[Path], typer.Option(
+        help="An edgeseg .whl to ship; install-pi.sh installs it instead of PyPI's.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the folder if it exists.")]
+        = False,
+) -> None:
+    """Make the folder to copy to the device: model, sidecar, labels, settings, service."""
+    from edgeseg.bundle import BundleSettings, make_bundle
+
+    settings = BundleSettings(camera=camera, threads=threads, stream_port=stream_port,
+                              stream_host=host, save=save, delegate=delegate)
+    result = make_bundle(model, output, settings, wheel=wheel, force=force)
+    console.print(f"Bundled {result.model} -> {result.path}/ ({len(result.files)} files; "
+                  f"description from {result.sidecar_source})")
+    for name in result.files:
+        console.print(f"  {name}", markup=False)
+    console.print(f"Next: scp -r {result.path} pi@raspberrypi.local: && ssh pi@raspberrypi.local "
+                  f"'cd {result.path.name} && sudo ./install-pi.sh'", markup=False, soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bundle", help="Make the folder to copy to a Raspberry Pi: model, settings, "
+                "systemd service and installer.")(bundle)
