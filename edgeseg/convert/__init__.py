@@ -1,0 +1,1 @@
+"""Keras model to deployable .tflite: quantization, metadata, target checks."""
