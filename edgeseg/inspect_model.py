@@ -1,0 +1,47 @@
+"""Everything ``edgeseg inspect`` shows about a .tflite, as one dict (TensorFlow-free)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def inspect_tflite(path: str | Path) -> dict[str, Any]:
+    """Describe a .tflite: I/O tensors, op histogram, size, metadata, per-target support.
+
+    Returns:
+        ``{"model": TfliteModel.to_dict(), "metadata": read_metadata(...),
+        "targets": {target: TargetReport.to_dict()}, "edgetpu": EdgeTpuPreflight.to_dict()}``.
+
+    Raises:
+        EdgesegError: Missing file, or not a TFLite model.
+    """
+    from edgeseg.convert.edgetpu import edgetpu_preflight
+    from edgeseg.convert.metadata import read_metadata
+    from edgeseg.convert.targets import compatibility
+    from edgeseg.tflite_file import read_tflite
+
+    model = read_tflite(path)
+    return {
+        "model": model.to_dict(),
+        "metadata": read_metadata(path),
+        "targets": {t: r.to_dict() for t, r in compatibility(model).items()},
+        "edgetpu": edgetpu_preflight(model).to_dict(),
+    }
+
+
+def quantization_text(t: dict[str, Any]) -> str:
+    """``scale 0.0078125, zero point 128`` for a tensor dict, ``-`` when float."""
+    if not t["scale"]:
+        return "-"
+    if len(t["scale"]) > 1:
+        return f"per-channel ({len(t['scale'])} scales)"
+    return f"scale {t['scale'][0]:.6g}, zero point {t['zero_point'][0]}"
+
+
+def human_size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024 or unit == "MiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
