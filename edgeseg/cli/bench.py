@@ -1,0 +1,122 @@
+"""``edgeseg bench``: invoke latency like benchmark_model, optionally the whole frame pipeline."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from edgeseg.cli._common import console, err_console, handle_errors
+
+
+def _table(results: list[Any]) -> Any:
+    """Metrics down, models across (fits a terminal), with a ratio row against the first."""
+    from rich.table import Table
+
+    first = results[0]
+    table = Table(title=f"{first.runtime} {first.runtime_version}: invoke latency in ms")
+    table.add_column("")
+    for r in results:
+        table.add_column(Path(r.model).name, justify="right")
+    rows: list[tuple[str, Any]] = [
+        ("delegate", lambda r: r.delegate), ("threads", lambda r: r.threads),
+        ("delegated nodes", lambda r: f"{r.delegated_nodes}/{r.total_nodes}"
+         if r.total_nodes else "?"),
+        ("init ms", lambda r: f"{r.init_ms:.1f}"), ("runs", lambda r: r.runs),
+        ("min", lambda r: f"{r.min_ms:.2f}"), ("mean", lambda r: f"{r.mean_ms:.2f}"),
+        ("p50", lambda r: f"{r.p50_ms:.2f}"), ("p90", lambda r: f"{r.p90_ms:.2f}"),
+        ("p99", lambda r: f"{r.p99_ms:.2f}"), ("std", lambda r: f"{r.std_ms:.2f}"),
+        ("FPS", lambda r: f"{r.fps:.1f}"), ("peak RSS MiB", lambda r: f"{r.peak_rss_mb:.0f}"),
+    ]
+    if len(results) > 1:
+        rows.append(("mean vs first", lambda r: f"{r.mean_ms / first.mean_ms:.2f}x"))
+    for name, cell in rows:
+        table.add_row(name, *(str(cell(r)) for r in results))
+    return table
+
+
+def _pipeline_lines(r: Any) -> str:
+    p = r.pipeline
+    stages = ", ".join(f"{k} {v:.2f}" for k, v in p["stage_ms"].items())
+    return (f"{Path(r.model).name} pipeline on {p['source']}: {p['frames']} frames, "
+            f"{p['fps']:.1f} FPS, efficiency {p['efficiency']:.0%} of raw invoke FPS; "
+            f"per stage (ms): {stages}; {p['dropped']} dropped")
+
+
+def _plot(results: list[Any], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        from edgeseg.errors import EdgesegError
+
+        raise EdgesegError("--plot needs matplotlib: pip install matplotlib") from e
+    from edgeseg.atomic import atomic_path
+
+    names = [Path(r.model).name for r in results]
+    fig, ax = plt.subplots(figsize=(max(4, 1.6 * len(results)), 3.5))
+    ax.bar(names, [r.mean_ms for r in results], color="#4c72b0", label="mean")
+    ax.errorbar(names, [r.mean_ms for r in results], fmt="none", ecolor="black",
+                yerr=[[r.mean_ms - r.min_ms for r in results],
+                      [max(0.0, r.p99_ms - r.mean_ms) for r in results]], capsize=4)
+    ax.set_ylabel("invoke ms (mean; min to p99)")
+    ax.set_title(f"{results[0].runtime} {results[0].runtime_version}, "
+                 f"{results[0].threads} threads")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+
+
+@handle_errors
+def bench(
+    models: Annotated[list[Path], typer.Argument(help="One or more .tflite models.")],
+    runs: Annotated[int, typer.Option(help="Timed invokes (at least).")] = 50,
+    warmup: Annotated[int, typer.Option(help="Untimed invokes first.")] = 5,
+    min_seconds: Annotated[float, typer.Option(help="Keep timing for at least this long.")] = 0.0,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all).")] = None,
+    delegate: Annotated[Optional[str], typer.Option(
+        help="cpu (XNNPACK), edgetpu, gpu, or a delegate library path.")] = None,
+    fallback: Annotated[bool, typer.Option(help="Run on the CPU if the delegate fails.")] = False,
+    pipeline: Annotated[Optional[str], typer.Option(
+        help="Also time the frame pipeline on this video/folder/URL/camera.",
+        metavar="SOURCE")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
+    plot: Annotated[Optional[Path], typer.Option(help="Save a bar chart (.png).")] = None,
+) -> None:
+    """Benchmark .tflite models: latency percentiles, FPS, init time, memory, delegate nodes."""
+    import warnings
+
+    from edgeseg.runtime.bench import bench_model, bench_pipeline
+
+    results = []
+    for model in models:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            r = bench_model(model, threads, delegate, fallback, runs, warmup, min_seconds)
+            if pipeline:
+                r = replace(r, pipeline=bench_pipeline(model, pipeline, r.mean_ms, threads,
+                                                       delegate, fallback, runs, warmup))
+        for w in caught:
+            err_console.print(f"warning: {w.message}", markup=False, soft_wrap=True)
+        results.append(r)
+    if plot:
+        _plot(results, plot)
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in results], indent=2))
+        return
+    console.print(_table(results))
+    for r in results:
+        if r.pipeline:
+            console.print(_pipeline_lines(r))
+    if plot:
+        console.print(f"chart saved to {plot}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench", help="Benchmark .tflite models (latency, FPS, memory, pipeline).")(bench)

@@ -1,0 +1,72 @@
+"""``edgeseg run``: segment a camera or video with a .tflite model, without TensorFlow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from edgeseg.cli._common import console, err_console, handle_errors
+
+_ENDINGS = {
+    "end-of-source": "end of the source",
+    "max-frames": "reached --max-frames",
+    "interrupted": "stopped (Ctrl-C)",
+    "window-closed": "window closed",
+}
+
+
+@handle_errors
+def run(
+    model: Annotated[Path, typer.Argument(help="The .tflite model (its .json sidecar is read).")],
+    camera: Annotated[Optional[str], typer.Option(
+        help="Camera: a device number (OpenCV/V4L2) or 'picam' (picamera2).")] = None,
+    source: Annotated[Optional[str], typer.Option(
+        help="A video file, an image or folder of images, or an rtsp:// URL.")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all).")] = None,
+    delegate: Annotated[Optional[str], typer.Option(
+        help="cpu (XNNPACK), edgetpu, gpu, or a delegate library path.")] = None,
+    fallback: Annotated[bool, typer.Option(
+        help="If the delegate can't be loaded, warn and run on the CPU.")] = False,
+    alpha: Annotated[float, typer.Option(help="Overlay opacity, 0-1.")] = 0.5,
+    display: Annotated[bool, typer.Option(
+        "--display/--no-display", help="Show a window (headless when there is no display).")
+    ] = True,
+    save: Annotated[Optional[Path], typer.Option(
+        help="Save the overlay video (.mp4/.avi), finalized on Ctrl-C.")] = None,
+    stream: Annotated[Optional[int], typer.Option(
+        help="Serve an MJPEG page on this port.", metavar="PORT")] = None,
+    host: Annotated[str, typer.Option(
+        help="Interface for --stream (0.0.0.0 opens it to the network).")] = "127.0.0.1",
+    max_frames: Annotated[Optional[int], typer.Option(help="Stop after N frames.")] = None,
+    json_log: Annotated[Optional[Path], typer.Option(
+        help="Write per-frame timings as JSON lines.")] = None,
+) -> None:
+    """Segment camera frames or a video with a .tflite model; overlay, save or stream."""
+    from edgeseg.runtime.app import RunOptions
+    from edgeseg.runtime.app import run as run_app
+
+    opts = RunOptions(
+        model=str(model), camera=camera, source=source, threads=threads, delegate=delegate,
+        fallback=fallback, alpha=alpha, display=display, save=str(save) if save else None,
+        stream=stream, host=host, max_frames=max_frames,
+        json_log=str(json_log) if json_log else None,
+    )
+    stats = run_app(opts, note=lambda msg: err_console.print(msg, markup=False, soft_wrap=True))
+    st = {k: v.mean for k, v in stats.stages.items()}
+    console.print(f"{_ENDINGS.get(stats.ended, stats.ended)}: {stats.frames} frames in "
+                  f"{stats.seconds:.1f} s, {stats.fps:.1f} FPS, {stats.dropped} dropped")
+    console.print(
+        f"per frame (ms): preprocess {st['preprocess']:.2f}, invoke {st['invoke']:.2f}, "
+        f"postprocess {st['postprocess']:.2f}, draw {st['draw']:.2f}, output {st['output']:.2f}, "
+        f"capture wait {st['capture']:.2f}"
+    )
+    if save and stats.frames:
+        console.print(f"saved {save}")
+    if json_log:
+        console.print(f"per-frame timings in {json_log}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run", help="Segment a camera or video with a .tflite model (no TensorFlow).")(run)

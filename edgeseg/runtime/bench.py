@@ -1,0 +1,175 @@
+"""Benchmarks in the style of TFLite's benchmark_model: invoke latency and the frame pipeline."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from edgeseg.errors import EdgesegError
+from edgeseg.runtime import adapters
+from edgeseg.runtime.interpreter import (
+    backend,
+    default_threads,
+    delegate_name,
+    delegated_nodes,
+    make_interpreter,
+)
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """One model's numbers. Latencies in milliseconds, memory in MiB."""
+
+    model: str
+    runtime: str
+    runtime_version: str
+    threads: int
+    delegate: str
+    delegated_nodes: int | None
+    total_nodes: int | None
+    input: str
+    init_ms: float
+    warmup: int
+    runs: int
+    min_ms: float
+    mean_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    std_ms: float
+    fps: float
+    peak_rss_mb: float
+    pipeline: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (Linux), so each model gets its own figure."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MiB (since the last reset, on Linux)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
+
+
+def _random_input(interpreter: Any) -> None:
+    details = adapters.input_details(interpreter)
+    dtype = np.dtype(details["dtype"])
+    rng = np.random.default_rng(66)
+    shape = tuple(int(x) for x in details["shape"][1:])
+    if dtype == np.float32:
+        data = rng.uniform(-1, 1, shape).astype(np.float32)
+    else:
+        info = np.iinfo(dtype)
+        data = rng.integers(info.min, info.max + 1, shape, dtype=dtype)
+    adapters.set_input(interpreter, data)
+
+
+def bench_model(model: str | os.PathLike, threads: int | None = None,
+                delegate: str | None = None, fallback: bool = False, runs: int = 50,
+                warmup: int = 5, min_seconds: float = 0.0) -> BenchResult:
+    """Time ``invoke()`` on random input: ``warmup`` untimed runs, then at least ``runs``
+    timed runs and at least ``min_seconds`` of them.
+
+    Raises:
+        EdgesegError: Bad counts, or a model that can't be loaded.
+    """
+    if runs < 1 or warmup < 0 or min_seconds < 0:
+        raise EdgesegError("--runs must be ≥ 1, --warmup and --min-seconds ≥ 0.")
+    _reset_peak_rss()
+    t0 = time.perf_counter()
+    interpreter = make_interpreter(model, threads, delegate, fallback)
+    init_ms = (time.perf_counter() - t0) * 1000
+    _random_input(interpreter)
+    for _ in range(warmup):
+        interpreter.invoke()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < runs or time.perf_counter() - start < min_seconds:
+        t = time.perf_counter()
+        interpreter.invoke()
+        times.append((time.perf_counter() - t) * 1000)
+    ms = np.asarray(times)
+    nodes = delegated_nodes(interpreter)
+    details = adapters.input_details(interpreter)
+    be = backend()
+    return BenchResult(
+        model=str(model), runtime=be.name, runtime_version=be.version,
+        threads=threads or default_threads(), delegate=delegate_name(interpreter),
+        delegated_nodes=nodes[0] if nodes else None, total_nodes=nodes[1] if nodes else None,
+        input=f"{list(int(x) for x in details['shape'])} {np.dtype(details['dtype']).name}",
+        init_ms=round(init_ms, 2), warmup=warmup, runs=len(times),
+        min_ms=round(float(ms.min()), 3), mean_ms=round(float(ms.mean()), 3),
+        p50_ms=round(float(np.percentile(ms, 50)), 3),
+        p90_ms=round(float(np.percentile(ms, 90)), 3),
+        p99_ms=round(float(np.percentile(ms, 99)), 3), std_ms=round(float(ms.std()), 3),
+        fps=round(1000 / float(ms.mean()), 2), peak_rss_mb=round(peak_rss_mb(), 1),
+    )
+
+
+def bench_pipeline(model: str | os.PathLike, source: str, invoke_ms: float,
+                   threads: int | None = None, delegate: str | None = None,
+                   fallback: bool = False, frames: int = 100, warmup: int = 5) -> dict[str, Any]:
+    """Time the whole frame pipeline (capture → preprocess → invoke → postprocess → draw).
+
+    Args:
+        model: The ``.tflite`` model.
+        source: A video, image folder, ``rtsp://`` URL or camera number.
+        invoke_ms: Mean raw invoke time from :func:`bench_model`, for the efficiency.
+        threads: CPU threads.
+        delegate: As for :func:`bench_model`.
+        fallback: As for :func:`bench_model`.
+        frames: Frames to time (fewer if the source ends first).
+        warmup: Untimed frames first.
+
+    Returns:
+        fps, per-stage mean milliseconds, frame-time percentiles, dropped frames and
+        ``efficiency``: pipeline fps over raw invoke fps (1 means no overhead).
+    """
+    from edgeseg.runtime import capture
+    from edgeseg.runtime.overlay import Overlay
+    from edgeseg.runtime.pipeline import run_pipeline
+    from edgeseg.runtime.segmenter import Segmenter
+
+    seg = Segmenter(model, threads=threads, delegate=delegate, fallback=fallback)
+    overlay = Overlay(seg.labels)
+    src = capture.open_source(source if source.isdigit() else None,
+                              None if source.isdigit() else source)
+    capture.open_with_retry(src)
+    reader = capture.FrameReader(src)
+    try:
+        for _ in range(warmup):
+            frame = reader.read()
+            if frame is None:
+                raise EdgesegError(f"{source} ended during the warm-up; use a longer video.")
+            overlay.draw(frame, seg.segment(frame).mask)
+        stats = run_pipeline(seg, reader, overlay.draw, max_frames=frames)
+    finally:
+        reader.close()
+    out = stats.to_dict()
+    out["source"] = source
+    out["efficiency"] = round(stats.fps * invoke_ms / 1000, 3)
+    return out

@@ -1,0 +1,90 @@
+"""Drawing: a per-class colour palette, alpha-blended mask, legend, FPS and latency text."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+
+def palette(n: int = 256) -> np.ndarray:
+    """n×3 uint8 BGR colours: the PASCAL VOC colour map (class 0 is black).
+
+    Bits of the class id are spread over the high bits of R, G and B, so
+    neighbouring ids get clearly different colours and any id has one.
+    """
+    ids = np.arange(n)
+    rgb = np.zeros((n, 3), np.int64)
+    for shift in range(7, -1, -1):
+        for ch in range(3):
+            rgb[:, ch] |= ((ids >> (3 * (7 - shift) + ch)) & 1) << shift
+    return rgb[:, ::-1].astype(np.uint8)
+
+
+class Overlay:
+    """Draws segmentations onto frames, reusing its buffers from frame to frame.
+
+    Args:
+        labels: Class names for the legend (no legend when empty).
+        alpha: Weight of the class colour in the blend (0: frame only, 1: colours only).
+    """
+
+    def __init__(self, labels: Sequence[str], alpha: float = 0.5) -> None:
+        if not 0.0 <= alpha <= 1.0:
+            from edgeseg.errors import EdgesegError
+
+            raise EdgesegError(f"--alpha {alpha} must be between 0 and 1.")
+        self.labels, self.alpha = list(labels), alpha
+        self.colors = palette(max(256, len(self.labels)))
+        # cv2.LUT maps a 3-channel image channel by channel: one table per B, G, R.
+        self._lut = np.ascontiguousarray(self.colors[:256].reshape(1, 256, 3))
+        self._mask3: np.ndarray | None = None
+
+    def colorize(self, mask: np.ndarray) -> np.ndarray:
+        """H×W×3 BGR colours of an H×W class mask."""
+        if mask.dtype == np.uint8:
+            if self._mask3 is None or self._mask3.shape[:2] != mask.shape:
+                self._mask3 = np.empty((*mask.shape, 3), np.uint8)
+            cv2.merge((mask, mask, mask), dst=self._mask3)
+            return cv2.LUT(self._mask3, self._lut)
+        return np.take(self.colors, mask, axis=0)
+
+    def draw(self, frame: np.ndarray, mask: np.ndarray, fps: float | None = None,
+             latency_ms: float | None = None) -> np.ndarray:
+        """A new BGR image: ``frame`` blended with the mask's colours, legend and stats."""
+        out = cv2.addWeighted(frame, 1.0 - self.alpha, self.colorize(mask), self.alpha, 0.0)
+        if self.labels:
+            self._legend(out)
+        text = []
+        if fps is not None:
+            text.append(f"{fps:.1f} FPS")
+        if latency_ms is not None:
+            text.append(f"{latency_ms:.1f} ms")
+        if text:
+            _label(out, "  ".join(text), (6, 6), (255, 255, 255))
+        return out
+
+    def _legend(self, img: np.ndarray) -> None:
+        scale = _font_scale(img)
+        line = int(22 * scale / 0.5)
+        x0 = img.shape[1] - int(120 * scale / 0.5)
+        for i, name in enumerate(self.labels[: max(1, (img.shape[0] - 8) // line)]):
+            y = 6 + i * line
+            color = tuple(int(c) for c in self.colors[i])
+            cv2.rectangle(img, (x0, y), (x0 + line - 6, y + line - 6), color, -1)
+            cv2.rectangle(img, (x0, y), (x0 + line - 6, y + line - 6), (255, 255, 255), 1)
+            _label(img, name[:12], (x0 + line, y), (255, 255, 255))
+
+
+def _font_scale(img: np.ndarray) -> float:
+    return max(0.35, min(1.0, img.shape[0] / 960))
+
+
+def _label(img: np.ndarray, text: str, xy: tuple[int, int], color: tuple[int, int, int]) -> None:
+    """Text with a dark outline, readable on any background; ``xy`` is its top-left."""
+    scale = _font_scale(img)
+    (_, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    org = (xy[0], xy[1] + th)
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, 1, cv2.LINE_AA)

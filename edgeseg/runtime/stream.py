@@ -1,0 +1,137 @@
+"""A tiny MJPEG server so a headless Pi can be watched from a browser."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edgeseg.errors import EdgesegError
+
+_PAGE = b"""<!doctype html><html><head><title>edgeseg</title></head>
+<body style="margin:0;background:#111"><img src="/stream.mjpg" style="max-width:100%"></body></html>
+"""
+_BOUNDARY = "edgesegframe"
+
+
+class MjpegServer:
+    """Serves the newest frame: MJPEG at ``/stream.mjpg``, page at ``/``, JPEG at ``/frame.jpg``.
+
+    ``publish()`` only stores a reference; frames are JPEG-encoded in the client
+    threads, once per frame however many clients watch, and not at all when none do.
+
+    Args:
+        port: TCP port (0 picks a free one; see ``port``).
+        host: Interface to listen on: 127.0.0.1 (this machine only) unless opened up.
+        quality: JPEG quality 1-100.
+    """
+
+    def __init__(self, port: int, host: str = "127.0.0.1", quality: int = 80) -> None:
+        self.quality = quality
+        self._cond = threading.Condition()
+        self._frame: np.ndarray | None = None
+        self._seq = 0
+        self._jpeg: tuple[int, bytes] = (-1, b"")
+        self._closed = False
+        try:
+            self._httpd = ThreadingHTTPServer((host, port), _handler(self))
+        except OSError as e:
+            raise EdgesegError(f"can't serve on {host}:{port} ({e.strerror or e}); "
+                               "pick another port with --stream PORT.") from e
+        self._httpd.daemon_threads = True
+        self.host, self.port = host, int(self._httpd.server_address[1])
+        self._thread = threading.Thread(target=self._httpd.serve_forever,
+                                        name="edgeseg-mjpeg", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        host = "localhost" if self.host in ("127.0.0.1", "0.0.0.0", "") else self.host
+        return f"http://{host}:{self.port}/"
+
+    def publish(self, frame: np.ndarray) -> None:
+        """Make ``frame`` (BGR) the one clients see next. The caller must not modify it after."""
+        with self._cond:
+            self._frame, self._seq = frame, self._seq + 1
+            self._cond.notify_all()
+
+    def jpeg(self, after: int = 0, timeout: float = 1.0) -> tuple[int, bytes] | None:
+        """(sequence number, JPEG) of a frame newer than ``after``; None on timeout or close."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._closed or self._seq > after, timeout):
+                return None
+            if self._closed or self._frame is None:
+                return None
+            seq, frame = self._seq, self._frame
+            if self._jpeg[0] == seq:
+                return self._jpeg
+        ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        if not ok:
+            return None
+        with self._cond:
+            self._jpeg = (seq, buf.tobytes())
+            return self._jpeg
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+def _handler(server: MjpegServer) -> Any:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:  # keep the terminal for the run's output
+            pass
+
+        def _send(self, body: bytes, ctype: str) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-cache")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            path = self.path.split("?")[0]
+            if path in ("/", "/index.html"):
+                self._send(_PAGE, "text/html; charset=utf-8")
+            elif path == "/frame.jpg":
+                got = server.jpeg(after=0, timeout=5.0)
+                if got is None:
+                    self.send_error(503, "no frame yet")
+                else:
+                    self._send(got[1], "image/jpeg")
+            elif path == "/stream.mjpg":
+                self._stream()
+            else:
+                self.send_error(404)
+
+        def _stream(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={_BOUNDARY}")
+            self.send_header("Cache-Control", "no-cache")
+            self.end_headers()
+            seq = 0
+            try:
+                while not server.closed:
+                    got = server.jpeg(after=seq)
+                    if got is None:
+                        continue
+                    seq, data = got
+                    self.wfile.write(f"--{_BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                                     f"Content-Length: {len(data)}\r\n\r\n".encode())
+                    self.wfile.write(data + b"\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the browser went away
+
+    return Handler
