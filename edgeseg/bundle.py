@@ -69,9 +69,13 @@ def find_templates() -> Path:
     Raises:
         EdgesegError: When no folder has all of them.
     """
+    import site
+
+    # A checkout (or editable install), then a wheel's data files (venv, then pip --user).
     candidates = [
         Path(__file__).resolve().parent.parent / "deploy",
         Path(sys.prefix) / "share" / "edgeseg" / "deploy",
+        Path(site.getuserbase()) / "share" / "edgeseg" / "deploy",
     ]
     for d in candidates:
         if all((d / name).is_file() for name in TEMPLATES):
@@ -79,7 +83,7 @@ def find_templates() -> Path:
     raise EdgesegError(
         "the deploy templates (" + ", ".join(TEMPLATES) + ") were not found in "
         + " or ".join(str(d) for d in candidates)
-        + "; run edgeseg bundle from an edgeseg checkout (pip install -e .)."
+        + "; reinstall edgeseg, or run edgeseg bundle from a checkout (pip install -e .)."
     )
 
 
