@@ -61,7 +61,8 @@ class OpenCVSource:
         if not self._cap.isOpened():
             self.close()
             hint = ("check the cable, `ls /dev/video*`, and that no other program uses it"
-                    if isinstance(self.target, int) else "check the URL and the network")
+                    if isinstance(self.target, int) or str(self.target).startswith("/dev/")
+                    else "check the URL and the network")
             if not self.live:
                 raise EdgesegError(f"could not open {self.name}: not a video OpenCV can decode.")
             raise CaptureError(f"could not open {self.name}; {hint}.")
@@ -160,8 +161,11 @@ def open_source(camera: str | None = None, source: str | None = None) -> FrameSo
     if camera is not None:
         if camera.lower() in ("picam", "picamera", "picamera2"):
             return PicameraSource()
+        if camera.startswith("/dev/"):
+            return OpenCVSource(camera, live=True, name=camera)
         if not camera.isdigit():
-            raise EdgesegError(f"--camera {camera!r} must be a device number (0, 1, …) or picam.")
+            raise EdgesegError(f"--camera {camera!r} must be a device number (0, 1, …), "
+                               "a /dev/video path, or picam.")
         return OpenCVSource(int(camera), live=True, name=f"camera {camera}")
     assert source is not None
     if "://" in source:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import importlib
 import os
@@ -61,6 +62,9 @@ def default_threads() -> int:
 
 def _load(library: str, what: str, install: str) -> Any:
     try:
+        # Find the library first: a Delegate whose library is missing fails in __init__
+        # and then again, noisily, in its __del__.
+        ctypes.CDLL(library)
         return backend().module.load_delegate(library)
     except (ValueError, OSError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
