@@ -192,7 +192,11 @@ def _parse_with_interpreter(data: bytes) -> tuple:
                 "reading a .tflite needs ai-edge-litert (pip install ai-edge-litert) "
                 "or tflite-runtime; neither is installed."
             ) from e
-    interpreter = Interpreter(model_content=data)
+    try:
+        interpreter = Interpreter(model_content=data)
+    except (ValueError, RuntimeError) as e:  # e.g. an unresolved custom op
+        raise EdgesegError(f"the interpreter cannot read this model ({e}); install "
+                           "ai-edge-litert to inspect it: pip install ai-edge-litert") from e
     produced: set[int] = set()
     ops = []
     for d in interpreter._get_ops_details():  # the only public-ish op listing of tflite-runtime

@@ -106,6 +106,28 @@ def test_edgetpu_softmax_over_pixels_stays_on_the_cpu(models):
     assert report.ops[report.fallback_at].support.op == "SOFTMAX"
 
 
+def test_compiled_edgetpu_model_reads_with_its_custom_op(models, tmp_path):
+    """A compiled model keeps one ``edgetpu-custom-op``: on the Edge TPU, nowhere else."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(models["int8_resize_logits"].read_bytes(), 0)
+    for code in model.operatorCodes:  # pretend the compiler swallowed the convolutions
+        if code.builtinCode == schema.BuiltinOperator.CONV_2D:
+            code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+            code.customCode = "edgetpu-custom-op"
+    b = flatbuffers.Builder(0)
+    b.Finish(model.Pack(b), b"TFL3")
+    path = tmp_path / "m_edgetpu.tflite"
+    path.write_bytes(bytes(b.Output()))
+    m = read_tflite(path)
+    assert m.op_histogram()["edgetpu-custom-op"] == 3
+    reports = compatibility(m)
+    assert reports["edgetpu"].supported == len(m.ops)
+    assert reports["xnnpack"].unsupported_ops["edgetpu-custom-op"] == 3
+    assert "edgetpu-custom-op" in reports["gpu"].unsupported_ops
+
+
 def _fake_compiler(bin_dir: Path, exit_code: int) -> None:
     script = bin_dir / "edgetpu_compiler"
     script.write_text(

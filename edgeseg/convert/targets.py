@@ -74,6 +74,7 @@ _WHY_NOT = {
     "ARG_MAX": "ARG_MAX is not supported; it runs on the CPU (cheap as the last op)",
     "DEQUANTIZE": "DEQUANTIZE is not supported; float outputs are made on the CPU",
 }
+EDGETPU_CUSTOM_OP = "edgetpu-custom-op"  # what edgetpu_compiler leaves in a compiled model
 _FLOAT = ("float32", "float16")
 _EIGHT_BIT = ("int8", "uint8")
 
@@ -102,6 +103,8 @@ def _activations(model: TfliteModel, op: OpInfo) -> list[TensorInfo]:
 
 def xnnpack_support(model: TfliteModel, op: OpInfo) -> OpSupport:
     """XNNPACK takes float32 ops of its float list, 8-bit ops of its quantized list."""
+    if op.name == EDGETPU_CUSTOM_OP:
+        return OpSupport(op.index, op.name, False, "needs the Edge TPU delegate (libedgetpu)")
     acts = _activations(model, op)
     if op.name == "DEQUANTIZE" and all(t.dtype == "float16" for t in
                                        (model.tensors[i] for i in op.inputs)):
@@ -129,6 +132,8 @@ def xnnpack_support(model: TfliteModel, op: OpInfo) -> OpSupport:
 
 def gpu_support(model: TfliteModel, op: OpInfo) -> OpSupport:
     """The GPU delegate takes the ops it parses, on float or 8-bit tensors of rank <= 4."""
+    if op.name == EDGETPU_CUSTOM_OP:
+        return OpSupport(op.index, op.name, False, "needs the Edge TPU delegate (libedgetpu)")
     if op.name not in GPU_OPS:
         return OpSupport(op.index, op.name, False, "not implemented by the GPU delegate")
     acts = _activations(model, op)
@@ -143,6 +148,8 @@ def gpu_support(model: TfliteModel, op: OpInfo) -> OpSupport:
 
 def edgetpu_support(model: TfliteModel, op: OpInfo) -> OpSupport:
     """The Edge TPU takes listed ops whose tensors are all 8-bit (int32 biases aside), <= 4-D."""
+    if op.name == EDGETPU_CUSTOM_OP:
+        return OpSupport(op.index, op.name, True, "already compiled for the Edge TPU")
     if op.name not in EDGETPU_OPS:
         return OpSupport(op.index, op.name, False,
                          _WHY_NOT.get(op.name, f"{op.name} is not an Edge TPU operation"))
