@@ -21,7 +21,7 @@ from edgeseg.errors import EdgesegError
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 INSTALL = DEPLOY / "install-pi.sh"
 WRAPPER = DEPLOY / "edgeseg-service.sh"
-SCRIPTS = [INSTALL, WRAPPER]
+SCRIPTS = [INSTALL, WRAPPER, DEPLOY / "test-arm64-emulated.sh"]
 runner = CliRunner()
 
 
