@@ -61,6 +61,7 @@ class Bundle:
     model: str
     files: tuple[str, ...]
     sidecar_source: str
+    notes: tuple[str, ...] = ()
 
 
 def find_templates() -> Path:
@@ -150,17 +151,28 @@ def read_description(model: Path) -> tuple[dict[str, Any], list[str], str]:
         raise EdgesegError(f"{model} is not a .tflite model; convert it first: "
                            "edgeseg convert model.keras --int8 -o model.tflite")
     side = sidecar_path(model)
-    embedded, zip_labels = _embedded(model)
-    if side.is_file():
-        try:
-            data = json.loads(side.read_text())
-        except ValueError as e:
-            raise EdgesegError(
-                f"{side} is not valid JSON ({e}); fix it or re-run edgeseg convert.") from e
-        source = str(side)
-    elif embedded is not None:
-        data, source = embedded, f"{model} (embedded edgeseg.json)"
-    else:
+    # edgetpu_compiler writes X_edgetpu.tflite without our sidecar or zip: X.tflite has them.
+    sources = [model]
+    if model.stem.endswith("_edgetpu"):
+        sources.append(model.with_name(model.stem[: -len("_edgetpu")] + ".tflite"))
+    data: Any = None
+    zip_labels: list[str] = []
+    for src in sources:
+        if sidecar_path(src).is_file():
+            try:
+                data = json.loads(sidecar_path(src).read_text())
+            except ValueError as e:
+                raise EdgesegError(f"{sidecar_path(src)} is not valid JSON ({e}); fix it or "
+                                   "re-run edgeseg convert.") from e
+            source = str(sidecar_path(src))
+            zip_labels = _embedded(src)[1]
+            break
+        if src.is_file():
+            data, zip_labels = _embedded(src)
+            if data is not None:
+                source = f"{src} (embedded edgeseg.json)"
+                break
+    if data is None:
         raise EdgesegError(
             f"{side} is missing and {model.name} has no embedded description: the runtime "
             "needs it for preprocessing and labels. Copy it beside the model, or re-run "
@@ -170,6 +182,24 @@ def read_description(model: Path) -> tuple[dict[str, Any], list[str], str]:
         raise EdgesegError(f"{source} has no \"edgeseg\" section; re-run edgeseg convert.")
     labels = [str(s) for s in data["edgeseg"].get("labels") or []] or zip_labels
     return data, labels, source
+
+
+def auto_delegate(model: Path) -> str:
+    """``edgetpu`` for a model compiled by edgetpu_compiler (``*_edgetpu.tflite``), else CPU."""
+    return "edgetpu" if model.stem.endswith("_edgetpu") else ""
+
+
+def notes_for(model: Path, data: dict[str, Any], delegate: str) -> list[str]:
+    """Warnings worth a line: a model meant for the Edge TPU but not compiled, and the reverse."""
+    target = (data.get("tflite") or {}).get("target")
+    if target == "edgetpu" and delegate != "edgetpu":
+        return [f"{model.name} was converted for the Edge TPU but not compiled: it runs on the "
+                f"CPU. Compile it (edgetpu_compiler {model.name}) and bundle "
+                f"{model.stem}_edgetpu.tflite to use a Coral."]
+    if delegate == "edgetpu" and not model.stem.endswith("_edgetpu"):
+        return [f"--delegate edgetpu needs a model compiled by edgetpu_compiler "
+                f"(*_edgetpu.tflite); {model.name} will fail to load unless --fallback is set."]
+    return []
 
 
 def _readme(model: str, data: dict[str, Any], labels: list[str], env: dict[str, str],
@@ -206,7 +236,8 @@ update the model, run this again with a new bundle, or copy the files into
 
 
 def _build(dest: Path, model: Path, data: dict[str, Any], labels: list[str],
-           settings: BundleSettings, templates: Path, wheel: Path | None, name: str) -> None:
+           settings: BundleSettings, delegate: str, templates: Path, wheel: Path | None,
+           name: str) -> None:
     (dest / "models").mkdir()
     shutil.copyfile(model, dest / "models" / model.name)
     (dest / "models" / sidecar_path(model).name).write_text(json.dumps(data, indent=2) + "\n")
@@ -217,9 +248,6 @@ def _build(dest: Path, model: Path, data: dict[str, Any], labels: list[str],
             shutil.copyfile(templates / t, dest / t)
     for t in EXECUTABLES:
         (dest / t).chmod(0o755)
-    delegate = settings.delegate
-    if delegate is None:
-        delegate = "edgetpu" if (data.get("tflite") or {}).get("target") == "edgetpu" else ""
     values = {
         "EDGESEG_MODEL": f"models/{model.name}",
         "EDGESEG_CAMERA": str(settings.camera),
@@ -272,11 +300,12 @@ def make_bundle(model: str | Path, output: str | Path, settings: BundleSettings 
     if out.exists() and not out.is_dir():
         raise EdgesegError(f"{out} exists and is not a folder; pick another -o.")
     templates = find_templates()
+    delegate = settings.delegate if settings.delegate is not None else auto_delegate(model)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     old: Path | None = None
     try:
-        _build(tmp, model, data, labels, settings, templates, wheel, out.name)
+        _build(tmp, model, data, labels, settings, delegate, templates, wheel, out.name)
         tmp.chmod(0o755)
         if out.exists():
             old = out.with_name(f".{out.name}.old-{tmp.name.rsplit('.', 1)[-1]}")
@@ -295,4 +324,5 @@ def make_bundle(model: str | Path, output: str | Path, settings: BundleSettings 
         if old is not None and old.exists():
             shutil.rmtree(old)
     files = tuple(sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()))
-    return Bundle(path=out, model=model.name, files=files, sidecar_source=source)
+    return Bundle(path=out, model=model.name, files=files, sidecar_source=source,
+                  notes=tuple(notes_for(model, data, delegate)))

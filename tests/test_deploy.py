@@ -262,6 +262,24 @@ def test_bundle_of_edgetpu_model_uses_the_delegate_and_embedded_description(
     assert "--coral" in (b.path / "README.md").read_text()
 
 
+def test_bundle_of_a_compiled_model_takes_the_description_of_its_source(tmp_path: Path) -> None:
+    fake_model(tmp_path / "seg.tflite", sidecar=description("edgetpu"))
+    compiled = fake_model(tmp_path / "seg_edgetpu.tflite")  # what edgetpu_compiler writes
+    b = make_bundle(compiled, tmp_path / "b")
+    assert b.sidecar_source == str(tmp_path / "seg.tflite.json") and not b.notes
+    assert json.loads((b.path / "models/seg_edgetpu.tflite.json").read_text()) == description(
+        "edgetpu")
+    assert parse_env((b.path / "edgeseg.env").read_text())["EDGESEG_DELEGATE"] == "edgetpu"
+
+
+def test_bundle_notes_an_edgetpu_model_that_was_not_compiled(tmp_path: Path) -> None:
+    model = fake_model(tmp_path / "seg.tflite", sidecar=description("edgetpu"))
+    r = runner.invoke(app, ["bundle", str(model), "-o", str(tmp_path / "b")])
+    assert r.exit_code == 0, r.output
+    assert "converted for the Edge TPU but not compiled" in " ".join(r.output.split())
+    assert parse_env((tmp_path / "b/edgeseg.env").read_text())["EDGESEG_DELEGATE"] == ""
+
+
 def test_bundle_install_script_finds_the_bundle(tmp_path: Path) -> None:
     model = fake_model(tmp_path / "seg.tflite", sidecar=description())
     b = make_bundle(model, tmp_path / "b")

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgeseg.cli._common import console, handle_errors
+from edgeseg.cli._common import console, err_console, handle_errors
 
 
 @handle_errors
@@ -42,6 +42,8 @@ def bundle(
                   f"description from {result.sidecar_source})")
     for name in result.files:
         console.print(f"  {name}", markup=False)
+    for note in result.notes:
+        err_console.print(f"note: {note}", markup=False, soft_wrap=True)
     console.print(f"Next: scp -r {result.path} pi@raspberrypi.local: && ssh pi@raspberrypi.local "
                   f"'cd {result.path.name} && sudo ./install-pi.sh'", markup=False, soft_wrap=True)
 
