@@ -16,9 +16,9 @@ def _head(logits: Any, cfg: ModelConfig, head: str) -> Any:
     oh, ow = cfg.output_size
     if head == "flat":
         x = layers.Reshape((oh * ow, cfg.n_classes), name="seg_reshape")(logits)
-        return layers.Softmax(name="seg_softmax")(x)
+        return layers.Softmax(name="seg_softmax", dtype="float32")(x)
     if head in ("spatial", "softmax"):
-        return layers.Softmax(name="seg_softmax")(logits)
+        return layers.Softmax(name="seg_softmax", dtype="float32")(logits)
     if head == "logits":
         return logits
     if head == "argmax":

@@ -1,0 +1,79 @@
+"""``edgeseg compare``: float vs quantized, as numbers and a gate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from edgeseg.cli._common import console, handle_errors
+
+
+def report_compare(float_model: Path, quant_model: Path, data: Path, max_miou_drop: Optional[float],
+                   layers: bool, as_json: bool, limit: Optional[int]) -> None:
+    """Compare, print, and exit 1 when the mIoU drop exceeds the gate."""
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from edgeseg.compare import compare
+
+    with Progress(console=console, transient=True, disable=as_json) as bar:
+        task = bar.add_task("comparing", total=None)
+        rep = compare(float_model, quant_model, data, limit, layers,
+                      progress=lambda d, n: bar.update(task, completed=d, total=n))
+    failed = max_miou_drop is not None and rep.miou_drop > max_miou_drop
+    if as_json:
+        typer.echo(json.dumps({**rep.to_dict(), "max_miou_drop": max_miou_drop,
+                               "passed": not failed}))
+    else:
+        t = Table(title=f"{quant_model.name} vs {float_model.name} on {rep.images} images")
+        t.add_column("")
+        t.add_column("value", justify="right")
+        t.add_row("pixel agreement", f"{100 * rep.pixel_agreement:.2f} %")
+        t.add_row("float mIoU", f"{rep.float_metrics.mean_iou:.4f}")
+        t.add_row("quantized mIoU", f"{rep.quant_metrics.mean_iou:.4f}")
+        t.add_row("mIoU drop", f"{rep.miou_drop:+.2f} points")
+        if rep.prob_max_error is not None:
+            t.add_row("prob. error max / mean", f"{rep.prob_max_error:.4f} / {rep.prob_mean_error:.5f}")
+        for name, f in zip(rep.labels, rep.flip_rate):
+            t.add_row(f"flip rate: {name}", f"{100 * f:.2f} %")
+        console.print(t)
+        if rep.layers:
+            lt = Table(title="layers by quantization error (RMSE / scale; ~0.3 is rounding noise)")
+            for col in ("layer", "op", "RMSE/scale", "max |err|"):
+                lt.add_column(col)
+            for r in rep.layers:
+                lt.add_row(r["layer"], r["op"], f"{r['rmse_over_scale']:.3f}",
+                           f"{r['max_abs_error']:.4f}")
+            console.print(lt)
+    if failed:
+        worst = f"; worst layer {rep.layers[0]['layer']}" if rep.layers else ""
+        console.print(
+            f"[bold red]FAIL[/] mIoU drop {rep.miou_drop:.2f} points > {max_miou_drop}{worst}. "
+            "Try more calibration images (--calib-count), or keep the worst layers in float: "
+            "edgeseg convert ... --int8 --keep-float LAYER[,LAYER]", soft_wrap=True)
+        raise typer.Exit(1)
+    if max_miou_drop is not None and not as_json:
+        console.print(f"[green]PASS[/] mIoU drop {rep.miou_drop:.2f} ≤ {max_miou_drop} points")
+
+
+@handle_errors
+def compare(
+    float_model: Annotated[Path, typer.Argument(help="Float reference (.keras or .tflite).")],
+    quant_model: Annotated[Path, typer.Argument(help="Quantized .tflite.")],
+    data: Annotated[Path, typer.Option(help="Dataset with ground truth (val/ split when present).")],
+    max_miou_drop: Annotated[Optional[float], typer.Option(
+        help="Gate: exit 1 when mIoU drops more than this many points.")] = None,
+    layers: Annotated[bool, typer.Option("--layers", help="Rank layers by quantization error.")] = False,
+    limit: Annotated[Optional[int], typer.Option(help="Compare only the first N images.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Compare a quantized model with its float source: agreement, mIoU drop, layer errors."""
+    report_compare(float_model, quant_model, data, max_miou_drop, layers, as_json, limit)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("compare", help="Float vs quantized: pixel agreement, mIoU drop, per-layer "
+                                "error; a gate with --max-miou-drop.")(compare)

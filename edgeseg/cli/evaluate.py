@@ -1,0 +1,63 @@
+"""``edgeseg evaluate``: mIoU and friends of a .keras or .tflite model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from edgeseg.cli._common import console, handle_errors
+
+
+def metrics_table(metrics: object, labels: tuple[str, ...], title: str) -> object:
+    """A Rich table of per-class IoU plus the summary scores."""
+    from rich.table import Table
+
+    t = Table(title=title)
+    t.add_column("class")
+    t.add_column("IoU", justify="right")
+    for name, iou in zip(labels, metrics.per_class_iou):  # type: ignore[attr-defined]
+        t.add_row(name, "—" if iou != iou else f"{iou:.4f}")
+    t.add_section()
+    t.add_row("mean IoU", f"{metrics.mean_iou:.4f}")  # type: ignore[attr-defined]
+    t.add_row("freq.-weighted IoU", f"{metrics.fw_iou:.4f}")  # type: ignore[attr-defined]
+    t.add_row("pixel accuracy", f"{metrics.pixel_accuracy:.4f}")  # type: ignore[attr-defined]
+    return t
+
+
+@handle_errors
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="A .keras or .tflite model.")],
+    data: Annotated[Path, typer.Option(help="Dataset folder (uses its val/ split when present).")],
+    limit: Annotated[Optional[int], typer.Option(help="Score only the first N images.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Score a model: per-class IoU, mIoU, fwIoU, pixel accuracy, confusion matrix."""
+    from rich.progress import Progress
+
+    from edgeseg.evaluate import evaluate as run_eval
+
+    with Progress(console=console, transient=True, disable=as_json) as bar:
+        task = bar.add_task("evaluating", total=None)
+        metrics, pred = run_eval(model, data, limit,
+                                 progress=lambda d, n: bar.update(task, completed=d, total=n))
+    labels = pred.cfg.class_names
+    if as_json:
+        typer.echo(json.dumps(metrics.to_dict(labels)))
+        return
+    console.print(metrics_table(metrics, labels, f"{model.name} on {data}"))
+    from rich.table import Table
+
+    cm = Table(title="confusion (rows: truth, columns: predicted)")
+    cm.add_column("")
+    for name in labels:
+        cm.add_column(name, justify="right")
+    for name, row in zip(labels, metrics.confusion):
+        cm.add_row(name, *(f"{v:,}" for v in row))
+    console.print(cm)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate", help="Score a .keras or .tflite model (mIoU, per-class IoU, ...).")(evaluate)

@@ -1,0 +1,75 @@
+"""``edgeseg train``: train on a folder of images and masks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from edgeseg.cli._common import console, handle_errors
+
+
+@handle_errors
+def train(
+    data: Annotated[Path, typer.Option(help="Dataset folder (images/ + annotations/, or train/ + val/).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to save the best .keras model.")],
+    classes: Annotated[int, typer.Option("--classes", "-c", help="Classes, background included.")] = 2,
+    height: Annotated[int, typer.Option(help="Input height (multiple of 32).")] = 128,
+    width: Annotated[int, typer.Option(help="Input width (multiple of 32).")] = 128,
+    alpha: Annotated[float, typer.Option(help="MobileNet width: 0.25, 0.5, 0.75, 1.0.")] = 0.5,
+    encoder_level: Annotated[int, typer.Option(help="Decoder tap: 1 (1/4) … 4 (1/32).")] = 3,
+    head: Annotated[str, typer.Option(help="flat (seed) or spatial (4-D).")] = "flat",
+    decoder: Annotated[str, typer.Option(help="seed (published) or lite (depthwise, ReLU6).")] = "seed",
+    decoder_width: Annotated[float, typer.Option(help="Width multiplier of the lite decoder.")] = 0.5,
+    labels: Annotated[Optional[str], typer.Option(help="Class names, comma-separated.")] = None,
+    val: Annotated[Optional[Path], typer.Option(help="Validation folder (default: split --data).")] = None,
+    val_fraction: Annotated[float, typer.Option(help="Share of --data held out for validation.")] = 0.1,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 30,
+    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 16,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (warm-up, then cosine decay).")] = 2e-3,
+    no_augment: Annotated[bool, typer.Option("--no-augment", help="Turn augmentation off.")] = False,
+    backbone_weights: Annotated[Optional[str], typer.Option(
+        help="Encoder weights: a Keras MobileNet .h5 file, or 'imagenet'.")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue from a .last.keras checkpoint.")] = None,
+    time_limit: Annotated[Optional[float], typer.Option(
+        help="Minutes; epochs are fitted to it and training stops after the epoch that crosses it.")] = None,
+    strategy: Annotated[str, typer.Option(help="default, mirrored or multi-worker (tf.distribute).")] = "default",
+    precision: Annotated[str, typer.Option(
+        help="auto (bfloat16 where the CPU has it), float32 or mixed_bfloat16.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Train a model; keeps the best checkpoint by val mIoU, with a CSV log and a PNG plot."""
+    from edgeseg.cli.build import parse_labels
+    from edgeseg.config import ModelConfig
+    from edgeseg.train import TrainConfig
+    from edgeseg.train import train as run_training
+
+    names = parse_labels(labels) or _labels_from(data, classes)
+    cfg = ModelConfig(n_classes=classes, height=height, width=width, alpha=alpha,
+                      encoder_level=encoder_level, head=head, decoder=decoder,
+                      decoder_width=decoder_width if decoder == "lite" else 1.0, labels=names)
+    tcfg = TrainConfig(data=str(data), output=str(output), val=str(val) if val else None,
+                       val_fraction=val_fraction, epochs=epochs, batch_size=batch_size, lr=lr,
+                       augment=not no_augment, backbone_weights=backbone_weights,
+                       resume=str(resume) if resume else None, time_limit=time_limit,
+                       strategy=strategy, precision=precision, seed=seed)
+    result = run_training(cfg, tcfg, log=lambda s: console.print(s, markup=False))
+    console.print(f"best val mIoU {result.best_miou:.4f} at epoch {result.best_epoch} "
+                  f"({result.epochs_run} epochs, {result.seconds / 60:.1f} min) -> {result.model_path}")
+    console.print(f"log: {result.history_csv}" + (f", plot: {result.history_png}"
+                                                    if result.history_png else ""))
+
+
+def _labels_from(data: Path, classes: int) -> tuple[str, ...]:
+    """labels.txt of the dataset folder, when it names exactly ``classes`` classes."""
+    f = data / "labels.txt"
+    if f.exists():
+        names = tuple(x.strip() for x in f.read_text().splitlines() if x.strip())
+        if len(names) == classes:
+            return names
+    return ()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train", help="Train on images + masks; keeps the best model by val mIoU.")(train)

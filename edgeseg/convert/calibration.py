@@ -1,0 +1,106 @@
+"""Calibration images for int8 quantization, read by the same preprocessing as training."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from edgeseg.errors import EdgesegError
+from edgeseg.preprocess import Preprocessing, preprocess
+
+MIN_RECOMMENDED = 100
+# The project's default set (synthetic scenes like the demo's); used when --calib is not given.
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "calibration"
+
+
+@dataclass(frozen=True)
+class CalibrationSet:
+    """A seeded sample of calibration images.
+
+    Attributes:
+        folder: Where the images came from.
+        files: The sampled files, in the order they are fed.
+        sha256: Hash of the sampled files' names and bytes (recorded in the sidecar).
+    """
+
+    folder: Path
+    files: tuple[Path, ...]
+    sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"folder": str(self.folder), "count": len(self.files), "sha256": self.sha256}
+
+    def batches(self, spec: Preprocessing,
+                progress: Optional[Callable[[int], None]] = None) -> Iterator[list[np.ndarray]]:
+        """Yield ``[1×H×W×3 float32]`` inputs, as a TFLite representative dataset.
+
+        The first image gets one black and one white pixel, so the input range
+        seen by the calibrator is exactly 0..255 and the uint8 input tensor of the
+        int8 model is the raw pixel (scale 1/std, zero point = mean).
+        """
+        for i, path in enumerate(self.files):
+            rgb = read_calibration_image(path)
+            if i == 0:
+                rgb = rgb.copy()
+                rgb[0, 0], rgb[-1, -1] = 0, 255
+            yield [preprocess(rgb, spec)[None]]
+            if progress:
+                progress(i + 1)
+
+
+def read_calibration_image(path: Path) -> np.ndarray:
+    """Read an RGB image, refusing anything that is not 3-channel (with the file named)."""
+    import cv2
+
+    data = np.fromfile(str(path), np.uint8) if path.stat().st_size else np.zeros(0, np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if img is None:
+        raise EdgesegError(f"calibration image {path} is empty or unreadable; remove or replace it.")
+    channels = 1 if img.ndim == 2 else img.shape[2]
+    if channels != 3:
+        raise EdgesegError(
+            f"calibration image {path} has {channels} channel(s); the model takes RGB. Convert "
+            "the folder to 3-channel images (e.g. with OpenCV or ImageMagick)."
+        )
+    if img.dtype != np.uint8:
+        raise EdgesegError(f"calibration image {path} is {img.dtype}; use 8-bit images.")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def load_calibration(folder: Optional[str | Path], count: int = 200, seed: int = 0,
+                     warn: Callable[[str], None] = print) -> CalibrationSet:
+    """Pick up to ``count`` images of ``folder`` (default: the project's calibration/).
+
+    Accepts a flat folder of images or a dataset folder with ``images/``.
+
+    Raises:
+        EdgesegError: The folder is missing or has no images.
+    """
+    from edgeseg.data.dataset import list_images
+
+    root = Path(folder) if folder else DEFAULT_DIR
+    if not root.is_dir():
+        raise EdgesegError(f"calibration folder {root} does not exist; pass --calib DIR with "
+                           "100+ images like the ones the model will see.")
+    files = list_images(root)
+    if not files:
+        raise EdgesegError(f"calibration folder {root} has no .jpg/.png images; pass --calib DIR "
+                           "with 100+ images like the ones the model will see.")
+    if count < 1:
+        raise EdgesegError(f"--calib-count must be at least 1 (got {count}).")
+    rng = np.random.default_rng(seed)
+    picked = sorted(rng.choice(len(files), size=min(count, len(files)), replace=False))
+    chosen = tuple(files[i] for i in picked)
+    if len(chosen) < MIN_RECOMMENDED:
+        warn(f"warning: calibrating on {len(chosen)} images from {root}; {MIN_RECOMMENDED}+ "
+             "give more reliable int8 ranges.")
+    h = hashlib.sha256()
+    for p in chosen:
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return CalibrationSet(root, chosen, h.hexdigest())

@@ -1,0 +1,101 @@
+"""tf.data input pipeline: parallel decode, aligned augmentation, shared normalization."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeseg.config import ModelConfig
+from edgeseg.preprocess import normalize, resize_rgb
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Augmentations that keep image and mask aligned."""
+
+    flip: bool = True
+    min_crop: float = 0.6  # random crop of this fraction of each side or more, resized back
+    brightness: float = 0.2  # ± fraction of full scale
+    contrast: float = 0.3  # contrast factor in [1-c, 1+c]
+
+
+def _load_pair(img_path: bytes, mask_path: bytes, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    import cv2
+
+    from edgeseg.data.dataset import read_image, read_mask
+
+    rgb = resize_rgb(read_image(Path(img_path.decode())), h, w)
+    mask = read_mask(Path(mask_path.decode()))
+    if mask.shape != (h, w):
+        mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
+    return rgb, mask
+
+
+def _augment(img: Any, mask: Any, aug: Augment, h: int, w: int) -> tuple[Any, Any]:
+    import tensorflow as tf
+
+    if aug.flip:
+        flip = tf.random.uniform(()) < 0.5
+        img = tf.cond(flip, lambda: tf.image.flip_left_right(img), lambda: img)
+        mask = tf.cond(flip, lambda: tf.image.flip_left_right(mask), lambda: mask)
+    if aug.min_crop < 1.0:
+        scale = tf.random.uniform((), aug.min_crop, 1.0)
+        ch = tf.cast(tf.cast(h, tf.float32) * scale, tf.int32)
+        cw = tf.cast(tf.cast(w, tf.float32) * scale, tf.int32)
+        y0 = tf.random.uniform((), 0, h - ch + 1, tf.int32)
+        x0 = tf.random.uniform((), 0, w - cw + 1, tf.int32)
+        img = tf.image.resize(img[y0:y0 + ch, x0:x0 + cw], (h, w), "bilinear")
+        mask = tf.image.resize(mask[y0:y0 + ch, x0:x0 + cw], (h, w), "nearest")
+    img = tf.cast(img, tf.float32)
+    if aug.contrast:
+        img = tf.image.random_contrast(img, 1 - aug.contrast, 1 + aug.contrast)
+    if aug.brightness:
+        img = img + tf.random.uniform((), -aug.brightness, aug.brightness) * 255.0
+    return tf.clip_by_value(img, 0.0, 255.0), mask
+
+
+def make_dataset(pairs: Sequence[tuple[Path, Path]], cfg: ModelConfig, batch_size: int,
+                 training: bool, augment: Augment | None = None, seed: int = 0) -> Any:
+    """A batched ``tf.data.Dataset`` of (normalized image, class ids at output size).
+
+    Images are decoded by the same readers as evaluation and calibration, in
+    parallel, cached after decoding, augmented (training only), normalized by
+    :func:`edgeseg.preprocess.normalize`, and the masks are resized with
+    nearest-neighbour to the model's output size (half the input).
+    """
+    import tensorflow as tf
+
+    h, w = cfg.height, cfg.width
+    oh, ow = cfg.output_size
+    imgs = [str(p) for p, _ in pairs]
+    masks = [str(m) for _, m in pairs]
+    ds = tf.data.Dataset.from_tensor_slices((imgs, masks))
+
+    def load(i: Any, m: Any) -> tuple[Any, Any]:
+        img, mask = tf.numpy_function(lambda a, b: _load_pair(a, b, h, w), [i, m],
+                                      [tf.uint8, tf.uint8])
+        img.set_shape((h, w, 3))
+        mask = tf.reshape(mask, (h, w, 1))
+        return img, mask
+
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).cache()
+    if training:
+        ds = ds.shuffle(min(len(pairs), 2048), seed=seed, reshuffle_each_iteration=True)
+        aug = augment or Augment()
+        ds = ds.map(lambda i, m: _augment(i, m, aug, h, w), num_parallel_calls=tf.data.AUTOTUNE)
+
+    flat = cfg.head == "flat"
+
+    def finish(img: Any, mask: Any) -> tuple[Any, Any]:
+        x = normalize(img, cfg.mean, cfg.std)
+        y = tf.image.resize(mask, (oh, ow), "nearest")
+        y = tf.reshape(y, (oh * ow,)) if flat else tf.reshape(y, (oh, ow))
+        return x, tf.cast(y, tf.int32)
+
+    ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=training and len(pairs) >= batch_size).prefetch(
+        tf.data.AUTOTUNE)

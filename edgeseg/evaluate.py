@@ -1,0 +1,63 @@
+"""Score a .keras or .tflite model on a dataset with one metric code path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from edgeseg.config import ModelConfig
+from edgeseg.metrics import MetricAccumulator, SegMetrics
+
+
+def iter_batches(pairs: Sequence[tuple[Path, Path]], cfg: ModelConfig,
+                 batch_size: int = 8) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(RGB uint8 at input size, class ids at output size) batches, via the shared readers."""
+    import cv2
+
+    from edgeseg.data.dataset import read_image, read_mask
+    from edgeseg.preprocess import resize_rgb
+
+    oh, ow = cfg.output_size
+    for i in range(0, len(pairs), batch_size):
+        imgs, masks = [], []
+        for img_path, mask_path in pairs[i:i + batch_size]:
+            imgs.append(resize_rgb(read_image(img_path), cfg.height, cfg.width))
+            m = read_mask(mask_path)
+            masks.append(cv2.resize(m, (ow, oh), interpolation=cv2.INTER_NEAREST))
+        yield np.stack(imgs), np.stack(masks)
+
+
+def eval_pairs(data: Path) -> list[tuple[Path, Path]]:
+    """The pairs to score: ``data/val`` when present, else all of ``data``."""
+    from edgeseg.data.dataset import list_pairs
+
+    data = Path(data)
+    return list_pairs(data / "val" if (data / "val" / "images").is_dir() else data)
+
+
+def evaluate(model_path: str | Path, data: str | Path, limit: Optional[int] = None,
+             progress: Optional[Callable[[int, int], None]] = None,
+             threads: Optional[int] = None) -> tuple[SegMetrics, Any]:
+    """Per-class IoU, mIoU, fwIoU, pixel accuracy and confusion of a model on ``data``.
+
+    Predictions and ground truth are compared at the model's output (label)
+    resolution, half the input size: masks are resized there with nearest-neighbour.
+
+    Returns:
+        The metrics and the predictor (for its config).
+    """
+    from edgeseg.predict import load_predictor
+
+    predictor = load_predictor(model_path, threads)
+    pairs = eval_pairs(Path(data))[:limit]
+    acc = MetricAccumulator(predictor.cfg.n_classes)
+    done = 0
+    for rgb, truth in iter_batches(pairs, predictor.cfg):
+        acc.update(truth, predictor(rgb).mask)
+        done += len(rgb)
+        if progress:
+            progress(done, len(pairs))
+    return acc.result(), predictor
