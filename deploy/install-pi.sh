@@ -224,7 +224,11 @@ pip_install() {
         pip+=(--constraint "$PREFIX/pip-constraints.txt")
     fi
     say "pip install $target (the runtime only: no TensorFlow)"
-    run "${pip[@]}" "$target"
+    if ! run "${pip[@]}" "$target"; then
+        [[ "$target" == edgeseg ]] && die "pip could not install edgeseg from PyPI; install" \
+            "a wheel or checkout with --from PATH (edgeseg bundle --wheel ships one)"
+        die "pip install $target failed (see above)"
+    fi
 }
 
 # Copy a file atomically, only when it differs: a second run changes nothing.

@@ -223,8 +223,8 @@ On a Raspberry Pi (Raspberry Pi OS Bookworm 64-bit):
 
 The installer puts the runtime (no TensorFlow) in /opt/edgeseg/venv, this model in
 /opt/edgeseg/models, the settings in /opt/edgeseg/edgeseg.env, and enables edgeseg.service.
-edgeseg is installed from PyPI; to install from a wheel instead, put it in `wheels/` here
-(or pass `--from edgeseg-*.whl`). `./install-pi.sh --help` lists the options.
+edgeseg comes from the wheel in `wheels/` when there is one (`edgeseg bundle --wheel`), else
+from PyPI; `--from edgeseg-*.whl` picks another. `./install-pi.sh --help` lists the options.
 
     journalctl -u edgeseg -f                              # its log
     ssh -L {port}:localhost:{port} pi@raspberrypi.local   # then open http://localhost:{port}/
@@ -324,5 +324,10 @@ def make_bundle(model: str | Path, output: str | Path, settings: BundleSettings 
         if old is not None and old.exists():
             shutil.rmtree(old)
     files = tuple(sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()))
+    notes = notes_for(model, data, delegate)
+    if wheel is None:
+        notes.append("no --wheel: install-pi.sh will pip-install edgeseg from PyPI; to ship "
+                     "this version, build one (pip wheel --no-deps -w dist <checkout>) and "
+                     "bundle again with --wheel dist/edgeseg-*.whl")
     return Bundle(path=out, model=model.name, files=files, sidecar_source=source,
-                  notes=tuple(notes_for(model, data, delegate)))
+                  notes=tuple(notes))

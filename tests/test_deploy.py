@@ -265,8 +265,11 @@ def test_bundle_of_edgetpu_model_uses_the_delegate_and_embedded_description(
 def test_bundle_of_a_compiled_model_takes_the_description_of_its_source(tmp_path: Path) -> None:
     fake_model(tmp_path / "seg.tflite", sidecar=description("edgetpu"))
     compiled = fake_model(tmp_path / "seg_edgetpu.tflite")  # what edgetpu_compiler writes
-    b = make_bundle(compiled, tmp_path / "b")
+    wheel = tmp_path / "edgeseg-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"PK")
+    b = make_bundle(compiled, tmp_path / "b", wheel=wheel)
     assert b.sidecar_source == str(tmp_path / "seg.tflite.json") and not b.notes
+    assert (b.path / "wheels" / wheel.name).is_file()
     assert json.loads((b.path / "models/seg_edgetpu.tflite.json").read_text()) == description(
         "edgetpu")
     assert parse_env((b.path / "edgeseg.env").read_text())["EDGESEG_DELEGATE"] == "edgetpu"
@@ -282,10 +285,13 @@ def test_bundle_notes_an_edgetpu_model_that_was_not_compiled(tmp_path: Path) -> 
 
 def test_bundle_install_script_finds_the_bundle(tmp_path: Path) -> None:
     model = fake_model(tmp_path / "seg.tflite", sidecar=description())
-    b = make_bundle(model, tmp_path / "b")
+    wheel = tmp_path / "edgeseg-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"PK")
+    b = make_bundle(model, tmp_path / "b", wheel=wheel)
     r = sh(b.path / "install-pi.sh", "--dry-run", "--no-service", "--prefix", tmp_path / "p")
     assert r.returncode == 0, r.stderr
     assert f"with the model and settings of the bundle in {b.path}" in r.stdout
+    assert f"pip install --disable-pip-version-check {b.path}/wheels/{wheel.name}" in r.stdout
     assert f"{tmp_path}/p/models/seg.tflite" in r.stdout
     assert not (tmp_path / "p").exists()
 
