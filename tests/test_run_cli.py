@@ -96,6 +96,30 @@ def test_image_folder_source_and_headless_note(models: Path, tmp_path: Path,
     assert "running headless" in r.output and "end of the source: 3 frames" in r.output
 
 
+def test_window_that_cannot_open_falls_back_to_headless(models: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_windows(*args: object) -> None:
+        raise cv2.error("The function is not implemented (headless build)")
+
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr(cv2, "imshow", no_windows)
+    video = tflite_fixtures.video(tmp_path / "in.mp4", 4, (64, 48))
+    r = run(models / "int8_softmax.tflite", "--source", video)
+    assert r.exit_code == 0, r.output
+    assert "can't open windows" in r.output and "end of the source: 4 frames" in r.output
+
+
+def test_picam_without_picamera2_says_what_to_install(models: Path) -> None:
+    try:
+        import picamera2  # noqa: F401
+        pytest.skip("picamera2 is installed here")
+    except ImportError:
+        pass
+    r = run(models / "int8_softmax.tflite", "--camera", "picam", "--no-display")
+    assert r.exit_code == 2, r.output
+    assert "needs picamera2: sudo apt install python3-picamera2" in r.output
+
+
 @pytest.mark.parametrize("case,message", [
     ("missing-model", "no such model file"),
     ("corrupt-model", "could not be loaded as a TFLite model"),

@@ -116,6 +116,32 @@ def test_backend_is_named() -> None:
     assert be.name in ("ai-edge-litert", "tflite-runtime") and be.version
 
 
+def test_tflite_runtime_is_the_alternative_and_missing_both_is_clear(
+        models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    real, before = backend().module, backend().name
+    fake = types.ModuleType("tflite_runtime")
+    fake.__version__ = "2.14.0"  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)  # import fails
+    monkeypatch.setitem(sys.modules, "tflite_runtime", fake)
+    monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", real)
+    backend.cache_clear()
+    try:
+        assert backend()[:2] == ("tflite-runtime", "2.14.0")
+        frame, expected = colour_frame()
+        assert agreement(Segmenter(models / "int8_softmax.tflite").segment(frame).mask,
+                         expected) > 0.95
+        monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", None)
+        backend.cache_clear()
+        with pytest.raises(EdgesegError, match="pip install ai-edge-litert"):
+            backend()
+    finally:
+        monkeypatch.undo()
+        backend.cache_clear()
+    assert backend().name == before
+
+
 @pytest.mark.parametrize("name", SCORE_MODELS)
 def test_every_layout_gives_the_known_mask_at_frame_size(models: Path, name: str) -> None:
     seg = Segmenter(models / f"{name}.tflite")
