@@ -148,9 +148,8 @@ def run_pipeline(segmenter: Any, reader: Any, draw: Callable[..., np.ndarray] | 
                 break
     except KeyboardInterrupt:
         stats.ended = "interrupted"
-    except EdgesegError as e:
+    except EdgesegError:
         stats.ended = "error"
-        e.stats = stats  # type: ignore[attr-defined]
         raise
     finally:
         stats.seconds = last - start

@@ -60,7 +60,8 @@ class Segmenter:
     model's sidecar JSON or embedded metadata, else from the input tensor's
     quantization. Work buffers are allocated once; each frame costs one resize, one
     colour conversion or table lookup into the input tensor, the invoke, an argmax
-    at model resolution and one nearest-neighbour resize to the frame.
+    at model resolution and one nearest-neighbour resize to the frame. Not thread-safe:
+    use one Segmenter per thread.
 
     Args:
         model_path: The ``.tflite`` model.
