@@ -97,7 +97,7 @@ main() {
             echo "edgeseg-service: ${command[*]}"
             exec "${command[@]}"
             ;;
-        -h | --help) sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' ;;
+        -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}" ;;
         *) die "unknown command $1 (wait-camera, run, print)" ;;
     esac
 }

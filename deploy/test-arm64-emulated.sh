@@ -25,7 +25,7 @@ while (( $# )); do
     case "$1" in
         --numpy1) NUMPY1=1 ;;
         --work) WORK="${2:?--work needs a folder}"; shift ;;
-        -h | --help) sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"; exit 0 ;;
         -*) die "unknown option $1" ;;
         *) if [[ -z "$MODEL" ]]; then MODEL="$1"; else VIDEO="$1"; fi ;;
     esac

@@ -84,6 +84,13 @@ def test_shellcheck_clean(script: Path) -> None:
     assert r.returncode == 0, r.stdout
 
 
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_help_is_the_header_comment(script: Path) -> None:
+    r = sh(script, "--help")
+    assert r.returncode == 0 and r.stdout.strip()
+    assert "set -euo" not in r.stdout and not r.stdout.startswith("!")
+
+
 def test_install_dry_run_prints_every_step_and_changes_nothing(tmp_path: Path) -> None:
     prefix = tmp_path / "opt" / "edgeseg"
     r = sh(INSTALL, "--dry-run", "--coral", "--picamera", "yes", "--prefix", prefix,
