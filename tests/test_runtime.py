@@ -200,6 +200,10 @@ def test_metadata_sidecar_then_embedded_then_defaults(models: Path, tmp_path: Pa
     flat = Segmenter(models / "int8_flat.tflite")
     assert flat.metadata.source == "defaults" and flat.labels[0] == "class0"
     assert flat.feeds_pixels  # uint8 input, scale 1/128, zp 128: the pixel is the tensor value
+    meta["edgeseg"]["preprocessing"]["height"] = 128
+    copy.with_name(copy.name + ".json").write_text(json.dumps(meta))
+    with pytest.warns(RuntimeWarning, match="describes a 128x64 input but the model takes 64x64"):
+        Segmenter(copy)
     copy.with_name(copy.name + ".json").write_text("{not json")
     with pytest.raises(EdgesegError, match="not valid JSON"):
         Segmenter(copy)

@@ -26,6 +26,7 @@ class ModelMetadata:
         interpolation: How frames are resized to the input (``bilinear``, ``nearest``, ``area``).
         labels: Class names, background first (empty when unknown).
         head: ``softmax``, ``logits``, ``argmax`` or ``sigmoid``; None when unknown.
+        size: (height, width) the metadata says the model takes, if it says.
         source: Where it came from: ``sidecar``, ``embedded`` or ``defaults``.
     """
 
@@ -35,6 +36,7 @@ class ModelMetadata:
     interpolation: str = "bilinear"
     labels: tuple[str, ...] = ()
     head: str | None = None
+    size: tuple[int, int] | None = None
     source: str = "defaults"
 
 
@@ -55,6 +57,7 @@ def parse(data: dict[str, Any], source: str, labels: tuple[str, ...] = ()) -> Mo
     if color not in ("RGB", "BGR"):
         raise ValueError(f"colour order {color!r} is not RGB or BGR")
     head = (data.get("tflite") or {}).get("head")
+    h, w = pre.get("height", cfg.get("height")), pre.get("width", cfg.get("width"))
     return ModelMetadata(
         mean=_triple(pre.get("mean", cfg.get("mean"))),
         std=_triple(pre.get("std", cfg.get("std"))),
@@ -62,6 +65,7 @@ def parse(data: dict[str, Any], source: str, labels: tuple[str, ...] = ()) -> Mo
         interpolation=str(pre.get("interpolation", "bilinear")),
         labels=tuple(str(x) for x in cfg.get("labels") or ()) or labels,
         head=str(head) if head else None,
+        size=(int(h), int(w)) if h and w else None,
         source=source,
     )
 

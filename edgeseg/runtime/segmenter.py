@@ -90,6 +90,11 @@ class Segmenter:
         self.metadata = read_metadata(model_path)
         self.input = adapters.input_details(self.interpreter)
         self.input_size = adapters.input_size(self.interpreter)  # (width, height)
+        if self.metadata.size and self.metadata.size != self.input_size[::-1]:
+            warnings.warn(f"the model's metadata ({self.metadata.source}) describes a "
+                          f"{self.metadata.size[0]}x{self.metadata.size[1]} input but the model "
+                          f"takes {self.input_size[1]}x{self.input_size[0]}; is it the right "
+                          "sidecar? Using the model's size.", RuntimeWarning, stacklevel=2)
         self.layout = adapters.output_layout(self.interpreter, self.metadata.head)
         self.labels = _labels(self.metadata.labels, self.layout)
         self.want_confidence = confidence
