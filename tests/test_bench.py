@@ -66,6 +66,7 @@ def test_pipeline_reports_stages_and_efficiency(models: Path, tmp_path: Path) ->
     assert set(pipe["stage_ms"]) == {"capture", "preprocess", "invoke", "postprocess", "draw",
                                      "output"}
     assert pipe["stage_ms"]["draw"] > 0 and 0 < pipe["efficiency"]
+    assert 0 < pipe["efficiency_in_run"] <= 1.0
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     r = runner.invoke(app, ["bench", str(models / "int8_softmax.tflite"), "--runs", "5",
                             "--pipeline", str(video)], env=WIDE)

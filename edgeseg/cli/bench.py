@@ -42,7 +42,8 @@ def _pipeline_lines(r: Any) -> str:
     p = r.pipeline
     stages = ", ".join(f"{k} {v:.2f}" for k, v in p["stage_ms"].items())
     return (f"{Path(r.model).name} pipeline on {p['source']}: {p['frames']} frames, "
-            f"{p['fps']:.1f} FPS, efficiency {p['efficiency']:.0%} of raw invoke FPS; "
+            f"{p['fps']:.1f} FPS, efficiency {p['efficiency']:.0%} of raw invoke FPS "
+            f"({p['efficiency_in_run']:.0%} of this run's invoke FPS); "
             f"per stage (ms): {stages}; {p['dropped']} dropped")
 
 
