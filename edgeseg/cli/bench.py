@@ -114,7 +114,7 @@ def bench(
     console.print(_table(results))
     for r in results:
         if r.pipeline:
-            console.print(_pipeline_lines(r))
+            console.print(_pipeline_lines(r), soft_wrap=True)
     if plot:
         console.print(f"chart saved to {plot}")
 

@@ -56,11 +56,12 @@ def run(
     stats = run_app(opts, note=lambda msg: err_console.print(msg, markup=False, soft_wrap=True))
     st = {k: v.mean for k, v in stats.stages.items()}
     console.print(f"{_ENDINGS.get(stats.ended, stats.ended)}: {stats.frames} frames in "
-                  f"{stats.seconds:.1f} s, {stats.fps:.1f} FPS, {stats.dropped} dropped")
+                  f"{stats.seconds:.1f} s, {stats.fps:.1f} FPS, {stats.dropped} dropped",
+                  soft_wrap=True)
     console.print(
         f"per frame (ms): preprocess {st['preprocess']:.2f}, invoke {st['invoke']:.2f}, "
         f"postprocess {st['postprocess']:.2f}, draw {st['draw']:.2f}, output {st['output']:.2f}, "
-        f"capture wait {st['capture']:.2f}"
+        f"capture wait {st['capture']:.2f}", soft_wrap=True,
     )
     if save and stats.frames:
         console.print(f"saved {save}")
