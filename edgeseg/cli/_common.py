@@ -19,7 +19,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print a one-line error and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    err_console.print("[bold red]error:[/] ", end="", soft_wrap=True)
+    err_console.print(message, markup=False, soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -235,8 +235,13 @@ def _edgetpu_step(path: Path, log: Callable[[str], None]) -> tuple[Path, ...]:
 
     compiled = compile_edgetpu(path, path.parent)
     if compiled is not None:
+        # The compiler keeps neither the sidecar nor the appended zip: give it its own.
+        import shutil
+
+        side = sidecar_path(compiled)
+        shutil.copyfile(sidecar_path(path), side)
         log(f"edgetpu_compiler wrote {compiled}")
-        return (compiled,)
+        return (compiled, side)
     report = edgetpu_preflight(path)
     md, js = report.save(path.parent)
     log(f"edgetpu_compiler is not installed; pre-flight: {report.summary()} -> {md}")

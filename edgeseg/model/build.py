@@ -10,8 +10,24 @@ from edgeseg.config import ModelConfig
 DEPLOY_HEADS = ("softmax", "logits", "argmax")
 
 
+def _argmax_layer() -> Any:
+    """A layer computing tf.argmax -> uint8 [.., 1]; keras.ops.argmax lowers to a
+    BitwiseAnd the TFLite converter rejects. Only deployment copies use it."""
+    import keras
+    import tensorflow as tf
+
+    class ArgmaxMask(keras.layers.Layer):
+        def call(self, x: Any) -> Any:
+            return tf.expand_dims(tf.cast(tf.argmax(x, axis=-1), tf.uint8), -1)
+
+        def compute_output_shape(self, shape: Any) -> Any:
+            return (*shape[:-1], 1)
+
+    return ArgmaxMask(name="seg_argmax", dtype="float32")
+
+
 def _head(logits: Any, cfg: ModelConfig, head: str) -> Any:
-    from keras import layers, ops
+    from keras import layers
 
     oh, ow = cfg.output_size
     if head == "flat":
@@ -23,8 +39,7 @@ def _head(logits: Any, cfg: ModelConfig, head: str) -> Any:
         return logits
     if head == "argmax":
         # An in-graph uint8 class mask: the cheapest output to ship off the device.
-        mask = ops.cast(ops.argmax(logits, axis=-1), "uint8")
-        return ops.expand_dims(mask, -1)
+        return _argmax_layer()(logits)
     raise ValueError(f"unknown head {head!r}")
 
 
