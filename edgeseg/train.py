@@ -32,6 +32,7 @@ class TrainConfig:
     lr: float = 2e-3
     warmup_epochs: float = 1.0
     augment: bool = True
+    balance: bool = True  # median frequency class weights (as the SegNet paper trains)
     backbone_weights: Optional[str] = None
     resume: Optional[str] = None
     time_limit: Optional[float] = None  # minutes
@@ -212,7 +213,7 @@ def train(cfg: ModelConfig, tcfg: TrainConfig,
     still completes, and the run stops after the epoch that crosses it.
     """
     from edgeseg.data.dataset import resolve_split
-    from edgeseg.data.pipeline import Augment, make_dataset
+    from edgeseg.data.pipeline import Augment, class_frequencies, make_dataset, median_frequency_weights
     from edgeseg.deps import keras, tensorflow
 
     tf = tensorflow()
@@ -227,8 +228,15 @@ def train(cfg: ModelConfig, tcfg: TrainConfig,
                            "pairs; need at least 2 and 1 (add images or lower --val-fraction).")
     k.utils.set_random_seed(tcfg.seed)
     batch = min(tcfg.batch_size, len(train_pairs))
+    weights = None
+    if tcfg.balance:
+        freq = class_frequencies(train_pairs, cfg.n_classes)
+        weights = median_frequency_weights(freq)
+        log("class weights (median frequency): " + ", ".join(
+            f"{n} {w:.2f}" for n, w in zip(cfg.class_names, weights)))
     train_ds = make_dataset(train_pairs, cfg, batch, True, Augment() if tcfg.augment else
-                            Augment(flip=False, min_crop=1.0, brightness=0, contrast=0), tcfg.seed)
+                            Augment(flip=False, min_crop=1.0, brightness=0, contrast=0), tcfg.seed,
+                            class_weights=weights)
     val_ds = make_dataset(val_pairs, cfg, batch, False)
     steps_per_epoch = len(train_pairs) // batch
 

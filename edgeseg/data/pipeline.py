@@ -58,8 +58,34 @@ def _augment(img: Any, mask: Any, aug: Augment, h: int, w: int) -> tuple[Any, An
     return tf.clip_by_value(img, 0.0, 255.0), mask
 
 
+def class_frequencies(pairs: Sequence[tuple[Path, Path]], n_classes: int,
+                      limit: int = 400) -> np.ndarray:
+    """Pixel share of each class over (up to ``limit``) training masks."""
+    from edgeseg.data.dataset import read_mask
+
+    counts = np.zeros(n_classes, np.float64)
+    step = max(1, len(pairs) // limit)
+    for _, mask_path in pairs[::step]:
+        counts += np.bincount(read_mask(mask_path).ravel(), minlength=n_classes)[:n_classes]
+    return counts / max(counts.sum(), 1.0)
+
+
+def median_frequency_weights(freq: np.ndarray, cap: float = 10.0) -> np.ndarray:
+    """SegNet's median frequency balancing: weight_c = median(freq) / freq_c (capped).
+
+    Rare classes weigh more, so training leaves the 'everything is background'
+    plateau early instead of after thousands of steps.
+    """
+    present = freq[freq > 0]
+    med = np.median(present) if present.size else 1.0
+    with np.errstate(divide="ignore"):
+        w = np.where(freq > 0, med / freq, 1.0)
+    return np.clip(w, 1.0 / cap, cap).astype(np.float32)
+
+
 def make_dataset(pairs: Sequence[tuple[Path, Path]], cfg: ModelConfig, batch_size: int,
-                 training: bool, augment: Augment | None = None, seed: int = 0) -> Any:
+                 training: bool, augment: Augment | None = None, seed: int = 0,
+                 class_weights: np.ndarray | None = None) -> Any:
     """A batched ``tf.data.Dataset`` of (normalized image, class ids at output size).
 
     Images are decoded by the same readers as evaluation and calibration, in
@@ -90,11 +116,18 @@ def make_dataset(pairs: Sequence[tuple[Path, Path]], cfg: ModelConfig, batch_siz
 
     flat = cfg.head == "flat"
 
-    def finish(img: Any, mask: Any) -> tuple[Any, Any]:
+    weights = None if class_weights is None else tf.constant(class_weights, tf.float32)
+
+    def finish(img: Any, mask: Any) -> tuple[Any, ...]:
         x = normalize(img, cfg.mean, cfg.std)
         y = tf.image.resize(mask, (oh, ow), "nearest")
-        y = tf.reshape(y, (oh * ow,)) if flat else tf.reshape(y, (oh, ow))
-        return x, tf.cast(y, tf.int32)
+        y = tf.cast(tf.reshape(y, (oh * ow,)) if flat else tf.reshape(y, (oh, ow)), tf.int32)
+        if weights is None:
+            return x, y
+        # Ids outside the classes (e.g. 255 'ignore') weigh 0.
+        valid = tf.cast(y < cfg.n_classes, tf.float32)
+        w = tf.gather(weights, tf.minimum(y, cfg.n_classes - 1)) * valid
+        return x, tf.minimum(y, cfg.n_classes - 1), w
 
     ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size, drop_remainder=training and len(pairs) >= batch_size).prefetch(

@@ -1,0 +1,46 @@
+"""``edgeseg demo``: the main job in one command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgeseg.cli._common import console, handle_errors
+
+
+@handle_errors
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for data, models, video and report.")] = Path("edgeseg-demo"),
+    train_minutes: Annotated[float, typer.Option(help="Training time budget in minutes.")] = 8.0,
+    train_images: Annotated[int, typer.Option(help="Synthetic training images.")] = 1600,
+    alpha: Annotated[float, typer.Option(help="MobileNet width of the demo model.")] = 0.5,
+) -> None:
+    """Synthesize data, train, convert (float32/fp16/int8), compare, bench, run on video, report."""
+    from rich.table import Table
+
+    from edgeseg.demo import DemoConfig, run_demo
+    from edgeseg.report import HEADER, summary_rows
+
+    cfg = DemoConfig(out=str(out), train_minutes=train_minutes, train_images=train_images, alpha=alpha)
+    s = run_demo(cfg, log=lambda m: console.print(m, markup=False))
+    t = Table(title="edgeseg demo: one model, three formats")
+    for h in HEADER:
+        t.add_column(h, justify="right")
+    for r in summary_rows(s):
+        t.add_row(*r)
+    console.print(t)
+    console.print(f"report: {s['report'][1]} (and {Path(s['report'][0]).name}); "
+                  f"overlay video: {s['run']['video']}")
+    int8 = s["tflite"]["int8"]
+    console.print("next:", markup=False)
+    for cmd in (f"edgeseg run {int8} --camera 0", f"edgeseg inspect {int8}",
+                f"edgeseg convert {out / 'model.keras'} --target edgetpu -o {out / 'model_edgetpu.tflite'}",
+                f"edgeseg bundle {int8} -o {out / 'pi-bundle'}"):
+        console.print(f"  {cmd}", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo", help="The whole toolkit on synthetic scenes: train, convert, "
+                             "compare, bench, run, report.")(demo)

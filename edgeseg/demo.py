@@ -1,0 +1,131 @@
+"""``edgeseg demo``: the whole toolkit on synthetic scenes, end to end, with a report."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeseg.atomic import write_json
+
+CLASSES = 4  # background + ellipse, box, bar
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """The demo's recipe; every step's output lands in ``out``."""
+
+    out: str = "edgeseg-demo"
+    size: int = 128
+    train_images: int = 1600
+    val_images: int = 200
+    alpha: float = 0.5
+    train_minutes: float = 8.0
+    epochs: int = 40
+    video_frames: int = 90
+    seed: int = 0
+
+
+class Steps:
+    """Remembers finished steps in ``steps.json`` so a re-run skips them."""
+
+    def __init__(self, out: Path, cfg: DemoConfig, log: Callable[[str], None]) -> None:
+        self.file = out / "steps.json"
+        self.log = log
+        state = json.loads(self.file.read_text()) if self.file.exists() else {}
+        # A changed recipe invalidates everything done with the old one.
+        self.done: dict[str, Any] = state.get("done", {}) if state.get("config") == asdict(cfg) else {}
+        self.cfg = cfg
+
+    def run(self, name: str, fn: Callable[[], Any]) -> Any:
+        if name in self.done:
+            self.log(f"[{name}] done earlier, reusing")
+            return self.done[name]
+        self.log(f"[{name}] ...")
+        t0 = time.monotonic()
+        result = fn()
+        self.done[name] = result
+        write_json(self.file, {"config": asdict(self.cfg), "done": self.done})
+        self.log(f"[{name}] finished in {time.monotonic() - t0:.0f}s")
+        return result
+
+
+def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Generate data, train, convert three ways, compare, bench, run on video, report.
+
+    Returns:
+        The summary dict that the report and the final table show.
+    """
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    steps = Steps(out, cfg, log)
+    data, model = out / "data", out / "model.keras"
+
+    def synth() -> dict[str, Any]:
+        from edgeseg.data.synth import synthesize
+
+        tr = synthesize(data / "train", CLASSES, cfg.train_images, cfg.size, cfg.size, cfg.seed + 1)
+        synthesize(data / "val", CLASSES, cfg.val_images, cfg.size, cfg.size, cfg.seed + 2,
+                   video=out / "clip.mp4", frames=cfg.video_frames)
+        (data / "labels.txt").write_text("\n".join(tr.labels) + "\n")
+        return {"labels": list(tr.labels)}
+
+    labels = steps.run("data", synth)["labels"]
+
+    def train() -> dict[str, Any]:
+        from edgeseg.config import ModelConfig
+        from edgeseg.train import TrainConfig
+        from edgeseg.train import train as fit
+
+        mcfg = ModelConfig(n_classes=CLASSES, height=cfg.size, width=cfg.size, alpha=cfg.alpha,
+                           labels=tuple(labels))
+        r = fit(mcfg, TrainConfig(data=str(data), output=str(model), epochs=cfg.epochs,
+                                  time_limit=cfg.train_minutes, seed=cfg.seed), log=log)
+        return {"best_miou": r.best_miou, "best_epoch": r.best_epoch, "epochs": r.epochs_run,
+                "minutes": r.seconds / 60, "plot": str(r.history_png) if r.history_png else None}
+
+    trained = steps.run("train", train)
+
+    def convert() -> dict[str, str]:
+        from edgeseg.convert.quantize import ConvertConfig
+        from edgeseg.convert.quantize import convert as conv
+
+        return {mode: str(conv(model, out / f"model_{mode}.tflite", ConvertConfig(mode=mode),
+                               log=log).path) for mode in ("float32", "float16", "int8")}
+
+    tflites = steps.run("convert", convert)
+
+    def compare() -> dict[str, Any]:
+        from edgeseg.compare import compare as cmp
+
+        return {mode: cmp(model, tflites[mode], data).to_dict() for mode in ("float16", "int8")}
+
+    comparison = steps.run("compare", compare)
+
+    def bench() -> dict[str, Any]:
+        from edgeseg.runtime.bench import bench_model
+
+        return {mode: bench_model(path, runs=50, min_seconds=2.0).to_dict()
+                for mode, path in tflites.items()}
+
+    timings = steps.run("bench", bench)
+
+    def run_video() -> dict[str, Any]:
+        from edgeseg.runtime.app import RunOptions, run
+
+        stats = run(RunOptions(model=tflites["int8"], source=str(out / "clip.mp4"), display=False,
+                               save=str(out / "run_int8.mp4")), note=log)
+        return {"video": str(out / "run_int8.mp4"), "frames": stats.frames, "fps": stats.fps}
+
+    video = steps.run("run", run_video)
+
+    from edgeseg.report import write_report
+
+    summary = {"config": asdict(cfg), "labels": labels, "train": trained, "tflite": tflites,
+               "compare": comparison, "bench": timings, "run": video}
+    summary["report"] = [str(p) for p in write_report(out, summary, data / "val")]
+    write_json(out / "summary.json", summary)
+    return summary
