@@ -87,7 +87,10 @@ def load_calibration(folder: Optional[str | Path], count: int = 200, seed: int =
     if not root.is_dir():
         raise EdgesegError(f"calibration folder {root} does not exist; pass --calib DIR with "
                            "100+ images like the ones the model will see.")
-    files = list_images(root)
+    try:
+        files = list_images(root)
+    except EdgesegError:
+        files = []
     if not files:
         raise EdgesegError(f"calibration folder {root} has no .jpg/.png images; pass --calib DIR "
                            "with 100+ images like the ones the model will see.")

@@ -108,23 +108,40 @@ def _converter(model: Any, cfg: ModelConfig, ccfg: ConvertConfig,
     return conv
 
 
-def _selective(conv: Any, calib: Any, cfg: ModelConfig, keep: tuple[str, ...]) -> bytes:
-    """Quantize all but the ops whose names contain one of ``keep`` (QuantizationDebugger)."""
+def _op_outputs_for(model: Any, keep: tuple[str, ...]) -> list[str]:
+    """Output tensor names of the ops that come from layers named in ``keep``.
+
+    The names are read from a plain float conversion, which shares the calibrated
+    model's tensor names (``model/dec_conv_4_1/convolution;...``).
+    """
+    import re
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgeseg.deps import tensorflow
+
+    tf = tensorflow()
+    interp = Interpreter(model_content=tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    outputs = {i for op in interp._get_ops_details() for i in op["outputs"]}
+    names = [t["name"] for t in interp.get_tensor_details() if t["index"] in outputs]
+    found, missing = [], []
+    for layer in keep:
+        pat = re.compile(rf"/{re.escape(layer)}(_\d+)?/")
+        hits = [n for n in names if pat.search(n)]
+        (found.extend(hits) if hits else missing.append(layer))
+    if missing:
+        raise EdgesegError(f"--keep-float {','.join(missing)}: no such layer in the model; use names "
+                           "from `edgeseg compare --layers` (e.g. dec_conv_4).")
+    return found
+
+
+def _selective(conv: Any, model: Any, calib: Any, cfg: ModelConfig, keep: tuple[str, ...]) -> bytes:
+    """Quantize everything but the layers in ``keep`` (TFLite's QuantizationDebugger)."""
     from edgeseg.deps import tensorflow
 
     tf = tensorflow()
     opts = tf.lite.experimental.QuantizationDebugOptions(
-        denylisted_nodes=None, denylisted_ops=None, fully_quantize=True)
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=conv, debug_dataset=lambda: calib.batches(cfg.preprocessing), debug_options=opts)
-    nodes = [d["name"] for d in debugger._get_quant_ops_details()] if hasattr(
-        debugger, "_get_quant_ops_details") else []
-    matched = [n for n in nodes if any(k in n for k in keep)]
-    if nodes and not matched:
-        raise EdgesegError(f"--keep-float {','.join(keep)} matched no layer; use names from "
-                           "`edgeseg compare --layers` (e.g. dec_conv_4).")
-    opts = tf.lite.experimental.QuantizationDebugOptions(
-        denylisted_nodes=matched or list(keep), fully_quantize=True)
+        denylisted_nodes=_op_outputs_for(model, keep), fully_quantize=True)
     debugger = tf.lite.experimental.QuantizationDebugger(
         converter=conv, debug_dataset=lambda: calib.batches(cfg.preprocessing), debug_options=opts)
     return bytes(debugger.get_nondebug_quantized_model())
@@ -197,8 +214,14 @@ def convert(model_path: str | Path, output: str | Path, ccfg: ConvertConfig,
 
     try:
         with quiet_tensorflow():
-            flat = (_selective(conv, calib, cfg, ccfg.keep_float) if ccfg.keep_float
-                    else conv.convert())
+            if ccfg.keep_float:
+                # The debugger's model keeps int8 I/O whatever --io says; say so.
+                flat = _selective(conv, deploy, calib, cfg, ccfg.keep_float)
+                if ccfg.io != "int8":
+                    log(f"note: with --keep-float the model has int8 inputs/outputs, not {ccfg.io}")
+                    ccfg = replace(ccfg, io="int8")
+            else:
+                flat = conv.convert()
     except EdgesegError:
         raise
     except Exception as e:
