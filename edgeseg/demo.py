@@ -23,7 +23,11 @@ class DemoConfig:
     train_images: int = 1600
     val_images: int = 200
     alpha: float = 0.5
-    train_minutes: float = 8.0
+    # The decoder tapped at 1/8 with the lite (depthwise, ReLU6) decoder: from scratch on
+    # 2 CPU cores it learns several times faster than the 1/16 seed configuration.
+    encoder_level: int = 2
+    decoder: str = "lite"
+    train_minutes: float = 9.0
     epochs: int = 40
     video_frames: int = 90
     seed: int = 0
@@ -81,7 +85,8 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict[str, A
         from edgeseg.train import train as fit
 
         mcfg = ModelConfig(n_classes=CLASSES, height=cfg.size, width=cfg.size, alpha=cfg.alpha,
-                           labels=tuple(labels))
+                           encoder_level=cfg.encoder_level, decoder=cfg.decoder,
+                           decoder_width=0.5 if cfg.decoder == "lite" else 1.0, labels=tuple(labels))
         r = fit(mcfg, TrainConfig(data=str(data), output=str(model), epochs=cfg.epochs,
                                   time_limit=cfg.train_minutes, seed=cfg.seed), log=log)
         return {"best_miou": r.best_miou, "best_epoch": r.best_epoch, "epochs": r.epochs_run,

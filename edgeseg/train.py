@@ -196,10 +196,11 @@ def _make_callback(ctx: dict[str, Any]) -> Any:
                 return
             # Later epochs skip the first's tracing and caching, so time them alone.
             per_epoch = float(np.median(ctx["epoch_times"][1:] or ctx["epoch_times"]))
-            fit = done + int((budget - elapsed) // per_epoch)
-            if fit < ctx["planned_epochs"]:
-                ctx["planned_epochs"] = max(done, fit)
-                ctx["total_steps"] = ctx["planned_epochs"] * ctx["steps_per_epoch"]
+            # Re-fitted every epoch, both ways: a slow first epoch must not shrink the run for good.
+            fit = min(ctx["max_epochs"], max(done, done + int((budget - elapsed) // per_epoch)))
+            if fit != ctx["planned_epochs"]:
+                ctx["planned_epochs"] = fit
+                ctx["total_steps"] = fit * ctx["steps_per_epoch"]
 
     return _Loop()
 
@@ -271,6 +272,7 @@ def train(cfg: ModelConfig, tcfg: TrainConfig,
         "step": start_epoch * steps_per_epoch, "steps_per_epoch": steps_per_epoch,
         "warmup_steps": max(1, int(tcfg.warmup_epochs * steps_per_epoch)),
         "total_steps": tcfg.epochs * steps_per_epoch, "planned_epochs": tcfg.epochs,
+        "max_epochs": tcfg.epochs,
         "time_limit_s": tcfg.time_limit * 60 if tcfg.time_limit else None,
         "best_miou": best_miou, "best_epoch": best_epoch, "rows": _old_rows(out, start_epoch),
         "epoch_times": [], "t0": time.monotonic(), "prior_seconds": prior_seconds,
@@ -283,7 +285,7 @@ def train(cfg: ModelConfig, tcfg: TrainConfig,
 
     try:
         model.fit(train_ds, epochs=tcfg.epochs, initial_epoch=start_epoch,
-                  callbacks=[_make_callback(ctx)], verbose=1 if sys.stdout.isatty() else 0)
+                  callbacks=[_make_callback(ctx)], shuffle=False, verbose=1 if sys.stdout.isatty() else 0)
     except KeyboardInterrupt:
         log("interrupted; the best model so far is kept" if ctx["best_epoch"] else "interrupted")
         raise

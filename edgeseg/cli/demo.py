@@ -13,7 +13,7 @@ from edgeseg.cli._common import console, handle_errors
 @handle_errors
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for data, models, video and report.")] = Path("edgeseg-demo"),
-    train_minutes: Annotated[float, typer.Option(help="Training time budget in minutes.")] = 8.0,
+    train_minutes: Annotated[float, typer.Option(help="Training time budget in minutes.")] = 9.0,
     train_images: Annotated[int, typer.Option(help="Synthetic training images.")] = 1600,
     alpha: Annotated[float, typer.Option(help="MobileNet width of the demo model.")] = 0.5,
 ) -> None:

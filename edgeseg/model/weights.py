@@ -75,7 +75,8 @@ def _imagenet_weights(cfg: ModelConfig) -> dict[str, list[np.ndarray]]:
         reason = str(e).splitlines()[0][:100] if str(e) else type(e).__name__
         raise EdgesegError(
             f"could not get ImageNet MobileNet weights (alpha {cfg.alpha}, {rows}px) through "
-            f"Keras' downloader ({reason}). Offline? Copy {_keras_file_name(cfg.alpha, rows)} into ~/.keras/models/, or pass --backbone-weights PATH."
+            f"Keras' downloader ({reason}). Offline? Copy {_keras_file_name(cfg.alpha, rows)} "
+            "into ~/.keras/models/, or pass --backbone-weights PATH."
         ) from None
     return {layer.name: layer.get_weights() for layer in net.layers if layer.weights}
 

@@ -1,0 +1,33 @@
+"""The demo end to end on a tiny recipe: every step runs, the report has its pictures, re-runs reuse."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_runs_end_to_end_and_reuses_steps(tmp_path):
+    from edgeseg.demo import DemoConfig, run_demo
+
+    cfg = DemoConfig(out=str(tmp_path / "demo"), size=64, train_images=48, val_images=8, alpha=0.25,
+                     train_minutes=0.05, epochs=2, video_frames=8)
+    logs: list[str] = []
+    s = run_demo(cfg, log=logs.append)
+    out = tmp_path / "demo"
+    for name in ("model.keras", "model_float32.tflite", "model_float16.tflite", "model_int8.tflite",
+                 "clip.mp4", "run_int8.mp4", "overlays.png", "latency.png", "report.md", "report.html",
+                 "summary.json"):
+        assert (out / name).exists(), name
+    assert s["run"]["frames"] == 8
+    assert set(s["bench"]) == {"float32", "float16", "int8"}
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 2  # self-contained pictures
+    assert "overlays.png" in (out / "report.md").read_text()
+    # a second run reuses every finished step
+    logs.clear()
+    run_demo(cfg, log=logs.append)
+    assert sum("reusing" in line for line in logs) == 6
+    assert json.loads((out / "summary.json").read_text())["tflite"]["int8"].endswith("model_int8.tflite")
