@@ -55,7 +55,7 @@ def trained(synth_data: Path, tmp_path_factory: pytest.TempPathFactory):
     cfg = ModelConfig(n_classes=TINY_CLASSES, height=TINY_SIZE, width=TINY_SIZE, alpha=0.25,
                       encoder_level=2, labels=("dark", "red", "green", "blue"))
     # No augmentation: brightness jitter would move pixels across the colour thresholds.
-    tcfg = TrainConfig(data=str(synth_data), output=str(out), epochs=12, batch_size=16, lr=3e-3,
+    tcfg = TrainConfig(data=str(synth_data), output=str(out), epochs=16, batch_size=16, lr=3e-3,
                        warmup_epochs=0.3, augment=False, seed=0)
     result = train(cfg, tcfg, log=lambda s: None)
     return out, result
