@@ -40,9 +40,10 @@ class KerasPredictor:
 
 
 class TFLitePredictor:
-    """Runs a .tflite model one image at a time through the TFLite interpreter."""
+    """Runs a .tflite model one image at a time, through the runtime's adapters."""
 
     def __init__(self, path: Path, threads: Optional[int] = None) -> None:
+        from edgeseg.runtime import adapters
         from edgeseg.runtime.interpreter import make_interpreter
 
         info = read_tflite_sidecar(path)
@@ -50,34 +51,26 @@ class TFLitePredictor:
         self.head = info.get("tflite", {}).get("head", "softmax")
         self.kind = info.get("tflite", {}).get("mode", "tflite")
         self.interp = make_interpreter(path, threads=threads)
-        self.interp.allocate_tensors()
         self.inp = self.interp.get_input_details()[0]
-        self.out = self.interp.get_output_details()[0]
-
-    def _quantize(self, rgb: np.ndarray) -> np.ndarray:
-        dtype = self.inp["dtype"]
-        x = normalize(rgb, self.cfg.mean, self.cfg.std)
-        if dtype == np.float32:
-            return x
-        scale, zp = self.inp["quantization"]
-        info = np.iinfo(dtype)
-        return np.clip(np.round(x / scale + zp), info.min, info.max).astype(dtype)
+        self.layout = adapters.output_layout(self.interp, self.head)
+        # normalization + quantization of the input as one per-channel lookup table
+        self.lut = adapters.pixel_lut(self.inp, self.cfg.mean, self.cfg.std)
 
     def __call__(self, rgb: np.ndarray) -> Prediction:
+        from edgeseg.runtime import adapters
+
         masks, scores = [], []
-        oh, ow = self.cfg.output_size
+        lay = self.layout
         for img in rgb:
-            self.interp.set_tensor(self.inp["index"], self._quantize(img[None]))
+            self.interp.set_tensor(self.inp["index"], self.lut[img, np.arange(3)][None])
             self.interp.invoke()
-            y = self.interp.get_tensor(self.out["index"])
-            if self.head == "argmax":
-                masks.append(y.reshape(oh, ow))
+            y = np.array(adapters.get_output(self.interp, lay))  # a copy, not tensor memory
+            if lay.kind == "ids":
+                masks.append(y)
                 continue
-            scale, zp = self.out["quantization"]
             y = y.astype(np.float32)
-            if self.out["dtype"] != np.float32 and scale:
-                y = (y - zp) * scale
-            y = y.reshape(oh, ow, -1)
+            if lay.scale:
+                y = (y - lay.zero_point) * lay.scale
             scores.append(y)
             masks.append(np.argmax(y, axis=-1))
         return Prediction(np.stack(masks).astype(np.uint8), np.stack(scores) if scores else None)
@@ -85,20 +78,19 @@ class TFLitePredictor:
 
 def read_tflite_sidecar(path: Path) -> dict[str, Any]:
     """The JSON description of a .tflite: beside it, else embedded in the file."""
+    from edgeseg.runtime.metadata import _embedded
+
     path = Path(path)
     if not path.exists():
         raise EdgesegError(f"{path}: no such model file; check the path.")
     side = sidecar_path(path)
     if side.exists():
         return json.loads(side.read_text())
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as z:
-            return json.loads(z.read("edgeseg.json"))
-    except (zipfile.BadZipFile, KeyError):
+    data, _ = _embedded(path)
+    if data is None or "edgeseg" not in data:
         raise EdgesegError(f"{path} has no edgeseg description ({side.name} beside it, or embedded "
-                           "metadata); convert it with edgeseg convert.") from None
+                           "metadata); convert it with edgeseg convert.")
+    return data
 
 
 def load_predictor(path: str | Path, threads: Optional[int] = None) -> Any:
