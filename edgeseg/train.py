@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -215,9 +216,8 @@ def train(cfg: ModelConfig, tcfg: TrainConfig,
     """
     from edgeseg.data.dataset import resolve_split
     from edgeseg.data.pipeline import Augment, class_frequencies, make_dataset, median_frequency_weights
-    from edgeseg.deps import keras, tensorflow
+    from edgeseg.deps import keras
 
-    tf = tensorflow()
     k = keras()
     out = Path(tcfg.output)
     if out.suffix != ".keras":
@@ -281,15 +281,12 @@ def train(cfg: ModelConfig, tcfg: TrainConfig,
     log(f"training on {len(train_pairs)} images, validating on {len(val_pairs)}, "
         f"{steps_per_epoch} steps/epoch, up to {tcfg.epochs} epochs"
         + (f" or {tcfg.time_limit:g} min" if tcfg.time_limit else ""))
-    import sys
-
     try:
         model.fit(train_ds, epochs=tcfg.epochs, initial_epoch=start_epoch,
                   callbacks=[_make_callback(ctx)], shuffle=False, verbose=1 if sys.stdout.isatty() else 0)
     except KeyboardInterrupt:
         log("interrupted; the best model so far is kept" if ctx["best_epoch"] else "interrupted")
         raise
-    del tf
     csv_path, _ = history_paths(out)
     return TrainResult(out, ctx["best_miou"], ctx["best_epoch"], len(ctx["rows"]),
                        ctx["rows"][-1]["seconds"] if ctx["rows"] else 0.0, csv_path,
