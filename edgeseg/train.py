@@ -29,7 +29,7 @@ class TrainConfig:
     val: Optional[str] = None
     val_fraction: float = 0.1
     epochs: int = 30
-    batch_size: int = 16
+    batch_size: int = 8
     lr: float = 2e-3
     warmup_epochs: float = 1.0
     augment: bool = True
