@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from edgeseg.cli import _model_options as mo
 from edgeseg.cli._common import console, handle_errors
 
 
@@ -14,23 +15,22 @@ from edgeseg.cli._common import console, handle_errors
 def train(
     data: Annotated[Path, typer.Option(help="Dataset folder (images/ + annotations/, or train/ + val/).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to save the best .keras model.")],
-    classes: Annotated[int, typer.Option("--classes", "-c", help="Classes, background included.")] = 2,
-    height: Annotated[int, typer.Option(help="Input height (multiple of 32).")] = 128,
-    width: Annotated[int, typer.Option(help="Input width (multiple of 32).")] = 128,
-    alpha: Annotated[float, typer.Option(help="MobileNet width: 0.25, 0.5, 0.75, 1.0.")] = 0.5,
-    encoder_level: Annotated[int, typer.Option(help="Decoder tap: 1 (1/4) … 4 (1/32).")] = 3,
-    head: Annotated[str, typer.Option(help="flat (seed) or spatial (4-D).")] = "flat",
-    decoder: Annotated[str, typer.Option(help="seed (published) or lite (depthwise, ReLU6).")] = "seed",
-    decoder_width: Annotated[float, typer.Option(help="Width multiplier of the lite decoder.")] = 0.5,
-    labels: Annotated[Optional[str], typer.Option(help="Class names, comma-separated.")] = None,
+    classes: mo.Classes = 2,
+    height: mo.Height = 128,
+    width: mo.Width = 128,
+    alpha: mo.Alpha = 0.5,
+    encoder_level: mo.EncoderLevel = 3,
+    head: mo.Head = "flat",
+    decoder: mo.Decoder = "seed",
+    decoder_width: mo.DecoderWidth = 0.5,
+    labels: mo.Labels = None,
     val: Annotated[Optional[Path], typer.Option(help="Validation folder (default: split --data).")] = None,
     val_fraction: Annotated[float, typer.Option(help="Share of --data held out for validation.")] = 0.1,
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 30,
     batch_size: Annotated[int, typer.Option(help="Images per step (8 learns faster per minute on a CPU).")] = 8,
     lr: Annotated[float, typer.Option(help="Peak learning rate (warm-up, then cosine decay).")] = 2e-3,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="Turn augmentation off.")] = False,
-    backbone_weights: Annotated[Optional[str], typer.Option(
-        help="Encoder weights: a Keras MobileNet .h5 file, or 'imagenet'.")] = None,
+    backbone_weights: mo.BackboneWeights = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue from a .last.keras checkpoint.")] = None,
     time_limit: Annotated[Optional[float], typer.Option(
         help="Minutes; epochs are fitted to it and training stops after the epoch that crosses it.")] = None,
@@ -40,15 +40,11 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Train a model; keeps the best checkpoint by val mIoU, with a CSV log and a PNG plot."""
-    from edgeseg.cli.build import parse_labels
-    from edgeseg.config import ModelConfig
     from edgeseg.train import TrainConfig
     from edgeseg.train import train as run_training
 
-    names = parse_labels(labels) or _labels_from(data, classes)
-    cfg = ModelConfig(n_classes=classes, height=height, width=width, alpha=alpha,
-                      encoder_level=encoder_level, head=head, decoder=decoder,
-                      decoder_width=decoder_width if decoder == "lite" else 1.0, labels=names)
+    names = mo.parse_labels(labels) or _labels_from(data, classes)
+    cfg = mo.model_config(classes, height, width, alpha, encoder_level, head, decoder, decoder_width, names)
     tcfg = TrainConfig(data=str(data), output=str(output), val=str(val) if val else None,
                        val_fraction=val_fraction, epochs=epochs, batch_size=batch_size, lr=lr,
                        augment=not no_augment, backbone_weights=backbone_weights,
