@@ -79,11 +79,13 @@ def _strategy(name: str) -> Any:
     raise EdgesegError(f"--strategy {name!r} must be one of {', '.join(STRATEGIES)}.")
 
 
-def _precision(name: str) -> str:
+def _precision(name: str, cfg: ModelConfig) -> str:
     from edgeseg.deps import cpu_has_bf16
 
     if name == "auto":
-        return "mixed_bfloat16" if cpu_has_bf16() else "float32"
+        # bfloat16 pays where dense 3x3 convs dominate (seed decoder: 228 -> 129 ms a
+        # step on 2 AMX cores); the depthwise lite model is faster in float32 (87 vs 114).
+        return "mixed_bfloat16" if cpu_has_bf16() and cfg.decoder == "seed" else "float32"
     if name not in ("float32", "mixed_bfloat16"):
         raise EdgesegError(f"--precision {name!r} must be auto, float32 or mixed_bfloat16.")
     return name
@@ -104,11 +106,9 @@ def _dtype_policy(name: str) -> Iterator[None]:
 
 
 def _float32_copy(model: Any, cfg: ModelConfig) -> Any:
-    """The model rebuilt in float32 with the trained weights: what users load and convert."""
+    """The model rebuilt in float32, plain BatchNormalization, trained weights: what users load."""
     from edgeseg.model.build import build_model, copy_weights_by_name
 
-    if model.dtype_policy.name == "float32":
-        return model
     with _dtype_policy("float32"):
         copy = build_model(cfg)
     copy_weights_by_name(model, copy)
@@ -251,7 +251,7 @@ def train(cfg: ModelConfig, tcfg: TrainConfig,
         else:
             from edgeseg.model.build import build_model
 
-            with _dtype_policy(_precision(tcfg.precision)):
+            with _dtype_policy(_precision(tcfg.precision, cfg)):
                 model = build_model(cfg)
             # Keras' default momentum 0.99 leaves the moving statistics near their
             # initial values for the first few hundred steps, so short runs validate
@@ -263,6 +263,9 @@ def train(cfg: ModelConfig, tcfg: TrainConfig,
                 from edgeseg.model.weights import load_backbone_weights
 
                 log(load_backbone_weights(model, tcfg.backbone_weights, cfg).summary())
+            from edgeseg.model.fused_bn import with_fused_batch_norm
+
+            model = with_fused_batch_norm(model)
             model.compile(optimizer=k.optimizers.Adam(tcfg.lr),
                           loss=k.losses.SparseCategoricalCrossentropy())
     if start_epoch >= tcfg.epochs:
@@ -306,6 +309,9 @@ def _resume(ckpt: Path, cfg: ModelConfig) -> tuple[Any, dict[str, Any]]:
             cfg.n_classes, cfg.height, cfg.width):
         raise EdgesegError(f"--resume {ckpt} was trained for {saved.n_classes} classes at "
                            f"{saved.height}x{saved.width}; pass the same --classes/--height/--width.")
+    from edgeseg.model.fused_bn import fused_batch_norm_class
+
+    fused_batch_norm_class()  # checkpoints hold the training model's fused BatchNormalization
     try:
         model = keras().models.load_model(ckpt)
     except Exception as e:

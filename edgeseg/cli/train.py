@@ -36,7 +36,7 @@ def train(
         help="Minutes; epochs are fitted to it and training stops after the epoch that crosses it.")] = None,
     strategy: Annotated[str, typer.Option(help="default, mirrored or multi-worker (tf.distribute).")] = "default",
     precision: Annotated[str, typer.Option(
-        help="auto (bfloat16 where the CPU has it), float32 or mixed_bfloat16.")] = "auto",
+        help="auto (bfloat16 for the seed decoder where the CPU has it), float32 or mixed_bfloat16.")] = "auto",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Train a model; keeps the best checkpoint by val mIoU, with a CSV log and a PNG plot."""

@@ -35,6 +35,9 @@ def load_model(path: str | Path) -> tuple[Any, ModelConfig]:
     if path.suffix != ".keras":
         raise EdgesegError(f"{path} is not a .keras model (expected a file saved by edgeseg build/train).")
     k = keras()
+    from edgeseg.model.fused_bn import fused_batch_norm_class
+
+    fused_batch_norm_class()  # training checkpoints (.last.keras) hold this layer
     try:
         model = k.models.load_model(path, compile=False)
     except Exception as e:  # Keras raises many types for a bad archive
