@@ -28,7 +28,7 @@ class TrainConfig:
     output: str
     val: Optional[str] = None
     val_fraction: float = 0.1
-    epochs: int = 30
+    epochs: Optional[int] = None  # None: 30, or as many as --time-limit allows
     batch_size: int = 8
     lr: float = 2e-3
     warmup_epochs: float = 1.0
@@ -64,6 +64,13 @@ def history_paths(model_path: Path) -> tuple[Path, Path]:
 def last_checkpoint(model_path: Path) -> Path:
     """The every-epoch checkpoint (with optimizer state) that ``--resume`` continues from."""
     return model_path.with_name(model_path.stem + ".last.keras")
+
+
+def max_epochs(tcfg: TrainConfig) -> int:
+    """Epoch cap: ``--epochs``; by default 30, or unbounded under a time limit (which then decides)."""
+    if tcfg.epochs is not None:
+        return tcfg.epochs
+    return 10_000 if tcfg.time_limit else 30
 
 
 def _strategy(name: str) -> Any:
@@ -268,24 +275,26 @@ def train(cfg: ModelConfig, tcfg: TrainConfig,
             model = with_fused_batch_norm(model)
             model.compile(optimizer=k.optimizers.Adam(tcfg.lr),
                           loss=k.losses.SparseCategoricalCrossentropy())
-    if start_epoch >= tcfg.epochs:
+    epochs = max_epochs(tcfg)
+    if start_epoch >= epochs:
         raise EdgesegError(f"{tcfg.resume} already trained {start_epoch} epochs; raise --epochs.")
     ctx: dict[str, Any] = {
         "cfg": cfg, "tcfg": tcfg, "out": out, "val_ds": val_ds, "log": log, "lr": tcfg.lr,
         "step": start_epoch * steps_per_epoch, "steps_per_epoch": steps_per_epoch,
         "warmup_steps": max(1, int(tcfg.warmup_epochs * steps_per_epoch)),
-        "total_steps": tcfg.epochs * steps_per_epoch, "planned_epochs": tcfg.epochs,
-        "max_epochs": tcfg.epochs,
+        "total_steps": epochs * steps_per_epoch, "planned_epochs": epochs,
+        "max_epochs": epochs,
         "time_limit_s": tcfg.time_limit * 60 if tcfg.time_limit else None,
         "best_miou": best_miou, "best_epoch": best_epoch, "rows": _old_rows(out, start_epoch),
         "epoch_times": [], "t0": time.monotonic(), "prior_seconds": prior_seconds,
         "history_png": None,
     }
     log(f"training on {len(train_pairs)} images, validating on {len(val_pairs)}, "
-        f"{steps_per_epoch} steps/epoch, up to {tcfg.epochs} epochs"
-        + (f" or {tcfg.time_limit:g} min" if tcfg.time_limit else ""))
+        f"{steps_per_epoch} steps/epoch, "
+        + (f"{tcfg.time_limit:g} min" if tcfg.time_limit and tcfg.epochs is None else f"up to {epochs} epochs"
+           + (f" or {tcfg.time_limit:g} min" if tcfg.time_limit else "")))
     try:
-        model.fit(train_ds, epochs=tcfg.epochs, initial_epoch=start_epoch,
+        model.fit(train_ds, epochs=epochs, initial_epoch=start_epoch,
                   callbacks=[_make_callback(ctx)], shuffle=False, verbose=1 if sys.stdout.isatty() else 0)
     except KeyboardInterrupt:
         log("interrupted; the best model so far is kept" if ctx["best_epoch"] else "interrupted")

@@ -105,3 +105,11 @@ def test_train_cli_errors(tmp_path):
     assert r.exit_code == 2 and "does not exist" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(app, ["evaluate", str(tmp_path / "m.keras"), "--data", str(tmp_path)])
     assert r.exit_code == 2 and "no such model" in r.output
+
+
+def test_time_limit_decides_the_epochs_unless_they_are_given():
+    from edgeseg.train import TrainConfig, max_epochs
+
+    assert max_epochs(TrainConfig(data="d", output="m.keras")) == 30
+    assert max_epochs(TrainConfig(data="d", output="m.keras", epochs=5, time_limit=10)) == 5
+    assert max_epochs(TrainConfig(data="d", output="m.keras", time_limit=10)) > 1000

@@ -26,7 +26,8 @@ def train(
     labels: mo.Labels = None,
     val: Annotated[Optional[Path], typer.Option(help="Validation folder (default: split --data).")] = None,
     val_fraction: Annotated[float, typer.Option(help="Share of --data held out for validation.")] = 0.1,
-    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 30,
+    epochs: Annotated[Optional[int], typer.Option(
+        help="Maximum epochs [default: 30, or as many as --time-limit allows].", show_default=False)] = None,
     batch_size: Annotated[int, typer.Option(help="Images per step (8 learns faster per minute on a CPU).")] = 8,
     lr: Annotated[float, typer.Option(help="Peak learning rate (warm-up, then cosine decay).")] = 2e-3,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="Turn augmentation off.")] = False,
