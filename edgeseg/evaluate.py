@@ -15,18 +15,15 @@ from edgeseg.metrics import MetricAccumulator, SegMetrics
 def iter_batches(pairs: Sequence[tuple[Path, Path]], cfg: ModelConfig,
                  batch_size: int = 8) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(RGB uint8 at input size, class ids at output size) batches, via the shared readers."""
-    import cv2
-
     from edgeseg.data.dataset import read_image, read_mask
-    from edgeseg.preprocess import resize_rgb
+    from edgeseg.preprocess import resize_mask, resize_rgb
 
     oh, ow = cfg.output_size
     for i in range(0, len(pairs), batch_size):
         imgs, masks = [], []
         for img_path, mask_path in pairs[i:i + batch_size]:
             imgs.append(resize_rgb(read_image(img_path), cfg.height, cfg.width))
-            m = read_mask(mask_path)
-            masks.append(cv2.resize(m, (ow, oh), interpolation=cv2.INTER_NEAREST))
+            masks.append(resize_mask(read_mask(mask_path), oh, ow))
         yield np.stack(imgs), np.stack(masks)
 
 

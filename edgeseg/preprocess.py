@@ -74,6 +74,22 @@ def resize_rgb(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(rgb, (width, height), interpolation=interp)
 
 
+def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize a class-id mask with nearest neighbour sampled at pixel centres.
+
+    The one label resampling: training targets, evaluation and comparison labels
+    (at the model's output size) all come from here. Centre sampling
+    (``INTER_NEAREST_EXACT``, as TensorFlow's and PIL's nearest) keeps a 2x
+    smaller mask aligned with the model's output; OpenCV's plain ``INTER_NEAREST``
+    samples the top-left pixel instead and shifts labels by half an output pixel.
+    """
+    import cv2
+
+    if mask.shape[:2] == (height, width):
+        return mask
+    return cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
+
+
 def preprocess(rgb: np.ndarray, spec: Preprocessing) -> np.ndarray:
     """Resize an RGB uint8 image to the model size and normalize it (float32, H×W×3)."""
     return normalize(resize_rgb(rgb, spec.height, spec.width), spec.mean, spec.std)

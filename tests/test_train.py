@@ -113,3 +113,37 @@ def test_time_limit_decides_the_epochs_unless_they_are_given():
     assert max_epochs(TrainConfig(data="d", output="m.keras")) == 30
     assert max_epochs(TrainConfig(data="d", output="m.keras", epochs=5, time_limit=10)) == 5
     assert max_epochs(TrainConfig(data="d", output="m.keras", time_limit=10)) > 1000
+
+
+def test_train_takes_class_names_from_labels_txt_of_the_dataset_or_its_train_split(tmp_path):
+    from edgeseg.cli.train import _labels_from
+
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "labels.txt").write_text("background\nellipse\nbox\nbar\n")
+    assert _labels_from(tmp_path, 4) == ("background", "ellipse", "box", "bar")
+    assert _labels_from(tmp_path, 3) == ()  # a different class count: not these names
+    (tmp_path / "labels.txt").write_text("bg\na\nb\nc\n")
+    assert _labels_from(tmp_path, 4) == ("bg", "a", "b", "c")
+
+
+def test_training_and_evaluation_see_the_same_labels(tmp_path):
+    """Both resample masks to the output size with one function (centre-sampled nearest)."""
+    import cv2
+
+    from edgeseg.config import ModelConfig
+    from edgeseg.data.dataset import list_pairs
+    from edgeseg.data.pipeline import make_dataset
+    from edgeseg.evaluate import iter_batches
+
+    rng = np.random.default_rng(3)
+    for sub in ("images", "annotations"):
+        (tmp_path / sub).mkdir()
+    for i in range(3):  # per-pixel random ids: a one-pixel shift changes most labels
+        cv2.imwrite(str(tmp_path / "images" / f"{i}.png"), rng.integers(0, 256, (64, 64, 3), np.uint8))
+        cv2.imwrite(str(tmp_path / "annotations" / f"{i}.png"), rng.integers(0, 4, (64, 64), np.uint8))
+    cfg = ModelConfig(n_classes=4, height=64, width=64, alpha=0.25, head="spatial")
+    pairs = list_pairs(tmp_path)
+    (_, y_train), = make_dataset(pairs, cfg, 3, training=False)
+    (_, y_eval), = iter_batches(pairs, cfg, batch_size=3)
+    assert y_eval.shape == (3, 32, 32)
+    np.testing.assert_array_equal(y_train.numpy(), y_eval)

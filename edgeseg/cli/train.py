@@ -59,12 +59,12 @@ def train(
 
 
 def _labels_from(data: Path, classes: int) -> tuple[str, ...]:
-    """labels.txt of the dataset folder, when it names exactly ``classes`` classes."""
-    f = data / "labels.txt"
-    if f.exists():
-        names = tuple(x.strip() for x in f.read_text().splitlines() if x.strip())
-        if len(names) == classes:
-            return names
+    """labels.txt of the dataset (or of its train/ split), when it names exactly ``classes`` classes."""
+    for f in (data / "labels.txt", data / "train" / "labels.txt"):
+        if f.exists():
+            names = tuple(x.strip() for x in f.read_text().splitlines() if x.strip())
+            if len(names) == classes:
+                return names
     return ()
 
 

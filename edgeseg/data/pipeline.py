@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from edgeseg.config import ModelConfig
-from edgeseg.preprocess import normalize, resize_rgb
+from edgeseg.preprocess import normalize, resize_mask, resize_rgb
 
 
 @dataclass(frozen=True)
@@ -24,15 +24,10 @@ class Augment:
 
 
 def _load_pair(img_path: bytes, mask_path: bytes, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    import cv2
-
     from edgeseg.data.dataset import read_image, read_mask
 
     rgb = resize_rgb(read_image(Path(img_path.decode())), h, w)
-    mask = read_mask(Path(mask_path.decode()))
-    if mask.shape != (h, w):
-        mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
-    return rgb, mask
+    return rgb, resize_mask(read_mask(Path(mask_path.decode())), h, w)
 
 
 def _augment(img: Any, mask: Any, aug: Augment, h: int, w: int) -> tuple[Any, Any]:
@@ -120,7 +115,8 @@ def make_dataset(pairs: Sequence[tuple[Path, Path]], cfg: ModelConfig, batch_siz
 
     def finish(img: Any, mask: Any) -> tuple[Any, ...]:
         x = normalize(img, cfg.mean, cfg.std)
-        y = tf.image.resize(mask, (oh, ow), "nearest")
+        # The labels evaluation uses too: the same function, the same sampling.
+        y = tf.numpy_function(lambda m: resize_mask(m[..., 0], oh, ow), [mask], tf.uint8)
         y = tf.cast(tf.reshape(y, (oh * ow,)) if flat else tf.reshape(y, (oh, ow)), tf.int32)
         if weights is None:
             return x, y
