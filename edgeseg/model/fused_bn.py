@@ -3,8 +3,8 @@
 Keras 3 computes batch statistics with separate mean, variance, subtract and
 multiply ops (and as many again in the gradient). On 2 x86 cores that was over
 half of a training step of the alpha-0.5 lite model at 128x128; TensorFlow's
-FusedBatchNormV3 (one oneDNN kernel forward, one backward) makes the step 1.55x
-faster (134 -> 87 ms at batch 8). Inference and saved models use plain
+FusedBatchNormV3 (one oneDNN kernel forward, one backward) makes the step 1.5x
+faster (126 -> 82 ms at batch 8; benchmarks/train_step.py). Inference and saved models use plain
 BatchNormalization: ``train`` saves a plain copy with the same weights.
 """
 
@@ -65,4 +65,3 @@ def with_fused_batch_norm(model: Any) -> Any:
     copy = keras.models.clone_model(model, clone_function=clone)
     copy.set_weights(model.get_weights())
     return copy
-
