@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from edgeseg.data.readers import MaskEncoding
 from edgeseg.errors import EdgesegError
 from edgeseg.metrics import MetricAccumulator, SegMetrics
 
@@ -60,7 +61,8 @@ class CompareReport:
 
 def compare(float_model: str | Path, quant_model: str | Path, data: str | Path,
             limit: Optional[int] = None, layers: bool = False,
-            progress: Optional[Callable[[int, int], None]] = None) -> CompareReport:
+            progress: Optional[Callable[[int, int], None]] = None,
+            encoding: Optional[MaskEncoding] = None) -> CompareReport:
     """Run both models on ``data`` (its val/ split when present) and compare them.
 
     Args:
@@ -70,6 +72,7 @@ def compare(float_model: str | Path, quant_model: str | Path, data: str | Path,
         limit: Compare only the first N images.
         layers: Also rank layers by quantization error (needs the .keras source).
         progress: Called as ``progress(done, total)``.
+        encoding: How masks are read (default: ``MaskEncoding()``, ignore index 255).
     """
     from edgeseg.evaluate import eval_pairs, iter_batches
     from edgeseg.predict import load_predictor
@@ -82,11 +85,12 @@ def compare(float_model: str | Path, quant_model: str | Path, data: str | Path,
                            "compare a model with its own conversion.")
     n = ref.cfg.n_classes
     pairs = eval_pairs(Path(data))[:limit]
-    acc_f, acc_q = MetricAccumulator(n), MetricAccumulator(n)
+    ignore = (encoding or MaskEncoding()).ignore_index
+    acc_f, acc_q = MetricAccumulator(n, ignore), MetricAccumulator(n, ignore)
     agree = MetricAccumulator(n)  # float prediction vs quantized prediction
     max_err, err_sum, err_n, done = 0.0, 0.0, 0, 0
     comparable = getattr(quant, "head", "softmax") == "softmax"
-    for rgb, truth in iter_batches(pairs, ref.cfg):
+    for rgb, truth in iter_batches(pairs, ref.cfg, encoding=encoding):
         pf, pq = ref(rgb), quant(rgb)
         acc_f.update(truth, pf.mask)
         acc_q.update(truth, pq.mask)

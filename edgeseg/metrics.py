@@ -3,21 +3,41 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
+IGNORE_INDEX = 255  # PASCAL VOC / Cityscapes: pixels left out of training and scoring
 
-def confusion_matrix(truth: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
+
+def confusion_matrix(truth: np.ndarray, pred: np.ndarray, n_classes: int,
+                     ignore_index: Optional[int] = IGNORE_INDEX) -> np.ndarray:
     """Confusion counts: rows are ground-truth classes, columns predicted classes.
 
-    Pixels whose ground truth is outside ``0..n_classes-1`` (e.g. 255 'ignore') are skipped.
+    Args:
+        truth: Ground-truth class ids, any shape.
+        pred: Predicted class ids, the same number of elements.
+        n_classes: Number of classes.
+        ignore_index: Ground-truth id whose pixels are left out (None: none).
+
+    Returns:
+        ``n_classes × n_classes`` int64 counts.
+
+    Raises:
+        ValueError: Sizes differ, or the truth holds ids outside ``0..n_classes-1``
+            other than ``ignore_index`` (masks are checked before scoring; such an
+            id is never skipped silently).
     """
     t = np.asarray(truth).ravel().astype(np.int64)
     p = np.asarray(pred).ravel().astype(np.int64)
     if t.shape != p.shape:
         raise ValueError(f"truth and prediction differ in size: {t.shape} vs {p.shape}")
-    keep = (t >= 0) & (t < n_classes)
+    keep = t != ignore_index if ignore_index is not None else np.ones(t.shape, bool)
+    outside = keep & ((t < 0) | (t >= n_classes))
+    if outside.any():
+        ids = ", ".join(str(int(v)) for v in np.unique(t[outside])[:6])
+        raise ValueError(f"ground truth holds ids {ids} outside 0..{n_classes - 1} "
+                         f"(ignore index {ignore_index})")
     p = np.clip(p[keep], 0, n_classes - 1)
     return np.bincount(t[keep] * n_classes + p, minlength=n_classes**2).reshape(n_classes, n_classes)
 
@@ -26,8 +46,14 @@ def confusion_matrix(truth: np.ndarray, pred: np.ndarray, n_classes: int) -> np.
 class SegMetrics:
     """Scores of one model on one dataset.
 
-    Per-class IoU is NaN for a class that appears neither in the truth nor in the
-    predictions; the mean skips such classes.
+    Convention (the confusion-matrix one of PASCAL VOC and Cityscapes, accumulated
+    over the whole dataset, not averaged per image): IoU_c = TP / (TP + FP + FN).
+    Pixels of the ignore index are counted nowhere. A class absent from both the
+    truth and the predictions has IoU NaN and is left out of the mean; a class
+    present in the truth and never predicted scores 0; a class predicted but
+    absent from the truth scores 0 as well (its pixels are all false positives).
+    So a validation set without some class does not measure that class at all:
+    ``edgeseg train`` warns about it.
     """
 
     per_class_iou: tuple[float, ...]
@@ -74,12 +100,13 @@ class SegMetrics:
 class MetricAccumulator:
     """Accumulates a confusion matrix over batches."""
 
-    def __init__(self, n_classes: int) -> None:
+    def __init__(self, n_classes: int, ignore_index: Optional[int] = IGNORE_INDEX) -> None:
         self.n_classes = n_classes
+        self.ignore_index = ignore_index
         self.cm = np.zeros((n_classes, n_classes), np.int64)
 
     def update(self, truth: np.ndarray, pred: np.ndarray) -> None:
-        self.cm += confusion_matrix(truth, pred, self.n_classes)
+        self.cm += confusion_matrix(truth, pred, self.n_classes, self.ignore_index)
 
     def result(self) -> SegMetrics:
         return SegMetrics.from_confusion(self.cm)

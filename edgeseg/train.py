@@ -40,6 +40,11 @@ class TrainConfig:
     strategy: str = "default"
     precision: str = "auto"  # auto | float32 | mixed_bfloat16
     seed: int = 0
+    # How masks are read (edgeseg.data.readers.MaskEncoding) and what to do with bad pairs.
+    ignore_index: Optional[int] = 255
+    binary: bool = False
+    mask_colors: Optional[str] = None
+    skip_bad: bool = False
 
 
 @dataclass(frozen=True)
@@ -122,9 +127,10 @@ def _float32_copy(model: Any, cfg: ModelConfig) -> Any:
     return copy
 
 
-def predict_masks(model: Any, ds: Any, n_classes: int) -> MetricAccumulator:
+def predict_masks(model: Any, ds: Any, n_classes: int,
+                  ignore_index: Optional[int] = 255) -> MetricAccumulator:
     """Run ``model`` over a (x, y) dataset and accumulate the confusion matrix."""
-    acc = MetricAccumulator(n_classes)
+    acc = MetricAccumulator(n_classes, ignore_index)
     for x, y in ds:
         probs = model.predict_on_batch(x)
         acc.update(np.asarray(y), np.argmax(np.asarray(probs), axis=-1))
@@ -165,7 +171,8 @@ def _make_callback(ctx: dict[str, Any]) -> Any:
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             logs = logs or {}
-            m = predict_masks(self.model, ctx["val_ds"], ctx["cfg"].n_classes).result()
+            m = predict_masks(self.model, ctx["val_ds"], ctx["cfg"].n_classes,
+                              ctx["tcfg"].ignore_index).result()
             ctx["epoch_times"].append(time.monotonic() - ctx["epoch_start"])
             best = m.mean_iou > ctx["best_miou"]
             row = {"epoch": epoch + 1, "loss": float(logs.get("loss", float("nan"))),
@@ -221,31 +228,40 @@ def train(cfg: ModelConfig, tcfg: TrainConfig,
     number of epochs is fitted to the budget after each epoch, so the schedule
     still completes, and the run stops after the epoch that crosses it.
     """
-    from edgeseg.data.dataset import resolve_split
-    from edgeseg.data.pipeline import Augment, class_frequencies, make_dataset, median_frequency_weights
-    from edgeseg.deps import keras
+    from edgeseg.data.pipeline import (
+        Augment,
+        class_frequencies,
+        make_dataset,
+        median_frequency_weights,
+        pipeline_errors,
+    )
+    from edgeseg.data.prepare import checked_split
+    from edgeseg.data.readers import mask_encoding
 
-    k = keras()
     out = Path(tcfg.output)
     if out.suffix != ".keras":
         raise EdgesegError(f"-o {out}: the trained model is saved as .keras; name it {out.stem}.keras")
-    train_pairs, val_pairs = resolve_split(Path(tcfg.data), Path(tcfg.val) if tcfg.val else None,
-                                           tcfg.val_fraction, tcfg.seed)
-    if len(train_pairs) < 2 or not val_pairs:
-        raise EdgesegError(f"{tcfg.data}: {len(train_pairs)} training and {len(val_pairs)} validation "
-                           "pairs; need at least 2 and 1 (add images or lower --val-fraction).")
+    # The data is checked (as `edgeseg data check` does) before TensorFlow is even loaded.
+    val_dir = Path(tcfg.val) if tcfg.val else None
+    enc = mask_encoding(tcfg.ignore_index, tcfg.binary, Path(tcfg.mask_colors) if tcfg.mask_colors else None,
+                        [Path(tcfg.data)] + ([val_dir] if val_dir else []))
+    train_pairs, val_pairs = checked_split(Path(tcfg.data), val_dir, cfg.n_classes, enc,
+                                           tcfg.val_fraction, tcfg.seed, tcfg.skip_bad, log)
+    from edgeseg.deps import keras
+
+    k = keras()
     k.utils.set_random_seed(tcfg.seed)
     batch = min(tcfg.batch_size, len(train_pairs))
     weights = None
     if tcfg.balance:
-        freq = class_frequencies(train_pairs, cfg.n_classes)
+        freq = class_frequencies(train_pairs, cfg.n_classes, encoding=enc)
         weights = median_frequency_weights(freq)
         log("class weights (median frequency): " + ", ".join(
             f"{n} {w:.2f}" for n, w in zip(cfg.class_names, weights)))
     train_ds = make_dataset(train_pairs, cfg, batch, True, Augment() if tcfg.augment else
                             Augment(flip=False, min_crop=1.0, brightness=0, contrast=0), tcfg.seed,
-                            class_weights=weights)
-    val_ds = make_dataset(val_pairs, cfg, batch, False)
+                            class_weights=weights, encoding=enc)
+    val_ds = make_dataset(val_pairs, cfg, batch, False, encoding=enc)
     steps_per_epoch = len(train_pairs) // batch
 
     start_epoch, prior_seconds, best_miou, best_epoch = 0, 0.0, -1.0, 0
@@ -294,8 +310,9 @@ def train(cfg: ModelConfig, tcfg: TrainConfig,
         + (f"{tcfg.time_limit:g} min" if tcfg.time_limit and tcfg.epochs is None else f"up to {epochs} epochs"
            + (f" or {tcfg.time_limit:g} min" if tcfg.time_limit else "")))
     try:
-        model.fit(train_ds, epochs=epochs, initial_epoch=start_epoch,
-                  callbacks=[_make_callback(ctx)], shuffle=False, verbose=1 if sys.stdout.isatty() else 0)
+        with pipeline_errors():  # a file failing inside tf.data: one line naming it
+            model.fit(train_ds, epochs=epochs, initial_epoch=start_epoch,
+                      callbacks=[_make_callback(ctx)], shuffle=False, verbose=1 if sys.stdout.isatty() else 0)
     except KeyboardInterrupt:
         log("interrupted; the best model so far is kept" if ctx["best_epoch"] else "interrupted")
         raise

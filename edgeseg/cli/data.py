@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from edgeseg.cli import _data_options as do
 from edgeseg.cli._common import console, handle_errors
 
 data_app = typer.Typer(no_args_is_help=True)
@@ -37,11 +38,17 @@ def check(
     classes: Annotated[Optional[int], typer.Option(
         "--classes", "-c", help="Classes, background included (default: lines of labels.txt).",
     )] = None,
+    ignore_index: do.IgnoreIndex = 255,
+    binary: do.Binary = False,
+    mask_colors: do.MaskColors = None,
 ) -> None:
     """Check pairing, readability, sizes and class ids; print the class balance."""
-    from edgeseg.data.check import check_dataset, count_pairs, frequency_table
+    from edgeseg.data.check import check_dataset, conversion_note, count_pairs, frequency_table
     from edgeseg.errors import EdgesegError
 
+    enc = do.encoding(ignore_index, binary, mask_colors, folder)
+    if classes is None and enc.colors and not (folder / "labels.txt").is_file():
+        classes = len(enc.class_names)
     if classes is None:
         labels = folder / "labels.txt"
         if not labels.is_file():
@@ -50,14 +57,17 @@ def check(
         classes = sum(1 for s in labels.read_text(errors="replace").splitlines() if s.strip())
     with _progress() as bar:
         task = bar.add_task("checking", total=count_pairs(folder))
-        result = check_dataset(folder, classes,
-                               progress=lambda n: bar.update(task, completed=n))
+        result = check_dataset(folder, classes, progress=lambda n: bar.update(task, completed=n),
+                               encoding=enc)
     for issue in result.issues[:MAX_SHOWN]:
         style = "bold red" if issue.level == "error" else "yellow"
         console.print(f"[{style}]{issue.level}:[/] {_rel(issue.path, folder)}: {issue.message}",
                       soft_wrap=True)
     if len(result.issues) > MAX_SHOWN:
         console.print(f"... and {len(result.issues) - MAX_SHOWN} more.")
+    note = conversion_note(result)
+    if note:
+        console.print(note, soft_wrap=True)
     if result.n_pairs:
         console.print(frequency_table(result))
     n_err, n_warn = len(result.errors), len(result.warnings)

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from edgeseg.cli import _data_options as do
 from edgeseg.cli._common import console, handle_errors
 
 
@@ -33,16 +34,21 @@ def evaluate(
     data: Annotated[Path, typer.Option(help="Dataset folder (uses its val/ split when present).")],
     limit: Annotated[Optional[int], typer.Option(help="Score only the first N images.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    ignore_index: do.IgnoreIndex = 255,
+    binary: do.Binary = False,
+    mask_colors: do.MaskColors = None,
 ) -> None:
     """Score a model: per-class IoU, mIoU, fwIoU, pixel accuracy, confusion matrix."""
     from rich.progress import Progress
 
     from edgeseg.evaluate import evaluate as run_eval
 
+    enc = do.encoding(ignore_index, binary, mask_colors, data)
     with Progress(console=console, transient=True, disable=as_json) as bar:
         task = bar.add_task("evaluating", total=None)
         metrics, pred = run_eval(model, data, limit,
-                                 progress=lambda d, n: bar.update(task, completed=d, total=n))
+                                 progress=lambda d, n: bar.update(task, completed=d, total=n),
+                                 encoding=enc)
     labels = pred.cfg.class_names
     if as_json:
         typer.echo(json.dumps(metrics.to_dict(labels)))

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from edgeseg.cli import _data_options as do
 from edgeseg.cli import _model_options as mo
 from edgeseg.cli._common import console, handle_errors
 
@@ -39,6 +40,10 @@ def train(
     precision: Annotated[str, typer.Option(
         help="auto (bfloat16 for the seed decoder where the CPU has it), float32 or mixed_bfloat16.")] = "auto",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    ignore_index: do.IgnoreIndex = 255,
+    binary: do.Binary = False,
+    mask_colors: do.MaskColors = None,
+    skip_bad: do.SkipBad = False,
 ) -> None:
     """Train a model; keeps the best checkpoint by val mIoU, with a CSV log and a PNG plot."""
     from edgeseg.train import TrainConfig
@@ -50,7 +55,9 @@ def train(
                        val_fraction=val_fraction, epochs=epochs, batch_size=batch_size, lr=lr,
                        augment=not no_augment, backbone_weights=backbone_weights,
                        resume=str(resume) if resume else None, time_limit=time_limit,
-                       strategy=strategy, precision=precision, seed=seed)
+                       strategy=strategy, precision=precision, seed=seed, ignore_index=ignore_index,
+                       binary=binary, mask_colors=str(mask_colors) if mask_colors else None,
+                       skip_bad=skip_bad)
     result = run_training(cfg, tcfg, log=lambda s: console.print(s, markup=False))
     console.print(f"best val mIoU {result.best_miou:.4f} at epoch {result.best_epoch} "
                   f"({result.epochs_run} epochs, {result.seconds / 60:.1f} min) -> {result.model_path}")

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
-import cv2
 import numpy as np
 
-from edgeseg.data.dataset import (
-    ANNOTATIONS_DIR,
+from edgeseg.data.dataset import ANNOTATIONS_DIR, IMAGES_DIR, _files, _has_layout, _require_layout
+from edgeseg.data.readers import (
     IMAGE_SUFFIXES,
-    IMAGES_DIR,
+    JPEG_SUFFIXES,
     MASK_SUFFIX,
-    _files,
-    _has_layout,
-    _require_layout,
+    MaskEncoding,
+    check_ignore_index,
+    invalid_ids,
+    invalid_ids_message,
+    read_image_info,
+    read_mask,
 )
 from edgeseg.errors import EdgesegError
 
@@ -25,6 +27,10 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 ERROR, WARNING = "error", "warning"
+# How data check names what the image reader converted.
+MODE_NAMES = {"L": "grey", "LA": "grey+alpha", "RGBA": "RGBA (alpha dropped)", "P": "palette",
+              "PA": "palette+alpha", "CMYK": "CMYK", "I;16": "16-bit", "I;16B": "16-bit",
+              "I;16L": "16-bit", "I": "16/32-bit", "1": "1-bit", "YCbCr": "YCbCr", "F": "float"}
 
 
 @dataclass(frozen=True)
@@ -50,12 +56,18 @@ class CheckResult:
         root: The dataset folder.
         n_classes: Number of classes checked against.
         folders: The image/annotation folders checked (``root`` or ``root/train``, ``root/val``).
-        n_pairs: Image/mask pairs found.
+        n_pairs: Image/mask pairs found (by file stem).
         issues: Findings, in folder then file order.
         pixels: Mask pixels per class id ``0..n_classes-1``.
         images_per_class: Masks in which each class appears.
-        labels: Class names (from ``labels.txt`` when it fits, else ``class0…``).
-        invalid_pixels: Mask pixels whose id is ``>= n_classes``.
+        labels: Class names (labels.txt or the colour map when it fits, else ``class0…``).
+        invalid_pixels: Mask pixels whose id is ``>= n_classes`` and not the ignore index.
+        ignored_pixels: Mask pixels equal to the ignore index (left out of loss and metrics).
+        encoding: How the masks were read.
+        mask_classes: Class ids (ignore index excluded) present in each readable mask.
+        bad_files: Every file an error is about.
+        converted: Images the reader converted to RGB, counted by what they were
+            (``grey``, ``CMYK``, ``EXIF-rotated``...).
     """
 
     root: Path
@@ -67,6 +79,11 @@ class CheckResult:
     images_per_class: tuple[int, ...] = ()
     labels: tuple[str, ...] = field(default=())
     invalid_pixels: int = 0
+    ignored_pixels: int = 0
+    encoding: MaskEncoding = field(default_factory=MaskEncoding)
+    mask_classes: Mapping[Path, frozenset[int]] = field(default_factory=dict)
+    bad_files: frozenset[Path] = frozenset()
+    converted: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Issue]:
@@ -83,7 +100,7 @@ class CheckResult:
 
     @property
     def class_share(self) -> tuple[float, ...]:
-        """Share of mask pixels per class (zeros when no mask was readable)."""
+        """Share of the scored mask pixels per class (ignored pixels left out)."""
         total = sum(self.pixels) + self.invalid_pixels
         return tuple(p / total if total else 0.0 for p in self.pixels)
 
@@ -103,115 +120,125 @@ def dataset_folders(root: Path) -> tuple[Path, ...]:
     return (root,)
 
 
-def read_labels(root: Path, n_classes: int) -> tuple[str, ...]:
-    """Class names from ``root/labels.txt`` when it has one per class, else ``class0…``."""
+def read_labels(root: Path, n_classes: int, encoding: Optional[MaskEncoding] = None) -> tuple[str, ...]:
+    """Class names from ``root/labels.txt``, else the colour map, when either has one per class;
+    else ``class0…``."""
     path = Path(root) / "labels.txt"
     if path.is_file():
         names = [s.strip() for s in path.read_text(errors="replace").splitlines() if s.strip()]
         if len(names) == n_classes:
             return tuple(names)
+    if encoding is not None and len(encoding.class_names) == n_classes:
+        return encoding.class_names
     return tuple(f"class{i}" for i in range(n_classes))
 
 
-def _decode(path: Path, issues: list[Issue], what: str) -> np.ndarray | None:
-    """Decode a file as stored (no conversion), or record why it cannot be."""
-    try:
-        size = path.stat().st_size
-        raw = np.fromfile(path, dtype=np.uint8) if size else None
-    except OSError as e:
-        issues.append(Issue(ERROR, path, f"cannot read the {what}: {e.strerror or e}."))
-        return None
-    if raw is None:
-        issues.append(Issue(ERROR, path, f"empty {what} file (0 bytes); replace or delete it."))
-        return None
-    arr = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
-    if arr is None:
-        issues.append(Issue(ERROR, path, f"unreadable {what}: not a valid image file."))
-    return arr
+class _Tally:
+    """Running counts over the masks and images of a dataset."""
+
+    def __init__(self, n_classes: int, encoding: MaskEncoding) -> None:
+        self.n, self.enc = n_classes, encoding
+        self.issues: list[Issue] = []
+        self.pixels = np.zeros(256, np.int64)
+        self.present = np.zeros(n_classes, np.int64)
+        self.mask_classes: dict[Path, frozenset[int]] = {}
+        self.converted: dict[str, int] = {}
+        self.binary: list[Path] = []
+
+    def error(self, path: Path, message: str) -> None:
+        self.issues.append(Issue(ERROR, path, message))
+
+    def image(self, path: Path) -> Optional[tuple[int, int]]:
+        try:
+            rgb, info = read_image_info(path)
+        except EdgesegError as e:
+            self.error(path, _strip(str(e), path))
+            return None
+        for what in ([MODE_NAMES.get(info.mode, info.mode)] if info.mode != "RGB" else []) + (
+                ["EXIF-rotated"] if info.rotated else []):
+            self.converted[what] = self.converted.get(what, 0) + 1
+        return rgb.shape[:2]
+
+    def mask(self, path: Path) -> Optional[np.ndarray]:
+        try:
+            ids = read_mask(path, self.enc)
+        except EdgesegError as e:
+            self.error(path, _strip(str(e), path))
+            return None
+        counts = np.bincount(ids.ravel(), minlength=256)
+        self.pixels += counts
+        present = frozenset(int(c) for c in np.flatnonzero(counts[:self.n]))
+        self.mask_classes[path] = present
+        self.present[list(present)] += 1
+        bad = invalid_ids(ids, self.n, self.enc)
+        if bad:
+            self.error(path, invalid_ids_message(bad, self.n, self.enc))
+        if (not self.enc.binary and self.enc.ignore_index == 255 and counts[255]
+                and counts[0] + counts[255] == ids.size):
+            self.binary.append(path)
+        return ids
 
 
-def _check_image(path: Path, issues: list[Issue]) -> tuple[int, int] | None:
-    arr = _decode(path, issues, "image")
-    if arr is None:
-        return None
-    channels = 1 if arr.ndim == 2 else arr.shape[2]
-    if channels == 1:
-        issues.append(Issue(WARNING, path, "grey image; it is converted to RGB."))
-    elif channels == 4:
-        issues.append(Issue(WARNING, path, "RGBA image; the alpha channel is dropped."))
-    return arr.shape[:2]
+def _strip(message: str, path: Path) -> str:
+    """The reader's message without the leading file name (the issue carries the path)."""
+    for prefix in (f"{path}: ", f"{path} "):
+        if message.startswith(prefix):
+            return message[len(prefix):]
+    return message
 
 
-def _check_mask(path: Path, n_classes: int, issues: list[Issue]) -> np.ndarray | None:
-    arr = _decode(path, issues, "mask")
-    if arr is None:
-        return None
-    if arr.ndim == 3:
-        if arr.shape[2] >= 3 and not (
-            np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2])
-        ):
-            issues.append(Issue(
-                WARNING, path,
-                "colour mask: only its first channel (blue, as OpenCV reads it) is used as "
-                "class ids; save masks as single-channel PNGs of class ids.",
-            ))
-        arr = arr[..., 0]
-    bad = np.unique(arr[arr >= n_classes]) if arr.size else np.array([])
-    if bad.size:
-        shown = ", ".join(str(int(v)) for v in bad[:6]) + (", ..." if bad.size > 6 else "")
-        hint = " (255 is often an 'ignore' label; map it to a class)" if 255 in bad else ""
-        issues.append(Issue(
-            ERROR, path, f"class ids {shown} are >= --classes {n_classes}{hint}.",
-        ))
-    return arr
+def _renamed(stem: str, candidates: set[str]) -> Optional[str]:
+    """The stem of ``candidates`` that ``stem`` extends with a separator (``x_mask`` → ``x``)."""
+    hits = [c for c in candidates if len(stem) > len(c) and stem.startswith(c) and stem[len(c)] in "_-. "]
+    return max(hits, key=len) if hits else None
 
 
-def _check_folder(
-    folder: Path, n_classes: int, issues: list[Issue], pixels: np.ndarray, present: np.ndarray,
-    progress: Callable[[int], None] | None, done: int,
-) -> tuple[int, int]:
-    """Check one images/ + annotations/ folder; returns (pairs, files visited so far)."""
+def _check_folder(folder: Path, t: _Tally, progress: Optional[Callable[[int], None]],
+                  done: int) -> tuple[int, int]:
+    """Check one images/ + annotations/ folder; returns (pairs, pairs visited so far)."""
     images_dir, masks_dir = folder / IMAGES_DIR, folder / ANNOTATIONS_DIR
     images: dict[str, Path] = {}
     for p in _files(images_dir, IMAGE_SUFFIXES):
         if p.stem in images:
-            issues.append(Issue(ERROR, p, f"has the same name as {images[p.stem].name}; "
-                                          "keep one image per mask."))
+            t.error(p, f"has the same name as {images[p.stem].name}; keep one image per mask.")
         else:
             images[p.stem] = p
     masks = {p.stem: p for p in _files(masks_dir, (MASK_SUFFIX,))}
-    for d, what in ((images_dir, "an image"), (masks_dir, "a PNG mask")):
-        allowed = IMAGE_SUFFIXES if d is images_dir else (MASK_SUFFIX,)
+    jpeg_masks = {p.stem: p for p in _files(masks_dir, JPEG_SUFFIXES) if p.stem not in masks}
+    for d, allowed, what in ((images_dir, IMAGE_SUFFIXES, "an image"),
+                             (masks_dir, (MASK_SUFFIX, *JPEG_SUFFIXES), "a PNG mask")):
         for p in sorted(d.iterdir()):
             if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in allowed:
-                issues.append(Issue(WARNING, p, f"ignored: not {what} "
-                                                f"({', '.join(allowed)})."))
-    for stem in sorted(images.keys() - masks.keys()):
-        issues.append(Issue(ERROR, images[stem],
-                            f"image without mask: expected {ANNOTATIONS_DIR}/{stem}.png."))
-    for stem in sorted(masks.keys() - images.keys()):
-        issues.append(Issue(ERROR, masks[stem],
-                            f"mask without image: expected {IMAGES_DIR}/{stem}.jpg or .png."))
+                t.issues.append(Issue(WARNING, p, f"ignored: not {what} ({', '.join(allowed)})."))
+    for stem, p in sorted(jpeg_masks.items()):
+        t.error(p, f"JPEG mask: masks must be PNG (JPEG compression changes class ids at every "
+                   f"edge); save it as {ANNOTATIONS_DIR}/{stem}.png.")
+    lonely_masks = masks.keys() - images.keys()
+    for stem in sorted(images.keys() - masks.keys() - jpeg_masks.keys()):
+        near = _renamed_mask(stem, lonely_masks)
+        hint = f" ({near} is there: rename it to {stem}.png)" if near else ""
+        t.error(images[stem], f"image without mask: no mask named {ANNOTATIONS_DIR}/{stem}.png{hint}.")
+    for stem in sorted(lonely_masks):
+        owner = _renamed(stem, set(images))
+        hint = f" (named like the mask of {images[owner].name}: rename it to {owner}.png)" if owner else ""
+        t.error(masks[stem], f"mask without image: no image named {IMAGES_DIR}/{stem}.jpg or .png{hint}.")
     stems = sorted(images.keys() & masks.keys())
     for stem in stems:
-        size = _check_image(images[stem], issues)
-        mask = _check_mask(masks[stem], n_classes, issues)
-        if mask is not None:
-            counts = np.bincount(mask.ravel(), minlength=n_classes + 1)
-            pixels[:n_classes] += counts[:n_classes]
-            pixels[n_classes] += counts[n_classes:].sum()
-            counts = counts[:n_classes]
-            present += counts > 0
-            if size is not None and tuple(mask.shape) != tuple(size):
-                issues.append(Issue(
-                    ERROR, masks[stem],
-                    f"size {mask.shape[1]}x{mask.shape[0]} differs from its image's "
-                    f"{size[1]}x{size[0]} ({images[stem].name}); masks must match pixel for pixel.",
-                ))
+        size = t.image(images[stem])
+        ids = t.mask(masks[stem])
+        if ids is not None and size is not None and tuple(ids.shape) != tuple(size):
+            t.error(masks[stem],
+                    f"size {ids.shape[1]}x{ids.shape[0]} differs from its image's {size[1]}x{size[0]} "
+                    f"({images[stem].name}, EXIF orientation applied); masks must match pixel for pixel.")
         done += 1
         if progress is not None:
             progress(done)
-    return len(stems), done
+    return len(stems) + len(jpeg_masks.keys() & images.keys()), done
+
+
+def _renamed_mask(stem: str, lonely_masks: set[str]) -> Optional[str]:
+    hits = sorted(m for m in lonely_masks if _renamed(m, {stem}) == stem)
+    return f"{hits[0]}.png" if hits else None
 
 
 def count_pairs(root: Path) -> int:
@@ -219,46 +246,75 @@ def count_pairs(root: Path) -> int:
     return sum(len(_files(f / ANNOTATIONS_DIR, (MASK_SUFFIX,))) for f in dataset_folders(root))
 
 
-def check_dataset(
-    root: Path, n_classes: int, progress: Callable[[int], None] | None = None
-) -> CheckResult:
+def check_dataset(root: Path, n_classes: int, progress: Optional[Callable[[int], None]] = None,
+                  encoding: Optional[MaskEncoding] = None) -> CheckResult:
     """Check a dataset folder for everything that would break or silently spoil training.
 
+    Reads every file with the readers training uses (:mod:`edgeseg.data.readers`).
     Errors: images without masks and masks without images, unreadable or empty
-    files, mask/image size mismatches, class ids >= ``n_classes``, duplicate names.
-    Warnings: grey or RGBA images, colour masks, ignored files, classes never seen.
+    files, JPEG or colour masks the encoding cannot read, mask/image size
+    mismatches (after EXIF orientation), class ids ``>= n_classes`` other than the
+    ignore index (with pixel counts), duplicate names, and masks that all hold
+    only 0 and 255 (binary masks read with 255 as 'ignore'). Warnings: ignored
+    files, classes never seen, some masks holding only 0 and 255.
 
     Args:
         root: ``images/`` + ``annotations/`` folder, or one with ``train/`` and ``val/``.
         n_classes: Number of classes, background included.
         progress: Called with the number of pairs checked so far.
+        encoding: How masks are read (default: ``MaskEncoding()``, ignore index 255).
 
     Raises:
-        EdgesegError: The folder does not have the dataset layout.
+        EdgesegError: The folder does not have the dataset layout, ``n_classes < 2``
+            or the ignore index is a class id.
     """
     if n_classes < 2:
         raise EdgesegError(f"--classes must be at least 2 (got {n_classes}); "
                            "background counts as a class.")
+    enc = encoding or MaskEncoding()
+    check_ignore_index(enc, n_classes)
     root = Path(root)
     folders = dataset_folders(root)
-    issues: list[Issue] = []
-    pixels = np.zeros(n_classes + 1, np.int64)  # the last slot counts ids >= n_classes
-    present = np.zeros(n_classes, np.int64)
+    t = _Tally(n_classes, enc)
     n_pairs = done = 0
     for folder in folders:
-        n, done = _check_folder(folder, n_classes, issues, pixels, present, progress, done)
+        n, done = _check_folder(folder, t, progress, done)
         n_pairs += n
     if n_pairs == 0:
-        issues.append(Issue(ERROR, root, "no image/mask pairs found."))
-    else:
-        for c in np.flatnonzero(present == 0):
-            issues.append(Issue(WARNING, root, f"class {int(c)} never appears in any mask."))
+        t.error(root, "no image/mask pairs found.")
+    elif t.mask_classes:
+        _dataset_findings(root, t)
+    ignore = enc.ignore_index
+    pixels = t.pixels.copy()
+    ignored = int(pixels[ignore]) if ignore is not None else 0
+    if ignore is not None:
+        pixels[ignore] = 0
     return CheckResult(
-        root=root, n_classes=n_classes, folders=folders, n_pairs=n_pairs, issues=tuple(issues),
-        pixels=tuple(int(v) for v in pixels[:n_classes]), invalid_pixels=int(pixels[-1]),
-        images_per_class=tuple(int(v) for v in present),
-        labels=read_labels(root, n_classes),
+        root=root, n_classes=n_classes, folders=folders, n_pairs=n_pairs, issues=tuple(t.issues),
+        pixels=tuple(int(v) for v in pixels[:n_classes]), invalid_pixels=int(pixels[n_classes:].sum()),
+        ignored_pixels=ignored, images_per_class=tuple(int(v) for v in t.present),
+        labels=read_labels(root, n_classes, enc), encoding=enc, mask_classes=t.mask_classes,
+        bad_files=frozenset(i.path for i in t.issues if i.level == ERROR), converted=t.converted,
     )
+
+
+def _dataset_findings(root: Path, t: _Tally) -> None:
+    """Findings about the whole set: binary 0/255 masks, classes never seen."""
+    if t.binary:
+        names = ", ".join(p.name for p in t.binary[:3]) + (", ..." if len(t.binary) > 3 else "")
+        if len(t.binary) == len(t.mask_classes) and not t.present[1:].any():
+            t.error(root, f"all {len(t.binary)} masks hold only 0 and 255 ({names}): binary masks, "
+                          "and 255 is the ignore index, so no object pixel would be learned; pass "
+                          "--binary to read 255 as class 1.")
+        else:
+            t.issues.append(Issue(WARNING, root, f"{len(t.binary)} masks hold only 0 and 255 ({names}): "
+                                                 "their 255 pixels are ignored; pass --binary if 255 "
+                                                 "marks the object."))
+    never = [str(int(c)) for c in np.flatnonzero(t.present == 0)]
+    if never:
+        which = f"class {never[0]} never appears" if len(never) == 1 else \
+            f"classes {', '.join(never)} never appear"
+        t.issues.append(Issue(WARNING, root, f"{which} in any mask."))
 
 
 def frequency_table(result: CheckResult) -> Table:
@@ -279,4 +335,19 @@ def frequency_table(result: CheckResult) -> Table:
         total = sum(result.pixels) + result.invalid_pixels
         table.add_row(f">={result.n_classes}", "[red]invalid ids[/]", f"{result.invalid_pixels:,}",
                       f"{result.invalid_pixels / total:.1%}", "")
+    if result.ignored_pixels:
+        table.add_row(str(result.encoding.ignore_index), "ignored (--ignore-index)",
+                      f"{result.ignored_pixels:,}", "—", "")
     return table
+
+
+def conversion_note(result: CheckResult) -> Optional[str]:
+    """``converted to RGB: 2 grey, 1 CMYK; 3 EXIF-rotated`` (None when nothing was converted)."""
+    if not result.converted:
+        return None
+    parts = [f"{n} {what}" for what, n in sorted(result.converted.items()) if what != "EXIF-rotated"]
+    rotated = result.converted.get("EXIF-rotated")
+    text = f"converted to RGB: {', '.join(parts)}" if parts else ""
+    if rotated:
+        text += ("; " if text else "") + f"{rotated} turned upright by their EXIF orientation"
+    return f"images {text}."

@@ -1,17 +1,17 @@
-"""Image/mask pairs on disk in the keras_segmentation layout, read as RGB and class ids."""
+"""Image/mask pairs on disk in the keras_segmentation layout; splits; the readers re-exported."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from edgeseg.data.readers import IMAGE_SUFFIXES, MASK_SUFFIX, read_image, read_mask
 from edgeseg.errors import EdgesegError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-MASK_SUFFIX = ".png"
+__all__ = ["IMAGE_SUFFIXES", "MASK_SUFFIX", "list_images", "list_pairs", "read_image", "read_mask",
+           "resolve_split", "scan"]
 IMAGES_DIR = "images"
 ANNOTATIONS_DIR = "annotations"
 
@@ -96,96 +96,79 @@ def _has_layout(root: Path) -> bool:
 
 
 def resolve_split(
-    data: Path, val: Path | None = None, val_fraction: float = 0.1, seed: int = 0
+    data: Path, val: Path | None = None, val_fraction: float = 0.1, seed: int = 0,
+    classes: Mapping[Path, Iterable[int]] | None = None, exclude: Collection[Path] = (),
 ) -> tuple[list[Pair], list[Pair]]:
     """Find the training and validation pairs for a dataset folder.
 
     In order: an explicit ``val`` folder; ``data/train`` + ``data/val``; otherwise a
-    seeded random split of ``data`` (at least one validation pair when there are two
-    or more pairs, none when ``val_fraction`` is 0).
+    seeded split of ``data`` (at least one validation pair when there are two or
+    more pairs, none when ``val_fraction`` is 0). Given the classes of each mask,
+    the split holds out, where the data allows, an example of every class while
+    keeping one in training (rarest classes first), then fills up at random.
 
     Args:
         data: Dataset folder (``images/`` + ``annotations/``, or ``train/`` + ``val/``).
         val: Separate validation dataset folder.
         val_fraction: Share of ``data`` held out when no validation folder exists.
         seed: Seed of the random split (same seed, same split).
+        classes: Class ids present in each mask (by mask path), e.g. from ``check_dataset``.
+        exclude: Files whose pairs are left out (``--skip-bad``: those with errors).
 
     Returns:
         ``(train_pairs, val_pairs)``, each sorted by stem.
     """
     data = Path(data)
     split = (data / "train").is_dir() and (data / "val").is_dir() and not _has_layout(data)
+    bad = set(exclude)
+
+    def pairs_of(root: Path) -> list[Pair]:
+        return [p for p in list_pairs(root) if not bad & set(p)]
+
     if val is not None:
-        return list_pairs(data / "train" if split else data), list_pairs(Path(val))
+        return pairs_of(data / "train" if split else data), pairs_of(Path(val))
     if split:
-        return list_pairs(data / "train"), list_pairs(data / "val")
+        return pairs_of(data / "train"), pairs_of(data / "val")
     if not 0 <= val_fraction < 1:
         raise EdgesegError(f"validation fraction {val_fraction} must be in [0, 1).")
-    pairs = list_pairs(data)
+    pairs = pairs_of(data)
     n_val = 0
     if val_fraction > 0 and len(pairs) > 1:
         n_val = min(len(pairs) - 1, max(1, round(len(pairs) * val_fraction)))
-    order = np.random.default_rng(seed).permutation(len(pairs))
-    held = set(order[:n_val].tolist())
+    order = [int(i) for i in np.random.default_rng(seed).permutation(len(pairs))]
+    held = _covering(pairs, order, n_val, classes) if classes is not None else []
+    for i in order:
+        if len(held) >= n_val:
+            break
+        if i not in held:
+            held.append(i)
     train = [p for i, p in enumerate(pairs) if i not in held]
     val_pairs = [p for i, p in enumerate(pairs) if i in held]
     return train, val_pairs
 
 
-def _decode(path: Path, flags: int) -> np.ndarray:
-    """cv2-decode a file (from bytes, so any path works), or raise naming the file."""
-    path = Path(path)
-    try:
-        raw = np.fromfile(path, dtype=np.uint8)
-    except OSError as e:
-        raise EdgesegError(f"cannot read {path}: {e.strerror or e}; check the file.") from e
-    if raw.size == 0:
-        raise EdgesegError(f"{path} is empty (0 bytes); replace or delete it.")
-    arr = cv2.imdecode(raw, flags)
-    if arr is None:
-        raise EdgesegError(f"{path} is not a readable image; replace or delete it.")
-    return arr
-
-
-def _to_uint8(arr: np.ndarray) -> np.ndarray:
-    if arr.dtype == np.uint8:
-        return arr
-    if arr.dtype == np.uint16:
-        return (arr // 257).astype(np.uint8)
-    return np.clip(arr, 0, 255).astype(np.uint8)
-
-
-def read_image(path: Path) -> np.ndarray:
-    """Read an image as H×W×3 uint8 RGB (grey and RGBA are converted, 16-bit scaled).
-
-    Raises:
-        EdgesegError: The file is missing, empty or not an image.
-    """
-    arr = _to_uint8(_decode(path, cv2.IMREAD_UNCHANGED))
-    if arr.ndim == 2 or arr.shape[2] == 1:
-        return cv2.cvtColor(arr, cv2.COLOR_GRAY2RGB)
-    if arr.shape[2] == 4:
-        return cv2.cvtColor(arr, cv2.COLOR_BGRA2RGB)
-    return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
-
-
-def read_mask(path: Path) -> np.ndarray:
-    """Read a mask as H×W uint8 class ids.
-
-    A 3- or 4-channel mask gives its first channel as cv2 decodes it (blue), as
-    keras_segmentation does; a 16-bit mask keeps its values when they fit in uint8.
-
-    Raises:
-        EdgesegError: The file is missing, empty or not an image, or holds ids > 255.
-    """
-    arr = _decode(path, cv2.IMREAD_UNCHANGED)
-    if arr.ndim == 3:
-        arr = arr[:, :, 0]
-    if arr.dtype != np.uint8:
-        if arr.size and (arr.min() < 0 or arr.max() > 255):
-            raise EdgesegError(f"{path} holds class ids above 255; masks are 8-bit class ids.")
-        arr = arr.astype(np.uint8)
-    return np.ascontiguousarray(arr)
+def _covering(pairs: Sequence[Pair], order: list[int], n_val: int,
+              classes: Mapping[Path, Iterable[int]]) -> list[int]:
+    """Greedy pick (in ``order``) of up to ``n_val`` pairs showing every class, rarest first,
+    never taking the last training example of a class."""
+    sets = [frozenset(classes.get(m, ())) for _, m in pairs]
+    in_train: dict[int, int] = {}
+    for s in sets:
+        for c in s:
+            in_train[c] = in_train.get(c, 0) + 1
+    held: list[int] = []
+    shown: set[int] = set()
+    for c in sorted(in_train, key=lambda c: (in_train[c], c)):
+        if len(held) >= n_val or c in shown:
+            continue
+        for i in order:
+            if i not in held and c in sets[i] and all(in_train[d] > 1 for d in sets[i]):
+                held.append(i)
+                shown |= sets[i]
+                for d in sets[i]:
+                    in_train[d] -= 1
+                break
+    return held
 
 
 def list_images(root: Path) -> list[Path]:

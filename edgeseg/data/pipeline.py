@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import re
+import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
 from edgeseg.config import ModelConfig
+from edgeseg.data.readers import MaskEncoding, read_image, read_mask
+from edgeseg.errors import EdgesegError
 from edgeseg.preprocess import normalize, resize_mask, resize_rgb
 
 
@@ -23,11 +28,33 @@ class Augment:
     contrast: float = 0.3  # contrast factor in [1-c, 1+c]
 
 
-def _load_pair(img_path: bytes, mask_path: bytes, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    from edgeseg.data.dataset import read_image, read_mask
+def _load_pair(img_path: bytes, mask_path: bytes, h: int, w: int, n_classes: int,
+               encoding: MaskEncoding) -> tuple[np.ndarray, np.ndarray]:
+    img_file, mask_file = Path(img_path.decode()), Path(mask_path.decode())
+    rgb = read_image(img_file)
+    ids = read_mask(mask_file, encoding, n_classes)
+    if rgb.shape[:2] != ids.shape:
+        # Resizing each to the model size would train on misaligned labels.
+        raise EdgesegError(f"{mask_file}: size {ids.shape[1]}x{ids.shape[0]} differs from its image's "
+                           f"{rgb.shape[1]}x{rgb.shape[0]} ({img_file.name}); masks must match pixel for pixel.")
+    return resize_rgb(rgb, h, w), resize_mask(ids, h, w)
 
-    rgb = resize_rgb(read_image(Path(img_path.decode())), h, w)
-    return rgb, resize_mask(read_mask(Path(mask_path.decode())), h, w)
+
+@contextlib.contextmanager
+def pipeline_errors() -> Iterator[None]:
+    """Turn a failure inside tf.data (a file that cannot be read mid-training) into one
+    EdgesegError line naming the file, instead of a TensorFlow traceback."""
+    try:
+        yield
+    except Exception as e:
+        tf = sys.modules.get("tensorflow")
+        if tf is None or not isinstance(e, tf.errors.OpError):
+            raise
+        found = re.search(r"EdgesegError: ([^\n]*)", e.message)
+        if found:
+            raise EdgesegError(found.group(1).strip()) from None
+        first = next((ln for ln in e.message.splitlines() if ln.strip()), type(e).__name__)
+        raise EdgesegError(f"the input pipeline failed: {first.strip()}; run `edgeseg data check`.") from None
 
 
 def _augment(img: Any, mask: Any, aug: Augment, h: int, w: int) -> tuple[Any, Any]:
@@ -54,14 +81,13 @@ def _augment(img: Any, mask: Any, aug: Augment, h: int, w: int) -> tuple[Any, An
 
 
 def class_frequencies(pairs: Sequence[tuple[Path, Path]], n_classes: int,
-                      limit: int = 400) -> np.ndarray:
-    """Pixel share of each class over (up to ``limit``) training masks."""
-    from edgeseg.data.dataset import read_mask
-
+                      limit: int = 400, encoding: Optional[MaskEncoding] = None) -> np.ndarray:
+    """Pixel share of each class over (up to ``limit``) training masks (ignored pixels left out)."""
     counts = np.zeros(n_classes, np.float64)
     step = max(1, len(pairs) // limit)
     for _, mask_path in pairs[::step]:
-        counts += np.bincount(read_mask(mask_path).ravel(), minlength=n_classes)[:n_classes]
+        ids = read_mask(mask_path, encoding, n_classes)
+        counts += np.bincount(ids.ravel(), minlength=n_classes)[:n_classes]
     return counts / max(counts.sum(), 1.0)
 
 
@@ -80,14 +106,20 @@ def median_frequency_weights(freq: np.ndarray, cap: float = 10.0) -> np.ndarray:
 
 def make_dataset(pairs: Sequence[tuple[Path, Path]], cfg: ModelConfig, batch_size: int,
                  training: bool, augment: Augment | None = None, seed: int = 0,
-                 class_weights: np.ndarray | None = None) -> Any:
-    """A batched ``tf.data.Dataset`` of (normalized image, class ids at output size).
+                 class_weights: np.ndarray | None = None,
+                 encoding: Optional[MaskEncoding] = None) -> Any:
+    """A batched ``tf.data.Dataset`` of (normalized image, class ids at output size[, weights]).
 
     Images are decoded by the same readers as evaluation and calibration, in
     parallel, cached after decoding, augmented (training only), normalized by
     :func:`edgeseg.preprocess.normalize`, and the masks are resized with
-    nearest-neighbour to the model's output size (half the input).
+    nearest-neighbour to the model's output size (half the input). Training
+    batches carry per-pixel weights: the class weight, 0 on the ignore index
+    (so ignored pixels add nothing to the loss). Validation batches keep the
+    ignore index in the labels for the metrics to skip. Run the training loop
+    under :func:`pipeline_errors`.
     """
+    enc = encoding or MaskEncoding()
     import tensorflow as tf
 
     h, w = cfg.height, cfg.width
@@ -97,7 +129,7 @@ def make_dataset(pairs: Sequence[tuple[Path, Path]], cfg: ModelConfig, batch_siz
     ds = tf.data.Dataset.from_tensor_slices((imgs, masks))
 
     def load(i: Any, m: Any) -> tuple[Any, Any]:
-        img, mask = tf.numpy_function(lambda a, b: _load_pair(a, b, h, w), [i, m],
+        img, mask = tf.numpy_function(lambda a, b: _load_pair(a, b, h, w, cfg.n_classes, enc), [i, m],
                                       [tf.uint8, tf.uint8])
         img.set_shape((h, w, 3))
         mask = tf.reshape(mask, (h, w, 1))
@@ -111,16 +143,17 @@ def make_dataset(pairs: Sequence[tuple[Path, Path]], cfg: ModelConfig, batch_siz
 
     flat = cfg.head == "flat"
 
-    weights = None if class_weights is None else tf.constant(class_weights, tf.float32)
+    weights = tf.constant(np.ones(cfg.n_classes, np.float32) if class_weights is None
+                          else class_weights, tf.float32)
 
     def finish(img: Any, mask: Any) -> tuple[Any, ...]:
         x = normalize(img, cfg.mean, cfg.std)
         # The labels evaluation uses too: the same function, the same sampling.
         y = tf.numpy_function(lambda m: resize_mask(m[..., 0], oh, ow), [mask], tf.uint8)
         y = tf.cast(tf.reshape(y, (oh * ow,)) if flat else tf.reshape(y, (oh, ow)), tf.int32)
-        if weights is None:
+        if not training:
             return x, y
-        # Ids outside the classes (e.g. 255 'ignore') weigh 0.
+        # The reader let through only ids < n_classes and the ignore index: the latter weighs 0.
         valid = tf.cast(y < cfg.n_classes, tf.float32)
         w = tf.gather(weights, tf.minimum(y, cfg.n_classes - 1)) * valid
         return x, tf.minimum(y, cfg.n_classes - 1), w

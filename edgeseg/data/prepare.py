@@ -1,0 +1,111 @@
+"""The training data, checked first: ``data check``'s checks, left-out files and the split."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Optional
+
+from edgeseg.data.check import CheckResult, check_dataset, conversion_note
+from edgeseg.data.dataset import Pair, resolve_split
+from edgeseg.data.readers import MaskEncoding
+from edgeseg.errors import EdgesegError
+
+SHOWN = 4  # problems quoted in the one-line error (data check lists them all)
+
+
+def _rel(path: Path, roots: Sequence[Path]) -> str:
+    for root in roots:
+        try:
+            return str(path.relative_to(root)) or path.name
+        except ValueError:
+            continue
+    return str(path)
+
+
+def _command(data: Path, n_classes: int, enc: MaskEncoding) -> str:
+    opts = f" --classes {n_classes}"
+    if enc.ignore_index != 255:
+        opts += f" --ignore-index {enc.ignore_index}"
+    if enc.binary:
+        opts += " --binary"
+    return f"edgeseg data check {data}{opts}"
+
+
+def checked_split(data: Path, val: Optional[Path], n_classes: int, encoding: MaskEncoding,
+                  val_fraction: float = 0.1, seed: int = 0, skip_bad: bool = False,
+                  log: Callable[[str], None] = print) -> tuple[list[Pair], list[Pair]]:
+    """Run ``data check`` on the training (and validation) folders, then split.
+
+    Errors stop training with one line quoting the first problems and the files;
+    with ``skip_bad`` the pairs concerned are left out and listed instead. Warnings,
+    converted images and classes missing from validation are logged.
+
+    Args:
+        data: Training dataset folder (``images/`` + ``annotations/`` or ``train/`` + ``val/``).
+        val: Separate validation folder.
+        n_classes: Classes, background included.
+        encoding: How masks are read.
+        val_fraction: Share held out when there is no validation folder.
+        seed: Seed of the split.
+        skip_bad: Train on the good pairs when some have errors.
+        log: Where the findings go (one line each).
+
+    Returns:
+        ``(train_pairs, val_pairs)``.
+
+    Raises:
+        EdgesegError: The data has errors (and ``skip_bad`` is off, or they concern
+            the whole dataset), or fewer than 2 training / 1 validation pairs remain.
+    """
+    data = Path(data)
+    roots = [data] + ([Path(val)] if val else [])
+    results = [check_dataset(r, n_classes, encoding=encoding) for r in roots]
+    errors = [(r.root, i) for r in results for i in r.errors]
+    fatal = [e for e in errors if e[1].path.is_dir()]  # about a whole folder: skipping cannot help
+    if errors and (not skip_bad or fatal):
+        first = fatal or errors
+        quoted = "; ".join(f"{_rel(i.path, [root])}: {i.message.rstrip('.')}" for root, i in first[:SHOWN])
+        more = f" (and {len(errors) - SHOWN} more)" if len(errors) > SHOWN else ""
+        fix = "fix them" if fatal else "fix them or pass --skip-bad to train on the good pairs"
+        raise EdgesegError(f"{data}: {len(errors)} data error(s): {quoted}{more}. "
+                           f"`{_command(data, n_classes, encoding)}` lists them all; {fix}.")
+    for r in results:
+        for w in r.warnings:
+            log(f"warning: {_rel(w.path, roots)}: {w.message}")
+        note = conversion_note(r)
+        if note:
+            log(f"{r.root}: {note}")
+    bad = frozenset().union(*(r.bad_files for r in results))
+    classes = {m: c for r in results for m, c in r.mask_classes.items()}
+    train, val_pairs = resolve_split(data, val, val_fraction, seed, classes=classes, exclude=bad)
+    if bad:
+        _log_left_out(results, bad, train + val_pairs, roots, log)
+    _warn_missing_classes(train, val_pairs, classes, results[0], log)
+    if len(train) < 2 or not val_pairs:
+        raise EdgesegError(f"{data}: {len(train)} training and {len(val_pairs)} validation pairs; "
+                           "need at least 2 and 1 (add images or lower --val-fraction).")
+    return train, val_pairs
+
+
+def _log_left_out(results: Sequence[CheckResult], bad: frozenset[Path], kept: list[Pair],
+                  roots: Sequence[Path], log: Callable[[str], None]) -> None:
+    used = {p for pair in kept for p in pair}
+    reasons = {i.path: i.message for r in results for i in r.errors}
+    left = sorted(p for p in bad if p not in used and p.is_file())
+    n_images = len(kept) + sum(1 for p in left if p.parent.name == "images")
+    log(f"left out (--skip-bad) {len(left)} file(s), training and validating on {len(kept)} of "
+        f"{n_images} images:")
+    for p in left:
+        log(f"  {_rel(p, roots)}: {reasons[p]}")
+
+
+def _warn_missing_classes(train: list[Pair], val: list[Pair], classes: dict[Path, frozenset[int]],
+                          result: CheckResult, log: Callable[[str], None]) -> None:
+    seen_train = frozenset().union(*(classes.get(m, frozenset()) for _, m in train))
+    seen_val = frozenset().union(*(classes.get(m, frozenset()) for _, m in val))
+    missing = sorted(seen_train - seen_val)
+    if missing and val:
+        names = ", ".join(f"{c} {result.labels[c]}" for c in missing)
+        log(f"warning: validation has no example of class {names}; its IoU is not measured and "
+            "val mIoU averages the other classes (add validation images that show it).")
