@@ -16,7 +16,7 @@ def overlay_grid(tflites: dict[str, str], val_dir: Path, out: Path, n: int = 3) 
     """input | float32 | int8 overlays for ``n`` validation images, as one PNG."""
     import cv2
 
-    from edgeseg.data.dataset import list_pairs
+    from edgeseg.data.dataset import list_pairs, read_image
     from edgeseg.runtime import Segmenter
     from edgeseg.runtime.overlay import Overlay
 
@@ -24,7 +24,9 @@ def overlay_grid(tflites: dict[str, str], val_dir: Path, out: Path, n: int = 3) 
     ov = Overlay(segs["float32"].labels, alpha=0.55)
     rows = []
     for img_path, _ in list_pairs(val_dir)[:n]:
-        frame = cv2.resize(cv2.imread(str(img_path)), (256, 256), interpolation=cv2.INTER_LINEAR)
+        # The shared reader (EXIF, grey, RGBA...), then BGR as the Segmenter and OpenCV draw it.
+        bgr = cv2.cvtColor(read_image(img_path), cv2.COLOR_RGB2BGR)
+        frame = cv2.resize(bgr, (256, 256), interpolation=cv2.INTER_LINEAR)
         tiles = [frame] + [ov.draw(frame, segs[m].segment(frame).mask) for m in segs]
         rows.append(np.hstack(tiles))
     grid = np.vstack(rows)

@@ -180,14 +180,6 @@ def test_readers_name_broken_files(tmp_path: Path) -> None:
             reader(tmp_path / "missing.png")
 
 
-def test_read_mask_of_three_channel_png_takes_channel_0(tmp_path: Path) -> None:
-    arr = np.zeros((3, 4, 3), np.uint8)
-    arr[..., 0], arr[..., 1], arr[..., 2] = 2, 7, 9
-    cv2.imwrite(str(tmp_path / "m.png"), arr)
-    mask = read_mask(tmp_path / "m.png")
-    assert mask.shape == (3, 4) and mask.dtype == np.uint8 and (mask == 2).all()
-
-
 def test_list_images_flat_or_dataset(tmp_path: Path, good: Path) -> None:
     assert [p.name for p in list_images(good)] == ["a.png", "b.png", "c.png"]
     flat = tmp_path / "flat"
@@ -256,11 +248,11 @@ def test_check_finds_each_error(good: Path, breaker, words: str) -> None:
     assert hits and words in hits[0].message, result.issues
 
 
-def test_check_warns_on_grey_image_but_passes(good: Path) -> None:
+def test_check_counts_grey_image_conversion_and_passes(good: Path) -> None:
     cv2.imwrite(str(good / "images" / "a.png"), np.full((8, 10), 50, np.uint8))
     result = check_dataset(good, 3)
-    assert result.ok
-    assert [(i.path.name, "grey" in i.message) for i in result.warnings] == [("a.png", True)]
+    assert result.ok and not result.warnings
+    assert result.converted == {"grey": 1}
 
 
 def test_check_train_val_layout_and_missing_class(tmp_path: Path) -> None:

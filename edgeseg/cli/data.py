@@ -1,4 +1,4 @@
-"""``edgeseg data check|synth``: check a dataset folder or synthesize one."""
+"""``edgeseg data check|import|synth``: check, import or synthesize a dataset folder."""
 
 from __future__ import annotations
 
@@ -111,5 +111,55 @@ def synth(
         console.print(f"Wrote a {report.frames}-frame clip to {report.video}.", soft_wrap=True)
 
 
+import_app = typer.Typer(no_args_is_help=True)
+data_app.add_typer(import_app, name="import",
+                   help="Convert a PASCAL VOC folder or COCO JSON to images/ + annotations/ + labels.txt.")
+
+
+def _print_import(report) -> None:  # report: edgeseg.data.importers.ImportReport
+    where = ", ".join(f"{n} pairs in {report.out / s if s else report.out}" for s, n in report.splits.items())
+    console.print(f"Wrote {where}; {len(report.labels)} classes in {report.out / 'labels.txt'}.",
+                  soft_wrap=True)
+    for note in report.notes:
+        console.print(f"note: {note}.", soft_wrap=True)
+    if report.left_out:
+        shown = ", ".join(f"{n} ({why})" for n, why in report.left_out[:MAX_SHOWN])
+        more = f", ... and {len(report.left_out) - MAX_SHOWN} more" if len(report.left_out) > MAX_SHOWN else ""
+        console.print(f"[yellow]left out {len(report.left_out)} image(s):[/] {shown}{more}", soft_wrap=True)
+    console.print(f"Next: edgeseg data check {report.out}", soft_wrap=True)
+
+
+@import_app.command("voc")
+@handle_errors
+def import_voc(
+    folder: Annotated[Path, typer.Argument(help="VOC folder: JPEGImages/, SegmentationClass/, "
+                                                "ImageSets/Segmentation/ (or VOCdevkit/ above it).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="New dataset folder to write.")],
+) -> None:
+    """PASCAL VOC segmentation → train/ and val/ (ImageSets lists), palette indices as class ids."""
+    from edgeseg.data.importers import import_voc as run
+
+    with _progress() as bar:
+        task = bar.add_task("importing", total=None)
+        report = run(folder, out, progress=lambda d, n: bar.update(task, completed=d, total=n))
+    _print_import(report)
+
+
+@import_app.command("coco")
+@handle_errors
+def import_coco(
+    annotations: Annotated[Path, typer.Argument(help="COCO instances JSON (polygons or RLE).")],
+    images: Annotated[Path, typer.Option(help="Folder of the images the JSON names.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="New dataset folder to write.")],
+) -> None:
+    """COCO JSON → class-id masks (0 background, categories in id order; crowd = 255 ignore)."""
+    from edgeseg.data.importers import import_coco as run
+
+    with _progress() as bar:
+        task = bar.add_task("importing", total=None)
+        report = run(annotations, images, out, progress=lambda d, n: bar.update(task, completed=d, total=n))
+    _print_import(report)
+
+
 def register(app: typer.Typer) -> None:
-    app.add_typer(data_app, name="data", help="Check a dataset folder or synthesize one.")
+    app.add_typer(data_app, name="data", help="Check, import or synthesize a dataset folder.")

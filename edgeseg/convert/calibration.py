@@ -54,22 +54,20 @@ class CalibrationSet:
 
 
 def read_calibration_image(path: Path) -> np.ndarray:
-    """Read an RGB image, refusing anything that is not 3-channel (with the file named)."""
-    import cv2
+    """Read a calibration image as H×W×3 uint8 RGB, exactly as training reads its images.
 
-    data = np.fromfile(str(path), np.uint8) if path.stat().st_size else np.zeros(0, np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if img is None:
-        raise EdgesegError(f"calibration image {path} is empty or unreadable; remove or replace it.")
-    channels = 1 if img.ndim == 2 else img.shape[2]
-    if channels != 3:
-        raise EdgesegError(
-            f"calibration image {path} has {channels} channel(s); the model takes RGB. Convert "
-            "the folder to 3-channel images (e.g. with OpenCV or ImageMagick)."
-        )
-    if img.dtype != np.uint8:
-        raise EdgesegError(f"calibration image {path} is {img.dtype}; use 8-bit images.")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    Grey, RGBA, palette, CMYK and 16-bit files are converted and EXIF orientation
+    applied (:func:`edgeseg.data.readers.read_image`).
+
+    Raises:
+        EdgesegError: The file is empty or unreadable (naming it).
+    """
+    from edgeseg.data.readers import read_image
+
+    try:
+        return read_image(path)
+    except EdgesegError as e:
+        raise EdgesegError(f"calibration image {e}") from None
 
 
 def load_calibration(folder: Optional[str | Path], count: int = 200, seed: int = 0,

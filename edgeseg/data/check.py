@@ -181,7 +181,7 @@ class _Tally:
 
 def _strip(message: str, path: Path) -> str:
     """The reader's message without the leading file name (the issue carries the path)."""
-    for prefix in (f"{path}: ", f"{path} "):
+    for prefix in (f"{path}: ", f"{path} is ", f"{path} "):
         if message.startswith(prefix):
             return message[len(prefix):]
     return message

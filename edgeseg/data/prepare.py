@@ -23,6 +23,10 @@ def _rel(path: Path, roots: Sequence[Path]) -> str:
     return str(path)
 
 
+def _where(root: Path, path: Path) -> str:
+    return "" if path == root or path.is_dir() else f"{_rel(path, [root])}: "
+
+
 def _command(data: Path, n_classes: int, enc: MaskEncoding) -> str:
     opts = f" --classes {n_classes}"
     if enc.ignore_index != 255:
@@ -65,11 +69,15 @@ def checked_split(data: Path, val: Optional[Path], n_classes: int, encoding: Mas
     fatal = [e for e in errors if e[1].path.is_dir()]  # about a whole folder: skipping cannot help
     if errors and (not skip_bad or fatal):
         first = fatal or errors
-        quoted = "; ".join(f"{_rel(i.path, [root])}: {i.message.rstrip('.')}" for root, i in first[:SHOWN])
+        quoted = "; ".join(f"{_where(root, i.path)}{i.message.rstrip('.')}" for root, i in first[:SHOWN])
+        command = _command(data, n_classes, encoding)
+        if fatal:
+            others = len(errors) - min(len(fatal), SHOWN)
+            more = f" ({others} more data error(s): `{command}` lists them)" if others else ""
+            raise EdgesegError(f"{data}: {quoted}.{more}")
         more = f" (and {len(errors) - SHOWN} more)" if len(errors) > SHOWN else ""
-        fix = "fix them" if fatal else "fix them or pass --skip-bad to train on the good pairs"
-        raise EdgesegError(f"{data}: {len(errors)} data error(s): {quoted}{more}. "
-                           f"`{_command(data, n_classes, encoding)}` lists them all; {fix}.")
+        raise EdgesegError(f"{data}: {len(errors)} data error(s): {quoted}{more}. `{command}` lists "
+                           "them all; fix them or pass --skip-bad to train on the good pairs.")
     for r in results:
         for w in r.warnings:
             log(f"warning: {_rel(w.path, roots)}: {w.message}")

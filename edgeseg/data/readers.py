@@ -82,8 +82,12 @@ def _open(path: Path, what: str) -> Any:
     try:
         img = Image.open(path)
         img.load()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise EdgesegError(f"{path} is not a readable {what} ({e}); replace or delete it.") from None
+    except UnidentifiedImageError:
+        raise EdgesegError(f"{path}: unreadable {what} (not an image format Pillow decodes); "
+                           "replace or delete it.") from None
+    except (OSError, ValueError, SyntaxError) as e:  # truncated or corrupt data
+        reason = str(e).replace(str(path), path.name)
+        raise EdgesegError(f"{path}: unreadable {what} ({reason}); replace or delete it.") from None
     return img
 
 

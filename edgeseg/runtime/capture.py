@@ -142,12 +142,16 @@ class ImageFolderSource:
         self._next = 0
 
     def read(self) -> np.ndarray | None:
+        from edgeseg.data.readers import read_image  # numpy + Pillow: the training reader
+
         while self._next < len(self.paths):
-            frame = cv2.imread(str(self.paths[self._next]), cv2.IMREAD_COLOR)
+            path = self.paths[self._next]
             self._next += 1
-            if frame is not None:
-                return frame
-            self.skipped += 1  # unreadable file: skip it rather than stop the run
+            try:
+                # Upright by EXIF and RGB-converted as in training, then BGR like camera frames.
+                return cv2.cvtColor(read_image(path), cv2.COLOR_RGB2BGR)
+            except EdgesegError:
+                self.skipped += 1  # unreadable file: skip it rather than stop the run
         return None
 
     def close(self) -> None:
