@@ -291,3 +291,18 @@ def test_voc_grey_and_palette_masks_read_identically() -> None:
     # The person (15) of 2011_000003 is there, read from the palette indices.
     ids = read_mask(REALDATA / "voc_labelme_palette" / "annotations" / "2011_000003.png")
     assert set(np.unique(ids).tolist()) == {0, 5, 15, 255}
+
+
+def test_readers_import_no_tensorflow_and_no_other_edgeseg_module() -> None:
+    """edgeseg.runtime reads image folders with this module: it must stay numpy + Pillow."""
+    import ast
+
+    import edgeseg.data.readers as readers
+
+    tree = ast.parse(Path(readers.__file__).read_text())
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert {n.split(".")[0] for n in names} <= {"__future__", "re", "collections", "dataclasses",
+                                                "pathlib", "typing", "numpy", "PIL", "edgeseg"}
+    assert {n for n in names if n.startswith("edgeseg")} == {"edgeseg.errors"}
+    assert not (Path(readers.__file__).parent / "__init__.py").read_text().count("import")

@@ -1,1 +1,1 @@
-"""Datasets on disk, synthetic scenes and dataset checks (numpy + OpenCV, no TensorFlow)."""
+"""Datasets on disk: readers, checks, imports, synthetic scenes (numpy + Pillow + OpenCV, no TensorFlow)."""
