@@ -131,3 +131,67 @@ def test_train_and_evaluate_on_real_voc_masks(tmp_path: Path, folder: str) -> No
                                    interpolation=cv2.INTER_NEAREST_EXACT) != 255).sum())
                    for m in sorted((data / "annotations").glob("*.png")))
     assert scored == expected and expected < 3 * 32 * 32
+
+
+# --- every other reader of files uses the same readers --------------------------------------
+
+
+def test_calibration_reads_grey_rgba_and_cmyk_as_rgb(tmp_path: Path) -> None:
+    from edgeseg.convert.calibration import read_calibration_image
+
+    Image.new("L", (12, 8), 70).save(tmp_path / "grey.png")
+    Image.new("RGBA", (12, 8), (10, 20, 30, 0)).save(tmp_path / "rgba.png")
+    Image.new("RGB", (12, 8), (200, 100, 50)).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=100)
+    assert read_calibration_image(tmp_path / "grey.png")[0, 0].tolist() == [70, 70, 70]
+    assert read_calibration_image(tmp_path / "rgba.png")[0, 0].tolist() == [10, 20, 30]
+    assert np.abs(read_calibration_image(tmp_path / "cmyk.jpg")[0, 0].astype(int) - (200, 100, 50)).max() <= 2
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(EdgesegError, match=r"^calibration image .*empty\.png is empty \(0 bytes\)"):
+        read_calibration_image(tmp_path / "empty.png")
+
+
+def test_run_image_folder_source_reads_like_training(tmp_path: Path) -> None:
+    from edgeseg.data.readers import read_image
+    from edgeseg.runtime.capture import ImageFolderSource
+
+    stored = Image.new("RGB", (24, 16), (250, 10, 10))
+    exif = stored.getexif()
+    exif[0x0112] = 8
+    stored.save(tmp_path / "a.jpg", exif=exif.tobytes(), quality=100)
+    Image.new("L", (24, 16), 33).save(tmp_path / "b.png")
+    (tmp_path / "c.png").write_bytes(b"")
+    src = ImageFolderSource(tmp_path)
+    src.open()
+    a, b, end = src.read(), src.read(), src.read()
+    assert a.shape == (24, 16, 3)  # turned upright, as training sees the same file
+    assert np.array_equal(a, read_image(tmp_path / "a.jpg")[..., ::-1])  # BGR, like camera frames
+    assert b[0, 0].tolist() == [33, 33, 33] and end is None and src.skipped == 1
+
+
+@pytest.mark.slow
+def test_evaluate_and_compare_thread_the_mask_options(trained, converted, tmp_path: Path) -> None:
+    """0/255 masks: ignored by default, class 1 with --binary, an error with another ignore index."""
+    model, _ = trained
+    for sub in ("images", "annotations"):
+        (tmp_path / "d" / sub).mkdir(parents=True)
+    for i in range(2):
+        m = np.zeros((64, 64), np.uint8)
+        m[16:48, 8 + i:40 + i] = 255
+        cv2.imwrite(str(tmp_path / "d" / "images" / f"{i}.png"), np.full((64, 64, 3), 200, np.uint8))
+        cv2.imwrite(str(tmp_path / "d" / "annotations" / f"{i}.png"), m)
+    args = ["evaluate", str(model), "--data", str(tmp_path / "d"), "--json"]
+
+    def scored(res) -> np.ndarray:
+        assert res.exit_code == 0, res.output
+        return np.array(json.loads(res.output.strip().splitlines()[-1])["confusion"])
+
+    plain, binary = scored(runner.invoke(app, args)), scored(runner.invoke(app, args + ["--binary"]))
+    assert plain.sum() == 2 * (32 * 32 - 16 * 16) and plain[1:].sum() == 0
+    assert binary.sum() == 2 * 32 * 32 and binary[1].sum() == 2 * 16 * 16
+    res = runner.invoke(app, args + ["--ignore-index", "254"])
+    assert res.exit_code == 2 and "0.png: class ids 255 (1,024 px) are >= --classes 4" in res.output
+    res = runner.invoke(app, ["compare", str(model), str(converted["int8"]), "--data", str(tmp_path / "d"),
+                              "--json", "--binary"])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.output.strip().splitlines()[-1])
+    assert np.array(rep["float"]["confusion"]).sum() == 2 * 32 * 32

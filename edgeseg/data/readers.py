@@ -152,9 +152,12 @@ def _color_error(path: Path, arr: np.ndarray, encoding: MaskEncoding) -> Edgeseg
 def _decode_colors(path: Path, arr: np.ndarray, encoding: MaskEncoding) -> np.ndarray:
     """Map each pixel's colour to its class id by the labelmap; unknown colours are an error."""
     assert encoding.colors is not None
-    table = {}
-    for i, (name, c) in enumerate(encoding.colors):
-        cid = encoding.ignore_index if name.lower() in IGNORE_NAMES else i
+    table, next_id = {}, 0
+    for name, c in encoding.colors:
+        if name.lower() in IGNORE_NAMES:  # ids count the classes only (as class_names does)
+            cid = encoding.ignore_index
+        else:
+            cid, next_id = next_id, next_id + 1
         if cid is not None:
             table[(c[0] << 16) | (c[1] << 8) | c[2]] = cid
     rgb = arr.astype(np.uint32)
