@@ -175,9 +175,21 @@ def test_checked_split_skip_bad_leaves_out_and_lists(tmp_path: Path) -> None:
     lines: list[str] = []
     train, val = checked_split(root, None, 2, MaskEncoding(), val_fraction=0.2, skip_bad=True, log=lines.append)
     assert len(train) + len(val) == 5 and len(val) == 1
-    assert lines[0] == "left out (--skip-bad) 6 file(s), training and validating on 5 of 8 images:"
-    assert "  images/crack_5.png: image without mask: no mask named annotations/crack_5.png " \
-           "(crack_5_mask.png is there: rename it to crack_5.png)." in lines
+    assert lines[:2] == ["left out 3 of 8 images (--skip-bad):",
+                         "  images/crack_5.png: image without mask: no mask named annotations/crack_5.png "
+                         "(crack_5_mask.png is there: rename it to crack_5.png)."]
+    assert lines[4] == ("left out 3 mask(s) without an image (--skip-bad): annotations/crack_5_mask.png, "
+                        "annotations/crack_6_mask.png, annotations/crack_7_mask.png")
+
+
+def test_checked_split_skip_bad_names_the_image_of_a_bad_mask(tmp_path: Path) -> None:
+    root = _dataset(tmp_path / "d", {f"{i}": _square(1) for i in range(4)})
+    cv2.imwrite(str(root / "annotations" / "2.png"), _square(7))
+    lines: list[str] = []
+    train, val = checked_split(root, None, 2, MaskEncoding(), val_fraction=0.3, skip_bad=True, log=lines.append)
+    assert sorted(i.stem for i, _ in train + val) == ["0", "1", "3"]
+    assert lines == ["left out 1 of 4 images (--skip-bad):",
+                     "  images/2.png: annotations/2.png: class ids 7 (64 px) are >= --classes 2."]
 
 
 def test_checked_split_whole_set_error_is_not_skippable(tmp_path: Path) -> None:

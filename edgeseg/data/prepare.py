@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import glob
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Optional
 
 from edgeseg.data.check import CheckResult, check_dataset, conversion_note
-from edgeseg.data.dataset import Pair, resolve_split
-from edgeseg.data.readers import MaskEncoding
+from edgeseg.data.dataset import IMAGES_DIR, Pair, resolve_split
+from edgeseg.data.readers import IMAGE_SUFFIXES, MaskEncoding
 from edgeseg.errors import EdgesegError
 
 SHOWN = 4  # problems quoted in the one-line error (data check lists them all)
@@ -98,14 +99,28 @@ def checked_split(data: Path, val: Optional[Path], n_classes: int, encoding: Mas
 
 def _log_left_out(results: Sequence[CheckResult], bad: frozenset[Path], kept: list[Pair],
                   roots: Sequence[Path], log: Callable[[str], None]) -> None:
+    """``left out 3 of 8 images (--skip-bad):`` and one line per image with the reason."""
     used = {p for pair in kept for p in pair}
     reasons = {i.path: i.message for r in results for i in r.errors}
-    left = sorted(p for p in bad if p not in used and p.is_file())
-    n_images = len(kept) + sum(1 for p in left if p.parent.name == "images")
-    log(f"left out (--skip-bad) {len(left)} file(s), training and validating on {len(kept)} of "
-        f"{n_images} images:")
-    for p in left:
-        log(f"  {_rel(p, roots)}: {reasons[p]}")
+    images: dict[Path, str] = {}
+    lonely: list[Path] = []
+    for p in sorted(b for b in bad if b not in used and b.is_file()):
+        if p.parent.name == IMAGES_DIR:
+            images.setdefault(p, reasons[p])
+            continue
+        owner = next((q for q in sorted((p.parent.parent / IMAGES_DIR).glob(f"{glob.escape(p.stem)}.*"))
+                      if q.suffix.lower() in IMAGE_SUFFIXES), None)
+        if owner is None:
+            lonely.append(p)
+        else:
+            images.setdefault(owner, f"{_rel(p, roots)}: {reasons[p]}")
+    if images:
+        log(f"left out {len(images)} of {len(kept) + len(images)} images (--skip-bad):")
+        for img, why in images.items():
+            log(f"  {_rel(img, roots)}: {why}")
+    if lonely:
+        log(f"left out {len(lonely)} mask(s) without an image (--skip-bad): "
+            + ", ".join(_rel(p, roots) for p in lonely))
 
 
 def _warn_missing_classes(train: list[Pair], val: list[Pair], classes: dict[Path, frozenset[int]],
