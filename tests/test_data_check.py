@@ -220,7 +220,19 @@ def test_split_never_takes_the_only_example_and_warns(tmp_path: Path) -> None:
     lines: list[str] = []
     train, val = checked_split(root, None, 3, MaskEncoding(), val_fraction=0.25, log=lines.append)
     assert root / "annotations" / "2.png" in {m for _, m in train}
-    assert "warning: validation has no example of class 2 class2; its IoU is not measured" in lines[-1]
+    assert lines == ["warning: validation has no example of class 2 (class2): not measured, val mIoU averages "
+                     "the other classes (add validation images that show them)."]
+
+
+def test_split_fills_up_with_pairs_that_take_no_class_from_training(tmp_path: Path) -> None:
+    # Real VOC-like: each picture has a class of its own, but two pictures hold only 0 and 1.
+    masks = {"a": _square(2), "b": _square(3), **{k: _square(1) for k in "cdef"}}
+    root = _dataset(tmp_path / "d", masks)
+    classes = check_dataset(root, 4).mask_classes
+    for seed in range(8):
+        train, val = resolve_split(root, val_fraction=0.5, seed=seed, classes=classes)
+        assert len(val) == 3 and {i.stem for i, _ in val} < set("cdef"), seed
+        assert {i.stem for i, _ in train} > {"a", "b"}
 
 
 def test_cli_train_stops_before_tensorflow_on_bad_data(tmp_path: Path) -> None:

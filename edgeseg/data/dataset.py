@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -137,6 +138,14 @@ def resolve_split(
         n_val = min(len(pairs) - 1, max(1, round(len(pairs) * val_fraction)))
     order = [int(i) for i in np.random.default_rng(seed).permutation(len(pairs))]
     held = _covering(pairs, order, n_val, classes) if classes is not None else []
+    if classes is not None:
+        # Fill up with pairs whose classes all stay in training, before any other.
+        sets = [frozenset(classes.get(m, ())) for _, m in pairs]
+        count = Counter(c for i in order if i not in held for c in sets[i])
+        for i in order:
+            if len(held) < n_val and i not in held and all(count[c] > 1 for c in sets[i]):
+                held.append(i)
+                count.subtract(sets[i])
     for i in order:
         if len(held) >= n_val:
             break

@@ -127,8 +127,14 @@ def _warn_missing_classes(train: list[Pair], val: list[Pair], classes: dict[Path
                           result: CheckResult, log: Callable[[str], None]) -> None:
     seen_train = frozenset().union(*(classes.get(m, frozenset()) for _, m in train))
     seen_val = frozenset().union(*(classes.get(m, frozenset()) for _, m in val))
+    def names(ids: list[int]) -> str:
+        return ("class " if len(ids) == 1 else "classes ") + ", ".join(f"{c} ({result.labels[c]})" for c in ids)
+
     missing = sorted(seen_train - seen_val)
     if missing and val:
-        names = ", ".join(f"{c} {result.labels[c]}" for c in missing)
-        log(f"warning: validation has no example of class {names}; its IoU is not measured and "
-            "val mIoU averages the other classes (add validation images that show it).")
+        log(f"warning: validation has no example of {names(missing)}: not measured, val mIoU averages "
+            "the other classes (add validation images that show them).")
+    unseen = sorted(seen_val - seen_train)
+    if unseen:
+        log(f"warning: training has no example of {names(unseen)}, which validation holds: the model "
+            "cannot learn them (add training images that show them).")
