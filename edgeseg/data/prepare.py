@@ -81,7 +81,7 @@ def checked_split(data: Path, val: Optional[Path], n_classes: int, encoding: Mas
                            "them all; fix them or pass --skip-bad to train on the good pairs.")
     for r in results:
         for w in r.warnings:
-            log(f"warning: {_rel(w.path, roots)}: {w.message}")
+            log(f"warning: {_where(r.root, w.path)}{w.message}")
         note = conversion_note(r)
         if note:
             log(f"{r.root}: {note}")
