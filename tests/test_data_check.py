@@ -243,3 +243,16 @@ def test_cli_train_stops_before_tensorflow_on_bad_data(tmp_path: Path) -> None:
     assert res.exit_code == 2
     assert "annotations/s0.png: size 16x12 differs from its image's 16x16" in res.output
     assert "Traceback" not in res.output and not (tmp_path / "m.keras").exists()
+
+
+def test_checked_split_error_groups_files_with_the_same_problem(tmp_path: Path) -> None:
+    root = _dataset(tmp_path / "d", {s: _square(1) for s in "abcd"})
+    for s in "abc":
+        (root / "annotations" / f"{s}.png").rename(root / "annotations" / f"{s}.jpg")
+    with pytest.raises(EdgesegError) as e:
+        checked_split(root, None, 2, MaskEncoding(), log=lambda s: None)
+    assert str(e.value) == (
+        f"{root}: 3 data error(s): annotations/a.jpg: JPEG mask: masks must be PNG (JPEG compression "
+        "changes class ids at every edge); save it as annotations/a.png (the same in annotations/b.jpg, "
+        f"annotations/c.jpg). `edgeseg data check {root} --classes 2` lists them all; fix them or pass "
+        "--skip-bad to train on the good pairs.")

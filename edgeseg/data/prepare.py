@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import glob
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Optional
 
-from edgeseg.data.check import CheckResult, check_dataset, conversion_note
+from edgeseg.data.check import CheckResult, Issue, check_dataset, conversion_note
 from edgeseg.data.dataset import IMAGES_DIR, Pair, resolve_split
 from edgeseg.data.readers import IMAGE_SUFFIXES, MaskEncoding
 from edgeseg.errors import EdgesegError
@@ -22,6 +23,25 @@ def _rel(path: Path, roots: Sequence[Path]) -> str:
         except ValueError:
             continue
     return str(path)
+
+
+def _grouped(errors: list[tuple[Path, Issue]]) -> str:
+    """The first error of each kind in full, then the other files with that kind of error."""
+    kinds: dict[str, list[tuple[Path, Issue]]] = {}
+    for root, issue in errors:
+        kind = re.sub(r"\d[\d,]*", "#", issue.message.replace(issue.path.stem, ""))
+        kinds.setdefault(kind, []).append((root, issue))
+    parts = []
+    for group in list(kinds.values())[:SHOWN]:
+        (root, first), rest = group[0], group[1:]
+        text = f"{_where(root, first.path)}{first.message.rstrip('.')}"
+        if rest:
+            names = ", ".join(_rel(i.path, [r]) for r, i in rest[:SHOWN])
+            text += f" (the same in {names}{', ...' if len(rest) > SHOWN else ''})"
+        parts.append(text)
+    if len(kinds) > SHOWN:
+        parts.append(f"and {len(kinds) - SHOWN} other kind(s) of error")
+    return "; ".join(parts)
 
 
 def _where(root: Path, path: Path) -> str:
@@ -76,8 +96,7 @@ def checked_split(data: Path, val: Optional[Path], n_classes: int, encoding: Mas
             others = len(errors) - min(len(fatal), SHOWN)
             more = f" ({others} more data error(s): `{command}` lists them)" if others else ""
             raise EdgesegError(f"{data}: {quoted}.{more}")
-        more = f" (and {len(errors) - SHOWN} more)" if len(errors) > SHOWN else ""
-        raise EdgesegError(f"{data}: {len(errors)} data error(s): {quoted}{more}. `{command}` lists "
+        raise EdgesegError(f"{data}: {len(errors)} data error(s): {_grouped(errors)}. `{command}` lists "
                            "them all; fix them or pass --skip-bad to train on the good pairs.")
     for r in results:
         for w in r.warnings:
