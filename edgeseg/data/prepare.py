@@ -29,7 +29,8 @@ def _grouped(errors: list[tuple[Path, Issue]]) -> str:
     """The first error of each kind in full, then the other files with that kind of error."""
     kinds: dict[str, list[tuple[Path, Issue]]] = {}
     for root, issue in errors:
-        kind = re.sub(r"\d[\d,]*", "#", issue.message.replace(issue.path.stem, ""))
+        stem = rf"(?<![\w-]){re.escape(issue.path.stem)}(?![\w-])"  # the file's own name, as a word
+        kind = re.sub(r"\d[\d,]*", "#", re.sub(stem, "", issue.message))
         kinds.setdefault(kind, []).append((root, issue))
     parts = []
     for group in list(kinds.values())[:SHOWN]:
