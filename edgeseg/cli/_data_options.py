@@ -17,7 +17,7 @@ Binary = Annotated[bool, typer.Option(
     "--binary", help="Masks are 0/255 black-and-white: read 255 as class 1 (not as 'ignore').")]
 MaskColors = Annotated[Optional[Path], typer.Option(
     "--mask-colors", help="labelmap.txt (name:r,g,b per class id, as CVAT/VOC export it) to decode "
-                          "colour-coded RGB masks [default: DATA/labelmap.txt when present].",
+                          "colour-coded RGB masks (default: the dataset's own labelmap.txt, if any).",
     show_default=False)]
 SkipBad = Annotated[bool, typer.Option(
     "--skip-bad", help="Leave out (and list) the pairs with errors instead of stopping.")]
