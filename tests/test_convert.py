@@ -89,14 +89,15 @@ def test_compare_gate_exit_codes(trained, converted, synth_data):
     assert bad.exit_code == 1 and "FAIL" in bad.output and "--keep-float" in bad.output
 
 
-@pytest.mark.parametrize("case", ["missing", "not_keras", "empty_calib", "grey_calib", "bad_flags"])
+@pytest.mark.parametrize("case", ["missing", "not_keras", "empty_calib", "broken_calib", "bad_flags"])
 def test_convert_bad_input_is_a_clear_error(case, trained, tmp_path):
     import cv2
 
     path, _ = trained
     args = ["convert", str(path), "-o", str(tmp_path / "out.tflite")]
     needle = {"missing": "no such model", "not_keras": "not a readable Keras model",
-              "empty_calib": "has no .jpg/.png", "grey_calib": "1 channel", "bad_flags": "pick one"}[case]
+              "empty_calib": "has no .jpg/.png", "broken_calib": "g.png is empty (0 bytes)",
+              "bad_flags": "pick one"}[case]
     if case == "missing":
         args[1] = str(tmp_path / "nope.keras")
     elif case == "not_keras":
@@ -106,10 +107,11 @@ def test_convert_bad_input_is_a_clear_error(case, trained, tmp_path):
     elif case == "empty_calib":
         (tmp_path / "empty").mkdir()
         args += ["--int8", "--calib", str(tmp_path / "empty")]
-    elif case == "grey_calib":
-        (tmp_path / "grey").mkdir()
-        cv2.imwrite(str(tmp_path / "grey" / "g.png"), np.zeros((64, 64), np.uint8))
-        args += ["--int8", "--calib", str(tmp_path / "grey")]
+    elif case == "broken_calib":  # grey/RGBA images are converted (tests/test_data_pipeline.py)
+        (tmp_path / "broken").mkdir()
+        cv2.imwrite(str(tmp_path / "broken" / "a.png"), np.zeros((64, 64, 3), np.uint8))
+        (tmp_path / "broken" / "g.png").write_bytes(b"")
+        args += ["--int8", "--calib", str(tmp_path / "broken")]
     else:
         args += ["--int8", "--fp16"]
     r = CliRunner().invoke(app, args)
