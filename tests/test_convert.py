@@ -125,4 +125,7 @@ def test_config_errors():
         ConvertConfig(mode="float16", target="edgetpu").resolved()
     assert ConvertConfig(target="gpu").resolved().mode == "float16"
     tpu = ConvertConfig(target="edgetpu").resolved()
-    assert (tpu.mode, tpu.io, tpu.head, tpu.resize_upsampling) == ("int8", "uint8", "logits", True)
+    assert (tpu.mode, tpu.io, tpu.head, tpu.upsampling) == ("int8", "uint8", "logits", "resize")
+    assert ConvertConfig().resolved().upsampling == "depth_to_space"  # XNNPACK runs it
+    with pytest.raises(EdgesegError, match="--upsampling depth_to_space lowers to ops the Edge"):
+        ConvertConfig(target="edgetpu", upsampling="depth_to_space").resolved()
