@@ -126,6 +126,6 @@ def test_config_errors():
     assert ConvertConfig(target="gpu").resolved().mode == "float16"
     tpu = ConvertConfig(target="edgetpu").resolved()
     assert (tpu.mode, tpu.io, tpu.head, tpu.upsampling) == ("int8", "uint8", "logits", "resize")
-    assert ConvertConfig().resolved().upsampling == "depth_to_space"  # XNNPACK runs it
-    with pytest.raises(EdgesegError, match="--upsampling depth_to_space lowers to ops the Edge"):
-        ConvertConfig(target="edgetpu", upsampling="depth_to_space").resolved()
+    assert ConvertConfig().resolved().upsampling == "concat_reshape"  # XNNPACK runs it
+    with pytest.raises(EdgesegError, match="drop --upsampling tile"):
+        ConvertConfig(target="edgetpu", upsampling="tile").resolved()

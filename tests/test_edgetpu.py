@@ -18,8 +18,7 @@ from edgeseg.tflite_file import read_tflite
 # tensors and no newer feature (uint8 -> int8 QUANTIZE is version 1), written out here
 # rather than read from the pre-flight's table so that a wrong table fails the test.
 INT8_VERSIONS = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "PAD": 2, "QUANTIZE": 1,
-                 "RESIZE_NEAREST_NEIGHBOR": 2, "CONCATENATION": 2, "DEPTH_TO_SPACE": 2,
-                 "SOFTMAX": 2}
+                 "RESIZE_NEAREST_NEIGHBOR": 2, "CONCATENATION": 2, "RESHAPE": 1, "SOFTMAX": 2}
 NEAREST_V2 = {"align_corners": False, "half_pixel_centers": False}
 
 
@@ -58,7 +57,7 @@ def _resize_v3(schema, model):
 
 
 def test_deployment_upsamplings_compute_the_same_values():
-    """tile, resize (v2, no half-pixel centres) and depth_to_space: the same float logits."""
+    """tile, resize (v2, no half-pixel centres) and concat_reshape: the same float logits."""
     pytest.importorskip("tensorflow")
     from edgeseg.config import ModelConfig
     from edgeseg.model.build import build_model, deployment_copy
@@ -68,10 +67,10 @@ def test_deployment_upsamplings_compute_the_same_values():
     rng = np.random.default_rng(66)
     x = rng.normal(size=(1, 64, 96, 3)).astype("float32")
     outs = {k: np.asarray(deployment_copy(model, cfg, "logits", k)(x, training=False))
-            for k in ("tile", "resize", "depth_to_space")}
+            for k in ("tile", "resize", "concat_reshape")}
     assert outs["tile"].shape == (1, 32, 48, 3)
     np.testing.assert_array_equal(outs["resize"], outs["tile"])
-    np.testing.assert_array_equal(outs["depth_to_space"], outs["tile"])
+    np.testing.assert_array_equal(outs["concat_reshape"], outs["tile"])
 
 
 def test_keras_resizing_v3_is_where_the_preflight_stops(tiny):
@@ -161,8 +160,9 @@ def test_cpu_int8_file_is_one_xnnpack_partition(converted):
     xnn = info["targets"]["xnnpack"]
     assert xnn["partitions"] == 1
     ops = xnn["ops"]
-    assert [o["op"] for o in ops].count("DEPTH_TO_SPACE") == 2 and not any(
-        o["op"] == "RESIZE_NEAREST_NEIGHBOR" for o in ops)
+    names = [o["op"] for o in ops]  # two ×2 stages, each 2 CONCATENATION + 2 RESHAPE
+    assert names.count("CONCATENATION") == names.count("RESHAPE") == 4
+    assert "RESIZE_NEAREST_NEIGHBOR" not in names
     for o in ops:
         assert o["version"] == INT8_VERSIONS[o["op"]], o
     it = Interpreter(model_path=str(converted["int8"]))
@@ -178,7 +178,7 @@ def test_upsampling_choice_does_not_change_the_masks(trained, synth_data, tmp_pa
     from edgeseg.runtime.segmenter import Segmenter
 
     paths = {}
-    for kind in ("tile", "resize", "depth_to_space"):
+    for kind in ("tile", "resize", "concat_reshape"):
         ccfg = ConvertConfig(mode="int8", head="logits", upsampling=kind,
                              calib=str(synth_data / "train"), calib_count=20)
         paths[kind] = convert(trained[0], tmp_path / f"{kind}.tflite", ccfg, log=lambda s: None).path
@@ -189,5 +189,5 @@ def test_upsampling_choice_does_not_change_the_masks(trained, synth_data, tmp_pa
     masks = {k: np.stack([Segmenter(p, threads=1, rgb=True).segment(f).mask for f in frames])
              for k, p in paths.items()}
     assert len(np.unique(masks["resize"])) >= 3  # a trained model: several classes per batch
-    for k in ("tile", "depth_to_space", "resize_v3"):
+    for k in ("tile", "concat_reshape", "resize_v3"):
         np.testing.assert_array_equal(masks[k], masks["resize"], err_msg=k)

@@ -80,7 +80,7 @@ SPECS = {
     "int8_resize_softmax": ("resize", "softmax", "int8"),
     "int8_tile_logits": ("tile", "logits", "int8"),
     "int8_keras_resize_logits": ("keras_resize", "logits", "int8"),  # what the compiler refuses
-    "int8_depth_to_space_softmax": ("depth_to_space", "softmax", "int8"),  # the CPU target's
+    "int8_concat_reshape_softmax": ("concat_reshape", "softmax", "int8"),  # the CPU target's
     "float_resize_softmax": ("resize", "softmax", "float32"),
 }
 

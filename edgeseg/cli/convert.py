@@ -29,8 +29,8 @@ def convert(
     keep_float: Annotated[Optional[str], typer.Option(
         help="Layers to leave in float, comma-separated (selective quantization).")] = None,
     upsampling: Annotated[str, typer.Option(
-        help="auto (the target's), depth_to_space (CONCATENATION + DEPTH_TO_SPACE, run by "
-             "XNNPACK), resize (RESIZE_NEAREST_NEIGHBOR) or tile (UpSampling2D).")] = "auto",
+        help="auto (the target's), concat_reshape (CONCATENATION + RESHAPE, run by XNNPACK), "
+             "resize (RESIZE_NEAREST_NEIGHBOR) or tile (UpSampling2D).")] = "auto",
     verify: Annotated[Optional[Path], typer.Option(
         help="After an int8 conversion, compare against float on this dataset.")] = None,
     max_miou_drop: Annotated[float, typer.Option(

@@ -54,8 +54,6 @@ WHY_NOT = {
             "--target edgetpu (RESIZE_NEAREST_NEIGHBOR version 2)",
     "ARG_MAX": "ARG_MAX is not supported; it runs on the CPU (cheap as the last op)",
     "DEQUANTIZE": "DEQUANTIZE is not supported; float outputs are made on the CPU",
-    "DEPTH_TO_SPACE": "DEPTH_TO_SPACE is not supported; convert with --target edgetpu "
-                      "(RESIZE_NEAREST_NEIGHBOR upsampling)",
 }
 # [ver]: op -> (highest version the converter gives an 8-bit op of this kind, what the
 # higher versions add). A higher version carries a feature the Edge TPU has no kernel

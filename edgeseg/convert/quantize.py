@@ -16,9 +16,9 @@ MODES = ("float32", "float16", "dynamic", "int8")
 IO_TYPES = ("uint8", "int8", "float32")
 TARGETS = ("cpu", "gpu", "edgetpu")
 # The ×2 upsampling each target's graph gets (see edgeseg.model.decoder.UPSAMPLING):
-# XNNPACK has no RESIZE_NEAREST_NEIGHBOR but runs CONCATENATION + DEPTH_TO_SPACE (int8
-# and float32); the GPU delegate and the Edge TPU run RESIZE_NEAREST_NEIGHBOR.
-_TARGET_UPSAMPLING = {"cpu": "depth_to_space", "gpu": "resize", "edgetpu": "resize"}
+# XNNPACK has no RESIZE_NEAREST_NEIGHBOR but runs CONCATENATION + RESHAPE (int8 and
+# float32); the GPU delegate and the Edge TPU run RESIZE_NEAREST_NEIGHBOR.
+_TARGET_UPSAMPLING = {"cpu": "concat_reshape", "gpu": "resize", "edgetpu": "resize"}
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class ConvertConfig:
         calib_count: How many calibration images to sample.
         keep_float: Layer names left in float32 (selective quantization).
         upsampling: The ×2 upsampling ops (``edgeseg.model.decoder.UPSAMPLING``); ``auto``
-            picks the target's: depth_to_space on the CPU (XNNPACK runs it, so the
+            picks the target's: concat_reshape on the CPU (XNNPACK runs it, so the
             graph is one delegate partition), resize (RESIZE_NEAREST_NEIGHBOR v2) for
             the GPU and the Edge TPU.
         seed: Seed of the calibration sample.
@@ -68,8 +68,9 @@ class ConvertConfig:
             if c.keep_float:
                 raise EdgesegError("--keep-float leaves float ops, which the Edge TPU cannot run.")
             if c.upsampling not in ("auto", "resize"):
-                raise EdgesegError(f"--upsampling {c.upsampling} lowers to ops the Edge TPU "
-                                   "cannot map; drop it (the Edge TPU target uses resize).")
+                raise EdgesegError(f"--target edgetpu upsamples with resize (RESIZE_NEAREST_NEIGHBOR "
+                                   f"version 2, which edgetpu_compiler maps); drop --upsampling "
+                                   f"{c.upsampling}.")
             c = replace(c, mode="int8", io="uint8")
         if c.upsampling == "auto":
             c = replace(c, upsampling=_TARGET_UPSAMPLING[c.target])

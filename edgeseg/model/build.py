@@ -56,7 +56,7 @@ def build_model(cfg: ModelConfig, batch_size: int | None = None, head: str | Non
         upsampling: How the decoder upsamples ×2 (same values, different TFLite
             ops; see ``edgeseg.model.decoder.UPSAMPLING``): ``tile`` (UpSampling2D,
             for training), ``resize`` (RESIZE_NEAREST_NEIGHBOR v2, the Edge TPU's)
-            or ``depth_to_space`` (XNNPACK's); ``True``/``False`` mean resize/tile.
+            or ``concat_reshape`` (XNNPACK's); ``True``/``False`` mean resize/tile.
 
     Returns:
         A functional ``keras.Model`` named ``mobilenet_segnet``.

@@ -25,11 +25,12 @@ def decoder_filters(n_up: int) -> list[int]:
 #   op version 2 for int8 (1 for float), the version edgetpu_compiler maps; Keras'
 #   Resizing(nearest) sets half_pixel_centers=True -> version 3, which it refuses
 #   ("Operation version not supported": google-coral/edgetpu #187, #420, #114).
-# depth_to_space: CONCATENATION of 4 copies + DEPTH_TO_SPACE(2): both run in XNNPACK
-#   in int8 and float32, so the CPU graph stays one delegate partition, where
-#   RESIZE_NEAREST_NEIGHBOR falls back to the builtin kernel and splits it.
+# concat_reshape: CONCATENATION along channels, RESHAPE to twice the width, CONCATENATION
+#   along the width, RESHAPE to twice the height: XNNPACK runs all four in int8 and
+#   float32, so the CPU graph stays one delegate partition, where RESIZE_NEAREST_NEIGHBOR
+#   falls back to the builtin kernel and splits it (benchmarks/RESULTS.md §8).
 # All three give the same values: for ×2, every source index is floor(dst / 2).
-UPSAMPLING = ("tile", "resize", "depth_to_space")
+UPSAMPLING = ("tile", "resize", "concat_reshape")
 
 
 def upsampling_kind(value: str | bool) -> str:
@@ -60,15 +61,18 @@ def _upsample_layers() -> dict[str, Any]:
         def compute_output_shape(self, s: Any) -> Any:
             return (s[0], 2 * s[1], 2 * s[2], s[3])
 
-    class DepthToSpace2x(keras.layers.Layer):
+    class ConcatReshape2x(keras.layers.Layer):
         def call(self, x: Any) -> Any:
-            # depth_to_space(y, 2)[2h+i, 2w+j, c] = y[h, w, (2i+j)·C + c] = x[h, w, c]
-            return tf.nn.depth_to_space(tf.concat([x, x, x, x], axis=-1), 2)
+            # [h, w, 2c] read as [h, 2w, c] repeats each pixel along the width;
+            # [h, 4w, c] read as [2h, 2w, c] repeats each row.
+            _, h, w, c = x.shape
+            y = tf.reshape(tf.concat([x, x], axis=-1), (-1, h, 2 * w, c))
+            return tf.reshape(tf.concat([y, y], axis=2), (-1, 2 * h, 2 * w, c))
 
         def compute_output_shape(self, s: Any) -> Any:
             return (s[0], 2 * s[1], 2 * s[2], s[3])
 
-    return {"resize": NearestResize2x, "depth_to_space": DepthToSpace2x}
+    return {"resize": NearestResize2x, "concat_reshape": ConcatReshape2x}
 
 
 def _upsample(x: Any, name: str, upsampling: str | bool) -> Any:
