@@ -41,7 +41,7 @@ def main() -> None:
     from edgeseg.runtime.interpreter import make_interpreter
     from edgeseg.tflite_file import read_tflite
 
-    its = {}
+    its = []  # by position: a model may appear in more than one pair
     for path in args.models:
         it = make_interpreter(path, args.threads)
         d = it.get_input_details()[0]
@@ -51,26 +51,27 @@ def main() -> None:
             it.invoke()
         runtime_parts = sum(o["op_name"] == "DELEGATE" for o in it._get_ops_details())
         predicted = check_target(read_tflite(path), "xnnpack").partitions
-        its[path] = it
+        its.append(it)
         print(f"{path.name}: XNNPACK partitions {runtime_parts} (inspect predicts {predicted})")
-    times: dict[Path, list[list[float]]] = {p: [] for p in args.models}
+    times: list[list[list[float]]] = [[] for _ in args.models]
     rng = random.Random(0)
     for _ in range(args.rounds):
-        order = list(args.models)
+        order = list(range(len(args.models)))
         rng.shuffle(order)
-        for path in order:
+        for i in order:
             ms = []
             for _ in range(args.per_round):
                 t = clock()
-                its[path].invoke()
+                its[i].invoke()
                 ms.append((clock() - t) * 1000)
-            times[path].append(ms)
-    for before, after in zip(args.models[::2], args.models[1::2]):
-        med = {p: statistics.median(x for r in times[p] for x in r) for p in (before, after)}
-        ratios = sorted(statistics.median(a) / statistics.median(b)
-                        for b, a in zip(times[before], times[after]))
+            times[i].append(ms)
+    for b in range(0, len(args.models), 2):
+        before, after = args.models[b], args.models[b + 1]
+        med = [statistics.median(x for r in times[i] for x in r) for i in (b, b + 1)]
+        ratios = sorted(statistics.median(a) / statistics.median(x)
+                        for x, a in zip(times[b], times[b + 1]))
         q = len(ratios) // 4
-        print(f"{before.name} {med[before]:.2f} ms -> {after.name} {med[after]:.2f} ms; "
+        print(f"{before.name} {med[0]:.2f} ms -> {after.name} {med[1]:.2f} ms; "
               f"after/before per round: median {statistics.median(ratios):.3f} "
               f"(quartiles {ratios[q]:.3f}-{ratios[-q - 1]:.3f}, {len(ratios)} rounds)")
 
