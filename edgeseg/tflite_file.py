@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +55,21 @@ class OpInfo:
         name: Builtin name (``CONV_2D``) or the custom code of a custom op.
         inputs: Input tensor indices (optional inputs left out).
         outputs: Output tensor indices.
+        version: The op's version in the file's operator code (what a runtime or
+            ``edgetpu_compiler`` checks it supports); 0 when unknown (the file was
+            read through the interpreter, which does not report it).
+        options: Builtin options by schema field name (``half_pixel_centers``,
+            ``fused_activation_function`` …); empty when the op has none or the
+            file was read through the interpreter.
     """
 
     index: int
     name: str
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
+    # Not compared: the interpreter fallback reads the same graph without them.
+    version: int = field(default=0, compare=False)
+    options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -147,7 +157,7 @@ def _parse_with_schema(schema: Any, data: bytes) -> tuple:
         raise EdgesegError("the .tflite file has no subgraph; re-export the model.")
     sg = model.Subgraphs(0)
     op_names, type_names = _enum_names(schema.BuiltinOperator), _enum_names(schema.TensorType)
-    codes = []
+    codes, versions = [], []
     for i in range(model.OperatorCodesLength()):
         oc = model.OperatorCodes(i)
         code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())  # the schema's documented rule
@@ -155,6 +165,7 @@ def _parse_with_schema(schema: Any, data: bytes) -> tuple:
             codes.append((oc.CustomCode() or b"CUSTOM").decode())
         else:
             codes.append(op_names.get(code, f"BUILTIN_{code}"))
+        versions.append(int(oc.Version()) or 1)
     tensors = []
     for i in range(sg.TensorsLength()):
         t = sg.Tensors(i)
@@ -175,10 +186,21 @@ def _parse_with_schema(schema: Any, data: bytes) -> tuple:
         o = sg.Operators(i)
         ins = tuple(int(x) for x in o.InputsAsNumpy()) if o.InputsLength() else ()
         outs = tuple(int(x) for x in o.OutputsAsNumpy()) if o.OutputsLength() else ()
-        ops.append(OpInfo(i, codes[o.OpcodeIndex()], tuple(x for x in ins if x >= 0), outs))
+        ops.append(OpInfo(i, codes[o.OpcodeIndex()], tuple(x for x in ins if x >= 0), outs,
+                          versions[o.OpcodeIndex()], _builtin_options(schema, o)))
     inputs = tuple(int(x) for x in sg.InputsAsNumpy()) if sg.InputsLength() else ()
     outputs = tuple(int(x) for x in sg.OutputsAsNumpy()) if sg.OutputsLength() else ()
     return tuple(tensors), inputs, outputs, tuple(ops)
+
+
+def _builtin_options(schema: Any, op: Any) -> dict[str, Any]:
+    """An operator's builtin options as ``{schema field name: value}`` (scalars only)."""
+    opts = schema.BuiltinOptionsCreator(op.BuiltinOptionsType(), op.BuiltinOptions())
+    if opts is None:
+        return {}
+    # The generated object API names fields in camelCase; the schema (.fbs) in snake_case.
+    return {re.sub(r"(?<!^)(?=[A-Z])", "_", k).lower(): v for k, v in vars(opts).items()
+            if isinstance(v, (bool, int, float))}
 
 
 def _parse_with_interpreter(data: bytes) -> tuple:

@@ -127,4 +127,7 @@ def test_config_errors():
         ConvertConfig(mode="float16", target="edgetpu").resolved()
     assert ConvertConfig(target="gpu").resolved().mode == "float16"
     tpu = ConvertConfig(target="edgetpu").resolved()
-    assert (tpu.mode, tpu.io, tpu.head, tpu.resize_upsampling) == ("int8", "uint8", "logits", True)
+    assert (tpu.mode, tpu.io, tpu.head, tpu.upsampling) == ("int8", "uint8", "logits", "resize")
+    assert ConvertConfig().resolved().upsampling == "concat_reshape"  # XNNPACK runs it
+    with pytest.raises(EdgesegError, match="drop --upsampling tile"):
+        ConvertConfig(target="edgetpu", upsampling="tile").resolved()

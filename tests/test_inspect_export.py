@@ -78,14 +78,15 @@ def test_edgetpu_preflight_passes_resize_and_int8_graph(models, tmp_path):
     assert "RESIZE_NEAREST_NEIGHBOR" in [p.support.op for p in report.ops]
     assert "all" in report.summary()
     md, js = report.save(tmp_path)
-    assert "| RESIZE_NEAREST_NEIGHBOR | yes | Edge TPU |" in md.read_text()
+    assert ("| RESIZE_NEAREST_NEIGHBOR | 2 | align_corners=False, half_pixel_centers=False | "
+            "yes | Edge TPU |") in md.read_text()
     assert json.loads(js.read_text())["edgetpu_ops"] == len(report.ops)
 
 
 def test_edgetpu_preflight_flags_tile_and_where_the_cpu_takes_over(models):
     report = edgetpu_preflight(models["int8_tile_logits"])
     reasons = {s.op: s.reason for s in report.unsupported}
-    assert "TILE" in reasons and "Resizing" in reasons["TILE"]
+    assert "TILE" in reasons and "--target edgetpu" in reasons["TILE"]
     first = report.ops[report.fallback_at].support
     assert not first.supported and first.op in ("RESHAPE", "TILE")  # the 5-D reshape/tile
     assert all(p.device == "CPU" for p in report.ops[report.fallback_at:])

@@ -38,8 +38,12 @@ def _keras(upsample: str, head: str):
     x = layers.Conv2D(3, 1)(x)
     if upsample == "tile":  # Keras 3 lowers UpSampling2D to RESHAPE + TILE (5-D tensors)
         x = layers.UpSampling2D(2)(x)
-    else:
+    elif upsample == "keras_resize":  # RESIZE_NEAREST_NEIGHBOR v3, half_pixel_centers=True
         x = layers.Resizing(SIZE, SIZE, interpolation="nearest")(x)
+    else:  # the project's: v2 (int8), half_pixel_centers=False
+        from edgeseg.model.decoder import _upsample
+
+        x = _upsample(x, "up", upsample)
     if head == "softmax":
         x = layers.Softmax()(x)
     model = keras.Model(inp, x)
@@ -75,6 +79,8 @@ SPECS = {
     "int8_resize_logits": ("resize", "logits", "int8"),  # Edge TPU-ready
     "int8_resize_softmax": ("resize", "softmax", "int8"),
     "int8_tile_logits": ("tile", "logits", "int8"),
+    "int8_keras_resize_logits": ("keras_resize", "logits", "int8"),  # what the compiler refuses
+    "int8_concat_reshape_softmax": ("concat_reshape", "softmax", "int8"),  # the CPU target's
     "float_resize_softmax": ("resize", "softmax", "float32"),
 }
 

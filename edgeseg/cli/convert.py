@@ -29,7 +29,8 @@ def convert(
     keep_float: Annotated[Optional[str], typer.Option(
         help="Layers to leave in float, comma-separated (selective quantization).")] = None,
     upsampling: Annotated[str, typer.Option(
-        help="resize (RESIZE_NEAREST_NEIGHBOR) or tile (Keras' UpSampling2D lowering).")] = "resize",
+        help="auto (the target's), concat_reshape (CONCATENATION + RESHAPE, run by XNNPACK), "
+             "resize (RESIZE_NEAREST_NEIGHBOR) or tile (UpSampling2D).")] = "auto",
     verify: Annotated[Optional[Path], typer.Option(
         help="After an int8 conversion, compare against float on this dataset.")] = None,
     max_miou_drop: Annotated[float, typer.Option(
@@ -45,13 +46,11 @@ def convert(
     modes = [m for m, on in (("int8", int8), ("float16", fp16), ("dynamic", dynamic)) if on]
     if len(modes) > 1:
         raise fail("pick one of --int8, --fp16, --dynamic.")
-    if upsampling not in ("resize", "tile"):
-        raise fail("--upsampling must be resize or tile.")
     ccfg = ConvertConfig(
         mode=modes[0] if modes else "float32", io=io, head=head, target=target,
         calib=str(calib) if calib else None, calib_count=calib_count,
         keep_float=tuple(s.strip() for s in keep_float.split(",")) if keep_float else (),
-        resize_upsampling=upsampling == "resize", seed=seed,
+        upsampling=upsampling, seed=seed,
     ).resolved()
     out = output or model.with_name(f"{model.stem}_{ccfg.mode}.tflite")
     with Progress(console=console, transient=True) as bar:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgeseg.convert.edgetpu_rules import EDGETPU_PARAM_CACHE_BYTES, parameter_bytes, rules_markdown
 from edgeseg.convert.targets import OpSupport, check_target
 from edgeseg.errors import EdgesegError
 from edgeseg.tflite_file import TfliteModel, read_tflite
@@ -30,12 +31,15 @@ class EdgeTpuPreflight:
     The compiler maps one contiguous run of ops: it starts at the first supported
     op (unsupported ops before it, such as a float QUANTIZE at the input, stay on
     the CPU) and stops at the first unsupported op after that: every op from
-    there on runs on the CPU, supported or not.
+    there on runs on the CPU, supported or not. Support is judged by op name,
+    version, builtin options, tensor types, ranks and shapes against Coral's
+    published rules (``edgeseg.convert.edgetpu_rules``), not by the compiler.
     """
 
     model: str
     ops: tuple[OpPlacement, ...]
     fallback_at: int | None  # index of the op where the CPU takes over for good
+    parameter_bytes: int = 0  # constant tensors, against the ~8 MiB on-chip cache
 
     @property
     def edgetpu_ops(self) -> int:
@@ -64,6 +68,7 @@ class EdgeTpuPreflight:
         return {
             "model": self.model, "summary": self.summary(), "total_ops": len(self.ops),
             "edgetpu_ops": self.edgetpu_ops, "fallback_at": self.fallback_at,
+            "parameter_bytes": self.parameter_bytes, "compiler_run": False,
             "ops": [{**p.support.to_dict(), "device": p.device} for p in self.ops],
         }
 
@@ -71,15 +76,24 @@ class EdgeTpuPreflight:
         lines = [
             f"# Edge TPU pre-flight: {Path(self.model).name}", "",
             f"{self.summary()}.", "",
-            "Predicted from Coral's supported-operations list "
-            "(https://coral.ai/docs/edgetpu/models-intro/#supported-operations); "
-            "install `edgetpu_compiler` for the authoritative answer.", "",
-            "| # | op | Edge TPU | runs on | note |", "|---|---|---|---|---|",
+            "`edgetpu_compiler` was **not** run: this is a prediction from each op's name, "
+            "version, builtin options, tensor types and shapes against Coral's published "
+            "rules. Run `edgetpu_compiler -s` for the authoritative answer.", "",
+            f"Parameters: {self.parameter_bytes / 2**20:.2f} MiB of constant data; the Edge "
+            f"TPU caches about {EDGETPU_PARAM_CACHE_BYTES / 2**20:.0f} MiB on chip and streams "
+            "the rest from host memory each inference (slower, still mapped) [cache].", "",
+            *(["**Op versions and options were not read** (no TFLite schema: "
+               "pip install ai-edge-litert), so they were not checked.", ""]
+              if any(p.support.version == 0 for p in self.ops) else []),
+            "| # | op | version | options | Edge TPU | runs on | note |",
+            "|---|---|---|---|---|---|---|",
         ]
         for p in self.ops:
             s = p.support
-            lines.append(f"| {s.index} | {s.op} | {'yes' if s.supported else 'no'} | "
-                         f"{p.device} | {s.reason} |")
+            opts = ", ".join(f"{k}={v}" for k, v in s.options.items()) or "-"
+            lines.append(f"| {s.index} | {s.op} | {s.version or '?'} | {opts} | "
+                         f"{'yes' if s.supported else 'no'} | {p.device} | {s.reason} |")
+        lines += ["", "Sources of the rules:", *rules_markdown()]
         return "\n".join(lines) + "\n"
 
     def save(self, out_dir: str | Path) -> tuple[Path, Path]:
@@ -104,7 +118,7 @@ def edgetpu_preflight(model: str | Path | TfliteModel) -> EdgeTpuPreflight:
     end = len(support) if stop is None else stop
     ops = tuple(OpPlacement(s, "Edge TPU" if start <= i < end else "CPU")
                 for i, s in enumerate(support))
-    return EdgeTpuPreflight(str(m.path), ops, stop)
+    return EdgeTpuPreflight(str(m.path), ops, stop, parameter_bytes(m))
 
 
 def compile_edgetpu(path: str | Path, out_dir: str | Path, timeout: float = 600) -> Path | None:

@@ -10,10 +10,15 @@ from typing import Any, Optional
 
 from edgeseg.config import ModelConfig, sidecar_path
 from edgeseg.errors import EdgesegError
+from edgeseg.model.decoder import UPSAMPLING
 
 MODES = ("float32", "float16", "dynamic", "int8")
 IO_TYPES = ("uint8", "int8", "float32")
 TARGETS = ("cpu", "gpu", "edgetpu")
+# The ×2 upsampling each target's graph gets (see edgeseg.model.decoder.UPSAMPLING):
+# XNNPACK has no RESIZE_NEAREST_NEIGHBOR but runs CONCATENATION + RESHAPE (int8 and
+# float32); the GPU delegate and the Edge TPU run RESIZE_NEAREST_NEIGHBOR.
+_TARGET_UPSAMPLING = {"cpu": "concat_reshape", "gpu": "resize", "edgetpu": "resize"}
 
 
 @dataclass(frozen=True)
@@ -28,7 +33,10 @@ class ConvertConfig:
         calib: Calibration folder (None: the project's calibration/ set).
         calib_count: How many calibration images to sample.
         keep_float: Layer names left in float32 (selective quantization).
-        resize_upsampling: Upsample with RESIZE_NEAREST_NEIGHBOR instead of TILE+RESHAPE.
+        upsampling: The ×2 upsampling ops (``edgeseg.model.decoder.UPSAMPLING``); ``auto``
+            picks the target's: concat_reshape on the CPU (XNNPACK runs it, so the
+            graph is one delegate partition), resize (RESIZE_NEAREST_NEIGHBOR v2) for
+            the GPU and the Edge TPU.
         seed: Seed of the calibration sample.
     """
 
@@ -39,7 +47,7 @@ class ConvertConfig:
     calib: Optional[str] = None
     calib_count: int = 200
     keep_float: tuple[str, ...] = ()
-    resize_upsampling: bool = True
+    upsampling: str = "auto"
     seed: int = 0
 
     def resolved(self) -> ConvertConfig:
@@ -47,6 +55,9 @@ class ConvertConfig:
         c = self
         if c.target not in TARGETS:
             raise EdgesegError(f"--target {c.target!r} must be one of {', '.join(TARGETS)}.")
+        if c.upsampling not in ("auto", *UPSAMPLING):
+            raise EdgesegError(f"--upsampling {c.upsampling!r} must be auto or one of "
+                               f"{', '.join(UPSAMPLING)}.")
         if c.head is None:
             c = replace(c, head="logits" if c.target == "edgetpu" else "softmax")
         if c.target == "gpu" and c.mode == "float32":
@@ -56,7 +67,13 @@ class ConvertConfig:
                 raise EdgesegError("--target edgetpu needs a full-integer model; drop --fp16/--dynamic.")
             if c.keep_float:
                 raise EdgesegError("--keep-float leaves float ops, which the Edge TPU cannot run.")
-            c = replace(c, mode="int8", io="uint8", resize_upsampling=True)
+            if c.upsampling not in ("auto", "resize"):
+                raise EdgesegError(f"--target edgetpu upsamples with resize (RESIZE_NEAREST_NEIGHBOR "
+                                   f"version 2, which edgetpu_compiler maps); drop --upsampling "
+                                   f"{c.upsampling}.")
+            c = replace(c, mode="int8", io="uint8")
+        if c.upsampling == "auto":
+            c = replace(c, upsampling=_TARGET_UPSAMPLING[c.target])
         if c.mode not in MODES:
             raise EdgesegError(f"mode {c.mode!r} must be one of {', '.join(MODES)}.")
         if c.io not in IO_TYPES:
@@ -206,7 +223,7 @@ def convert(model_path: str | Path, output: str | Path, ccfg: ConvertConfig,
 
         calib = load_calibration(ccfg.calib, ccfg.calib_count, ccfg.seed, warn=log)
         log(f"calibrating on {len(calib.files)} images from {calib.folder}")
-    deploy = deployment_copy(model, cfg, ccfg.head, ccfg.resize_upsampling)
+    deploy = deployment_copy(model, cfg, ccfg.head, ccfg.upsampling)
     total = len(calib.files) if calib else 0
     step = (lambda i: progress("calibrating", i, total)) if progress and calib else None
     conv = _converter(deploy, cfg, ccfg, calib, step)
@@ -267,5 +284,6 @@ def _edgetpu_step(path: Path, log: Callable[[str], None]) -> tuple[Path, ...]:
         return (compiled, side)
     report = edgetpu_preflight(path)
     md, js = report.save(path.parent)
-    log(f"edgetpu_compiler is not installed; pre-flight: {report.summary()} -> {md}")
+    log(f"edgetpu_compiler is not installed and was not run; pre-flight by Coral's published "
+        f"rules: {report.summary()} -> {md}")
     return (md, js)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from edgeseg.convert.edgetpu_rules import EDGETPU_CUSTOM_OP, check_edgetpu_op
 from edgeseg.tflite_file import OpInfo, TensorInfo, TfliteModel
 
 TARGETS = ("xnnpack", "gpu", "edgetpu")
@@ -46,51 +46,24 @@ GPU_OPS = frozenset({
     "TRANSPOSE_CONV", "UNPACK",
 })
 
-# Edge TPU: Coral's "TensorFlow models on the Edge TPU", supported operations
-# (https://coral.ai/docs/edgetpu/models-intro/#supported-operations, compiler 16),
-# op -> documented limitation. Every tensor must be 8-bit; at most the 3 innermost
-# dimensions may be larger than 1.
-EDGETPU_OPS = {
-    "ADD": "", "AVERAGE_POOL_2D": "no fused activation", "CONCATENATION": "no fused activation",
-    "CONV_2D": "same dilation in x and y", "DEPTHWISE_CONV_2D": "",
-    "EXPAND_DIMS": "", "FULLY_CONNECTED": "default weight format; 1-D output",
-    "L2_NORMALIZATION": "", "LOGISTIC": "", "LSTM": "unidirectional only", "MAXIMUM": "",
-    "MAX_POOL_2D": "no fused activation", "MEAN": "no reduction over the batch dimension",
-    "MINIMUM": "", "MUL": "", "PACK": "not along the batch dimension",
-    "PAD": "no padding of the batch dimension", "PRELU": "constant alpha", "QUANTIZE": "",
-    "REDUCE_MAX": "not over the batch dimension", "REDUCE_MIN": "not over the batch dimension",
-    "RELU": "", "RELU6": "", "RELU_N1_TO_1": "", "RESHAPE": "large reshapes may stay on the CPU",
-    "RESIZE_BILINEAR": "3-D input/output; large resizes may stay on the CPU",
-    "RESIZE_NEAREST_NEIGHBOR": "3-D input/output; large resizes may stay on the CPU",
-    "RSQRT": "", "SLICE": "", "SOFTMAX": "1-D input, at most 16,000 elements",
-    "SPACE_TO_DEPTH": "", "SPLIT": "not along the batch dimension", "SQUARED_DIFFERENCE": "",
-    "SQUEEZE": "no relayout", "STRIDED_SLICE": "strides of 1 only", "SUB": "",
-    "SUM": "not over the batch dimension", "TANH": "", "TRANSPOSE": "",
-    "TRANSPOSE_CONV": "",
-}
-_WHY_NOT = {
-    "TILE": "TILE is not supported: Keras UpSampling2D lowers to it; "
-            "use Resizing(interpolation='nearest') (RESIZE_NEAREST_NEIGHBOR)",
-    "ARG_MAX": "ARG_MAX is not supported; it runs on the CPU (cheap as the last op)",
-    "DEQUANTIZE": "DEQUANTIZE is not supported; float outputs are made on the CPU",
-}
-EDGETPU_CUSTOM_OP = "edgetpu-custom-op"  # what edgetpu_compiler leaves in a compiled model
 _FLOAT = ("float32", "float16")
 _EIGHT_BIT = ("int8", "uint8")
 
 
 @dataclass(frozen=True)
 class OpSupport:
-    """Whether one op runs on a target, and why not."""
+    """Whether one op runs on a target, and why not; with the op's version and options."""
 
     index: int
     op: str
     supported: bool
     reason: str = ""
+    version: int = 0  # 0: unknown
+    options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "op": self.op, "supported": self.supported,
-                "reason": self.reason}
+                "reason": self.reason, "version": self.version, "options": dict(self.options)}
 
 
 def _tensors(model: TfliteModel, op: OpInfo) -> list[TensorInfo]:
@@ -147,31 +120,9 @@ def gpu_support(model: TfliteModel, op: OpInfo) -> OpSupport:
 
 
 def edgetpu_support(model: TfliteModel, op: OpInfo) -> OpSupport:
-    """The Edge TPU takes listed ops whose tensors are all 8-bit (int32 biases aside), <= 4-D."""
-    if op.name == EDGETPU_CUSTOM_OP:
-        return OpSupport(op.index, op.name, True, "already compiled for the Edge TPU")
-    if op.name not in EDGETPU_OPS:
-        return OpSupport(op.index, op.name, False,
-                         _WHY_NOT.get(op.name, f"{op.name} is not an Edge TPU operation"))
-    tensors = _tensors(model, op)
-    floats = sorted({t.dtype for t in tensors if t.dtype in _FLOAT})
-    if floats:
-        return OpSupport(op.index, op.name, False, f"float op ({', '.join(floats)} tensors); "
-                         "quantize the model fully to int8")
-    other = sorted({t.dtype for t in tensors if not t.constant and t.dtype not in _EIGHT_BIT})
-    if other:
-        return OpSupport(op.index, op.name, False, f"{', '.join(other)} activations")
-    for t in tensors:
-        if len(t.shape) > 4:
-            return OpSupport(op.index, op.name, False, f"{len(t.shape)}-D tensor {list(t.shape)}")
-        if len(t.shape) == 4 and not t.constant and t.shape[0] > 1:
-            return OpSupport(op.index, op.name, False, f"batch {t.shape[0]} (must be 1)")
-    if op.name == "SOFTMAX":
-        shape = model.tensors[op.inputs[0]].shape
-        if math.prod(shape[:-1]) != 1 or shape[-1] > 16000:
-            return OpSupport(op.index, op.name, False, f"SOFTMAX over {list(shape)}: the Edge TPU "
-                             "takes 1-D softmax only; use head logits or argmax")
-    return OpSupport(op.index, op.name, True, EDGETPU_OPS[op.name])
+    """Coral's published rules for ``op`` (``edgeseg.convert.edgetpu_rules``)."""
+    ok, reason = check_edgetpu_op(model, op)
+    return OpSupport(op.index, op.name, ok, reason)
 
 
 _CHECKS = {"xnnpack": xnnpack_support, "gpu": gpu_support, "edgetpu": edgetpu_support}
@@ -221,7 +172,8 @@ class TargetReport:
 def check_target(model: TfliteModel, target: str) -> TargetReport:
     """Per-op support of ``target`` (one of ``TARGETS``) for every op of ``model``."""
     check = _CHECKS[target]
-    return TargetReport(target, tuple(check(model, op) for op in model.ops))
+    return TargetReport(target, tuple(replace(check(model, op), version=op.version,
+                                              options=op.options) for op in model.ops))
 
 
 def compatibility(model: TfliteModel) -> dict[str, TargetReport]:

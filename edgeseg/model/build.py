@@ -44,7 +44,7 @@ def _head(logits: Any, cfg: ModelConfig, head: str) -> Any:
 
 
 def build_model(cfg: ModelConfig, batch_size: int | None = None, head: str | None = None,
-                resize_upsampling: bool = False) -> Any:
+                upsampling: str | bool = "tile") -> Any:
     """Build mobilenet_segnet for ``cfg``.
 
     Args:
@@ -53,8 +53,10 @@ def build_model(cfg: ModelConfig, batch_size: int | None = None, head: str | Non
             TFLite converter fails on this graph with a dynamic batch).
         head: Override ``cfg.head``: ``flat``/``spatial`` or a deployment head
             (``softmax``, ``logits``, ``argmax``).
-        resize_upsampling: Upsample with Resizing(nearest) instead of UpSampling2D
-            (same values; maps to the Edge TPU's RESIZE_NEAREST_NEIGHBOR).
+        upsampling: How the decoder upsamples ×2 (same values, different TFLite
+            ops; see ``edgeseg.model.decoder.UPSAMPLING``): ``tile`` (UpSampling2D,
+            for training), ``resize`` (RESIZE_NEAREST_NEIGHBOR v2, the Edge TPU's)
+            or ``concat_reshape`` (XNNPACK's); ``True``/``False`` mean resize/tile.
 
     Returns:
         A functional ``keras.Model`` named ``mobilenet_segnet``.
@@ -68,19 +70,19 @@ def build_model(cfg: ModelConfig, batch_size: int | None = None, head: str | Non
     feats = mobilenet_encoder(inputs, cfg.alpha, cfg.encoder_level)
     n_up = cfg.encoder_level
     if cfg.decoder == "seed":
-        logits = seed_decoder(feats, cfg.n_classes, n_up, resize_upsampling)
+        logits = seed_decoder(feats, cfg.n_classes, n_up, upsampling)
     else:
-        logits = lite_decoder(feats, cfg.n_classes, n_up, cfg.decoder_width, resize_upsampling)
+        logits = lite_decoder(feats, cfg.n_classes, n_up, cfg.decoder_width, upsampling)
     outputs = _head(logits, cfg, head or cfg.head)
     return keras.Model(inputs, outputs, name="mobilenet_segnet")
 
 
 def deployment_copy(model: Any, cfg: ModelConfig, head: str = "softmax",
-                    resize_upsampling: bool = False) -> Any:
+                    upsampling: str | bool = "tile") -> Any:
     """A batch-1 copy of a trained model with a 4-D deployment head, weights copied by name."""
     if head not in DEPLOY_HEADS:
         raise ValueError(f"head must be one of {DEPLOY_HEADS}, got {head!r}")
-    copy = build_model(cfg, batch_size=1, head=head, resize_upsampling=resize_upsampling)
+    copy = build_model(cfg, batch_size=1, head=head, upsampling=upsampling)
     copy_weights_by_name(model, copy)
     return copy
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 SEED_FILTERS = (512, 256, 128, 64)
@@ -18,24 +19,78 @@ def decoder_filters(n_up: int) -> list[int]:
     return [512, 256] + [128] * (n_up - 2) + [64]
 
 
-def _upsample(x: Any, name: str, resize: bool) -> Any:
+# How a deployment graph does its ×2 nearest upsampling; each lowers to different TFLite ops.
+# tile: Keras UpSampling2D -> RESHAPE + TILE on 5-D tensors (the training graph).
+# resize: RESIZE_NEAREST_NEIGHBOR with half_pixel_centers=False, align_corners=False:
+#   op version 2 for int8 (1 for float), the version edgetpu_compiler maps; Keras'
+#   Resizing(nearest) sets half_pixel_centers=True -> version 3, which it refuses
+#   ("Operation version not supported": google-coral/edgetpu #187, #420, #114).
+# concat_reshape: CONCATENATION along channels, RESHAPE to twice the width, CONCATENATION
+#   along the width, RESHAPE to twice the height: XNNPACK runs all four in int8 and
+#   float32, so the CPU graph stays one delegate partition, where RESIZE_NEAREST_NEIGHBOR
+#   falls back to the builtin kernel and splits it (benchmarks/RESULTS.md §8).
+# All three give the same values: for ×2, every source index is floor(dst / 2).
+UPSAMPLING = ("tile", "resize", "concat_reshape")
+
+
+def upsampling_kind(value: str | bool) -> str:
+    """Normalize an upsampling choice; ``True``/``False`` mean ``resize``/``tile``.
+
+    Raises:
+        ValueError: Not one of ``UPSAMPLING``.
+    """
+    if isinstance(value, bool):
+        return "resize" if value else "tile"
+    if value not in UPSAMPLING:
+        raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {value!r}")
+    return value
+
+
+@functools.cache
+def _upsample_layers() -> dict[str, Any]:
+    """The two deployment-only ×2 layers (they call TensorFlow ops, as ArgmaxMask does)."""
+    import keras
+    import tensorflow as tf
+
+    class NearestResize2x(keras.layers.Layer):
+        def call(self, x: Any) -> Any:
+            size = (2 * x.shape[1], 2 * x.shape[2])
+            return tf.compat.v1.image.resize_nearest_neighbor(
+                x, size, align_corners=False, half_pixel_centers=False)
+
+        def compute_output_shape(self, s: Any) -> Any:
+            return (s[0], 2 * s[1], 2 * s[2], s[3])
+
+    class ConcatReshape2x(keras.layers.Layer):
+        def call(self, x: Any) -> Any:
+            # [h, w, 2c] read as [h, 2w, c] repeats each pixel along the width;
+            # [h, 4w, c] read as [2h, 2w, c] repeats each row.
+            _, h, w, c = x.shape
+            y = tf.reshape(tf.concat([x, x], axis=-1), (-1, h, 2 * w, c))
+            return tf.reshape(tf.concat([y, y], axis=2), (-1, 2 * h, 2 * w, c))
+
+        def compute_output_shape(self, s: Any) -> Any:
+            return (s[0], 2 * s[1], 2 * s[2], s[3])
+
+    return {"resize": NearestResize2x, "concat_reshape": ConcatReshape2x}
+
+
+def _upsample(x: Any, name: str, upsampling: str | bool) -> Any:
     from keras import layers
 
-    if not resize:
+    kind = upsampling_kind(upsampling)
+    if kind == "tile":
         return layers.UpSampling2D((2, 2), name=name)(x)
-    # Resizing(nearest) lowers to RESIZE_NEAREST_NEIGHBOR, which the Edge TPU maps;
-    # UpSampling2D lowers to TILE+RESHAPE, which it does not. Same values.
-    h, w = x.shape[1], x.shape[2]
-    return layers.Resizing(2 * h, 2 * w, interpolation="nearest", name=name)(x)
+    return _upsample_layers()[kind](name=name)(x)
 
 
-def seed_decoder(x: Any, n_classes: int, n_up: int, resize: bool = False) -> Any:
+def seed_decoder(x: Any, n_classes: int, n_up: int, upsampling: str | bool = "tile") -> Any:
     """The keras_segmentation SegNet decoder: ZeroPad + Conv3x3 + BN per stage, no activation."""
     from keras import layers
 
     for i, filters in enumerate(decoder_filters(n_up), start=1):
         if i > 1:
-            x = _upsample(x, f"dec_up_{i - 1}", resize)
+            x = _upsample(x, f"dec_up_{i - 1}", upsampling)
         x = layers.ZeroPadding2D((1, 1), name=f"dec_pad_{i}")(x)
         x = layers.Conv2D(filters, 3, padding="valid", name=f"dec_conv_{i}")(x)
         x = layers.BatchNormalization(name=f"dec_bn_{i}")(x)
@@ -43,7 +98,7 @@ def seed_decoder(x: Any, n_classes: int, n_up: int, resize: bool = False) -> Any
 
 
 def lite_decoder(x: Any, n_classes: int, n_up: int, width: float = 0.5,
-                 resize: bool = False) -> Any:
+                 upsampling: str | bool = "tile") -> Any:
     """The seed's stages as depthwise-separable 3×3 convs with BN + ReLU6.
 
     Bounded activations quantize well, and a depthwise 3×3 + pointwise 1×1 pair
@@ -53,7 +108,7 @@ def lite_decoder(x: Any, n_classes: int, n_up: int, width: float = 0.5,
 
     for i, filters in enumerate(decoder_filters(n_up), start=1):
         if i > 1:
-            x = _upsample(x, f"dec_up_{i - 1}", resize)
+            x = _upsample(x, f"dec_up_{i - 1}", upsampling)
         x = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"dec_dw_{i}")(x)
         x = layers.BatchNormalization(name=f"dec_dw_{i}_bn")(x)
         x = layers.ReLU(6.0, name=f"dec_dw_{i}_relu")(x)
