@@ -37,8 +37,7 @@ def layer_bytes(layer: Any) -> int:
         return 0
     inputs = layer.input if isinstance(layer.input, (list, tuple)) else [layer.input]
     n = sum(int(np.prod(t.shape[1:])) for t in inputs) + int(np.prod(layer.output.shape[1:]))
-    kernel = getattr(layer, "kernel", None) if type(layer).__name__ != "DepthwiseConv2D" else \
-        getattr(layer, "depthwise_kernel", None)
+    kernel = getattr(layer, "kernel", None)  # Keras 3 names the depthwise kernel "kernel" too
     return n + (int(np.prod(kernel.shape)) if kernel is not None else 0)
 
 

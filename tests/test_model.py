@@ -284,3 +284,21 @@ def test_imagenet_weights_come_from_keras_cache(tmp_path, monkeypatch):
     (tmp_path / "models" / "mobilenet_2_5_128_tf_no_top.h5").unlink()
     with pytest.raises(EdgesegError, match=r"no ImageNet MobileNet weights \(mobilenet_2_5_128_tf_no_top"):
         load_backbone_weights(m, "imagenet", cfg)
+
+
+def test_traffic_counts_macs_and_int8_bytes_by_hand():
+    """The two inputs of the Pi estimate (benchmarks/pi_estimate.py), on a graph small enough to count."""
+    from edgeseg.deps import keras
+    from edgeseg.macs import count_traffic
+
+    k = keras()
+    x = k.Input((8, 8, 3))
+    y = k.layers.Conv2D(4, 3, padding="same", use_bias=False)(x)  # 8*8*9*3*4 MACs
+    y = k.layers.BatchNormalization()(y)  # folds into the conv: no traffic
+    y = k.layers.DepthwiseConv2D(3, padding="same", use_bias=False)(y)  # 8*8*9*4 MACs
+    y = k.layers.Resizing(16, 16)(y)  # moves 8*8*4 in, 16*16*4 out
+    got = count_traffic(k.Model(x, y))
+    assert got["macs"] == 8 * 8 * 9 * 3 * 4 + 8 * 8 * 9 * 4
+    conv = 8 * 8 * 3 + 8 * 8 * 4 + 3 * 3 * 3 * 4  # input, output, kernel
+    dw = 8 * 8 * 4 + 8 * 8 * 4 + 3 * 3 * 4
+    assert got["bytes"] == conv + dw + 8 * 8 * 4 + 16 * 16 * 4

@@ -232,6 +232,7 @@ def test_train_defaults_offline_say_so_and_train_the_realtime_preset(synth_data,
     assert ("no ImageNet MobileNet weights (mobilenet_5_0_128_tf_no_top.h5 is not in Keras' cache"
             in text)
     assert "Training from scratch with the fast decoder tapped at 1/8" in text
+    assert "Downloading data" not in text  # Keras' own line is not left to say it twice
     side = json.loads(out.with_name("m.keras.json").read_text())
     assert (side["edgeseg"]["decoder"], side["edgeseg"]["alpha"], side["edgeseg"]["height"]) == (
         "fast", 0.5, 64)

@@ -80,6 +80,8 @@ def imagenet_file(cfg: ModelConfig, timeout_s: float = 30.0) -> Path:
     Raises:
         EdgesegError: When the file is not cached and cannot be downloaded (offline).
     """
+    import contextlib
+    import io
     import os
     import socket
 
@@ -90,13 +92,18 @@ def imagenet_file(cfg: ModelConfig, timeout_s: float = 30.0) -> Path:
     old = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout_s)  # a silent network must not hang training
     try:
-        return Path(k.utils.get_file(name, _KERAS_URL + name, cache_subdir="models",
-                                     cache_dir=os.environ.get("KERAS_HOME")))
+        # Keras prints "Downloading data from ..." even when it fails: our one line says it all.
+        with contextlib.redirect_stdout(io.StringIO()):
+            return Path(k.utils.get_file(name, _KERAS_URL + name, cache_subdir="models",
+                                         cache_dir=os.environ.get("KERAS_HOME")))
     except Exception as e:  # urllib/HTTP/OS errors: all mean "not available here"
-        reason = str(e).splitlines()[0][:100] if str(e) else type(e).__name__
+        # Keras' message is "URL fetch failure on <url>: <code> -- <reason>": keep the reason.
+        text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        reason = text.rsplit(" -- ", 1)[-1][:100]
         raise EdgesegError(
             f"no ImageNet MobileNet weights ({name} is not in Keras' cache and the download "
-            f"failed: {reason}); copy it into ~/.keras/models/ or pass --backbone-weights PATH."
+            f"failed: {reason}); copy it into {os.environ.get('KERAS_HOME', '~/.keras')}/models/ "
+            "or pass --backbone-weights PATH."
         ) from None
     finally:
         socket.setdefaulttimeout(old)
