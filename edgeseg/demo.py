@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from edgeseg.atomic import write_json
+from edgeseg.errors import EdgesegError
 
 CLASSES = 4  # background + ellipse, box, bar
 
@@ -39,7 +40,13 @@ class Steps:
     def __init__(self, out: Path, cfg: DemoConfig, log: Callable[[str], None]) -> None:
         self.file = out / "steps.json"
         self.log = log
-        state = json.loads(self.file.read_text()) if self.file.exists() else {}
+        try:
+            state = json.loads(self.file.read_text()) if self.file.exists() else {}
+            if not isinstance(state, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise EdgesegError(f"{self.file} is not the demo's step record ({e}); delete it to "
+                               "re-run every step.") from None
         # A changed recipe invalidates everything done with the old one.
         self.done: dict[str, Any] = state.get("done", {}) if state.get("config") == asdict(cfg) else {}
         self.cfg = cfg

@@ -177,6 +177,8 @@ def train(cfg: ModelConfig, tcfg: TrainConfig,
     val_ds = make_dataset(val_pairs, cfg, batch, False)
     steps_per_epoch = len(train_pairs) // batch
 
+    # The run's pieces (schedule, budget, history, checkpoints) live in train_loop, which
+    # imports Keras at module level; the data check and ignore-index options go above.
     from edgeseg import train_loop as tl
 
     state: dict[str, Any] = {}
@@ -194,12 +196,12 @@ def train(cfg: ModelConfig, tcfg: TrainConfig,
     csv_path, png_path = history_paths(out)
     history = tl.History(csv_path, png_path, _old_rows(out, start_epoch))
     checkpoints = tl.Checkpoints(cfg, out, last_checkpoint(out), tl.settings_dict(tcfg),
-                              state.get("best_miou", -1.0), state.get("best_epoch", 0))
+                                 state.get("best_miou", -1.0), state.get("best_epoch", 0))
     budget = tl.TimeBudget(tcfg.time_limit * 60 if tcfg.time_limit else None, epochs, epochs)
     schedule = tl.WarmupCosine(tcfg.lr, max(1, int(tcfg.warmup_epochs * steps_per_epoch)),
-                            epochs * steps_per_epoch)
+                               epochs * steps_per_epoch)
     loop_state = tl.LoopState(start_epoch * steps_per_epoch, steps_per_epoch, time.monotonic(),
-                           state.get("seconds", 0.0))
+                              state.get("seconds", 0.0))
     log(f"training on {len(train_pairs)} images, validating on {len(val_pairs)}, "
         f"{steps_per_epoch} steps/epoch, "
         + (f"{tcfg.time_limit:g} min" if tcfg.time_limit and tcfg.epochs is None else f"up to {epochs} epochs"
@@ -287,10 +289,19 @@ def _resume(ckpt: Path, cfg: ModelConfig) -> tuple[Any, dict[str, Any]]:
 
 
 def _old_rows(out: Path, upto: int) -> list[dict[str, float]]:
+    """The history rows of epochs 1..``upto`` that a resumed run continues.
+
+    Raises:
+        EdgesegError: When the CSV is not one that ``train`` wrote (one line, no traceback).
+    """
     csv_path, _ = history_paths(out)
     if not upto or not csv_path.exists():
         return []
-    lines = csv_path.read_text().splitlines()
-    keys = lines[0].split(",")
-    rows = [dict(zip(keys, map(float, ln.split(",")))) for ln in lines[1:]]
-    return [r for r in rows if r["epoch"] <= upto]
+    try:
+        lines = csv_path.read_text().splitlines()
+        keys = lines[0].split(",")
+        rows = [dict(zip(keys, map(float, ln.split(",")), strict=True)) for ln in lines[1:]]
+        return [r for r in rows if r["epoch"] <= upto]
+    except (OSError, UnicodeDecodeError, IndexError, KeyError, ValueError) as e:
+        raise EdgesegError(f"{csv_path} is not a training history ({type(e).__name__}: {e}); "
+                           "delete or move it, then run --resume again.") from None

@@ -44,3 +44,17 @@ def test_demo_rejects_an_unknown_preset_before_any_step(tmp_path):
     r = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "d"), "--preset", "turbo"])
     assert r.exit_code == 2 and "--preset 'turbo' must be one of seed, realtime" in r.output
     assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("text", ["{broken", "[1, 2]", "\xff\xfe"])
+def test_a_corrupt_steps_json_is_one_line(tmp_path, text):
+    from typer.testing import CliRunner
+
+    from edgeseg.cli import app
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "steps.json").write_bytes(text.encode("latin-1"))
+    r = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "d")])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "steps.json is not the demo's step record" in " ".join(r.output.split())
+    assert not (tmp_path / "d" / "data").exists()  # no step ran

@@ -237,3 +237,19 @@ def test_train_defaults_offline_say_so_and_train_the_realtime_preset(synth_data,
     assert (side["edgeseg"]["decoder"], side["edgeseg"]["alpha"], side["edgeseg"]["height"]) == (
         "fast", 0.5, 64)
     assert side["train"]["backbone_weights"] == "imagenet" and side["train"]["state"]["epoch"] == 1
+
+
+def test_resume_with_a_corrupt_history_csv_is_one_line(trained, synth_data, tmp_path):
+    import shutil
+
+    from edgeseg.config import ModelConfig
+    from edgeseg.train import TrainConfig, train
+
+    path, _ = trained
+    for name in ("tiny.last.keras", "tiny.last.keras.json"):
+        shutil.copy(path.with_name(name), tmp_path / name.replace("tiny", "m"))
+    (tmp_path / "m.history.csv").write_text("epoch,loss\n1,0.5\n2,oops\n")
+    cfg = ModelConfig(n_classes=4, height=64, width=64, alpha=0.25, encoder_level=2)
+    with pytest.raises(EdgesegError, match=r"m\.history\.csv is not a training history \(ValueError"):
+        train(cfg, TrainConfig(data=str(synth_data), output=str(tmp_path / "m.keras"), epochs=30,
+                               resume=str(tmp_path / "m.last.keras")), log=lambda s: None)
