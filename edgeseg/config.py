@@ -115,7 +115,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # keras_segmentation's mobilenet_segnet, layer for layer (at the size you pass).
     "seed": {"alpha": 1.0, "encoder_level": 3, "decoder": "seed", "decoder_width": 1.0,
              "head": "flat"},
-    # ≥ 4x faster int8 than "seed" at 416² (benchmarks/RESULTS.md §6c); its 1/8 tap also
+    # ~4x faster int8 than "seed" at 416² (benchmarks/RESULTS.md §6c); its 1/8 tap also
     # learns from scratch on a CPU, where the seed's 1/16 tap plateaus on background.
     "realtime": {"alpha": 0.5, "encoder_level": 2, "decoder": "fast", "decoder_width": 0.5,
                  "head": "spatial"},

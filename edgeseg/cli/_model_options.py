@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 Preset = Annotated[Optional[str], typer.Option(
-    help="seed (keras_segmentation's mobilenet_segnet, exact) or realtime (≥ 4x faster int8, "
+    help="seed (keras_segmentation's mobilenet_segnet, exact) or realtime (~4x faster int8, "
          "learns from scratch); explicit options override it.", show_default=False)]
 Classes = Annotated[int, typer.Option("--classes", "-c", help="Classes, background included.")]
 Height = Annotated[Optional[int], typer.Option(help="Input height (multiple of 32).", show_default=False)]

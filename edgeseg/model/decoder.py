@@ -69,7 +69,7 @@ def fast_decoder(x: Any, n_classes: int, n_up: int, width: float = 0.5) -> Any:
     Decoding at the tap (1/8 for ``encoder_level`` 2) and resizing only the
     ``n_classes``-channel logits bilinearly to half the input removes the large
     decoder activations that bound the seed and lite decoders by memory traffic:
-    at 416² int8 it runs ≥ 4× faster than the seed model (benchmarks/RESULTS.md §6c).
+    at 416² int8 the realtime preset runs ~4× faster than the seed (benchmarks/RESULTS.md §6c).
     RESIZE_BILINEAR runs in int8 under XNNPACK and on the Edge TPU.
 
     Args:
