@@ -14,19 +14,23 @@ Preset = Annotated[Optional[str], typer.Option(
     help="seed (keras_segmentation's mobilenet_segnet, exact) or realtime (~4x faster int8, "
          "learns from scratch); explicit options override it.", show_default=False)]
 Classes = Annotated[int, typer.Option("--classes", "-c", help="Classes, background included.")]
-Height = Annotated[Optional[int], typer.Option(help="Input height (multiple of 32).", show_default=False)]
-Width = Annotated[Optional[int], typer.Option(help="Input width (multiple of 32).", show_default=False)]
+Height = Annotated[Optional[int], typer.Option(
+    help="Input height, a multiple of 32 (default: build 416, train the training images').",
+    show_default=False)]
+Width = Annotated[Optional[int], typer.Option(
+    help="Input width, a multiple of 32 (default: build 416, train the training images').",
+    show_default=False)]
 Alpha = Annotated[Optional[float], typer.Option(
-    help="MobileNet width: 0.25, 0.5, 0.75, 1.0 [default: the preset's].", show_default=False)]
+    help="MobileNet width: 0.25, 0.5, 0.75, 1.0 (default: the preset's).", show_default=False)]
 EncoderLevel = Annotated[Optional[int], typer.Option(
-    help="Decoder tap: 1 (1/4) … 4 (1/32) [default: the preset's].", show_default=False)]
+    help="Decoder tap: 1 (1/4) … 4 (1/32) (default: the preset's).", show_default=False)]
 Head = Annotated[Optional[str], typer.Option(
-    help="flat (seed: Reshape+Softmax) or spatial (4-D) [default: the preset's].", show_default=False)]
+    help="flat (seed: Reshape+Softmax) or spatial (4-D) (default: the preset's).", show_default=False)]
 Decoder = Annotated[Optional[str], typer.Option(
     help="seed (published), lite (depthwise, ReLU6) or fast (one conv at the tap, logits "
-         "resized once) [default: the preset's].", show_default=False)]
+         "resized once) (default: the preset's).", show_default=False)]
 DecoderWidth = Annotated[Optional[float], typer.Option(
-    help="Width multiplier of the lite/fast decoder [default: the preset's, or 0.5].",
+    help="Width multiplier of the lite/fast decoder (default: the preset's, or 0.5).",
     show_default=False)]
 Labels = Annotated[Optional[str], typer.Option(help="Class names, comma-separated.")]
 BackboneWeights = Annotated[Optional[str], typer.Option(
