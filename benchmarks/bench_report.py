@@ -9,32 +9,16 @@ import platform
 from pathlib import Path
 from typing import Any
 
-# Published per-core int8 peaks; the sustained ranges are assumptions (see PI_NOTES).
-PI_TARGETS = (
-    {"name": "Raspberry Pi 4", "core": "Cortex-A72", "cores": 4, "ghz": 1.5, "macs_per_cycle": 8,
-     "sustained_gmacs": (10.0, 15.0)},
-    {"name": "Raspberry Pi 5", "core": "Cortex-A76", "cores": 4, "ghz": 2.4, "macs_per_cycle": 32,
-     "sustained_gmacs": (25.0, 40.0)},
-)
 PI_NOTES = """\
-**Estimate, not measured.** Latency = MACs per frame / int8 throughput of 4 threads. Where the
-figures come from:
-
-- Raspberry Pi 4: 4× Cortex-A72 (Armv8.0-A, no dot-product instructions) at 1.5 GHz (1.8 GHz on
-  boards and firmware since 2020: about 20% faster). The Cortex-A72 Software Optimization Guide
-  (Arm UAN 0016A, 2015) lists ASIMD integer multiply only on the FP/ASIMD-0 pipe, one 128-bit
-  `SMULL`/`SMLAL2` per cycle: an int8 GEMM kernel (multiply to int16, pairwise-accumulate to int32)
-  gets 16 MACs per two multiplies, **8 int8 MACs/cycle/core** → peak 4 × 1.5 GHz × 8 = 48 GMAC/s.
-- Raspberry Pi 5: 4× Cortex-A76 (Armv8.2-A with `SDOT`/`UDOT`) at 2.4 GHz. The Cortex-A76 Software
-  Optimization Guide (Arm PJDOC-466751330-7215) lists the ASIMD dot product on both V pipes, one
-  per pipe per cycle; each 128-bit `SDOT` is 16 int8 MACs, **32 int8 MACs/cycle/core** → peak
-  4 × 2.4 GHz × 32 = 307 GMAC/s.
-- Sustained throughput assumed for a TFLite/XNNPACK int8 model with 4 threads: {pi4} GMAC/s on a
-  Pi 4 and {pi5} GMAC/s on a Pi 5 (the same assumptions as deploy/README.md). Real models fall well
-  short of peak: depthwise convs and the decoder's large activations are limited by memory
-  bandwidth (LPDDR4 / LPDDR4X on a 32-bit bus), not by multiplies. "Peak floor" is the time at
-  100% of peak, a bound no real run reaches. Inference only: capture, resize and overlay add a
-  few ms. Replace these rows with `edgeseg bench` on the device when you have one.
+**Estimates, not measured on a board.** `python benchmarks/pi_estimate.py` explains and reproduces
+them: latency = MACs / C + int8 bytes moved / B per frame, 4 threads, XNNPACK. C and B of the Pi 4
+are solved from the two published XNNPACK int8 figures for a Raspberry Pi 4 (ARM64, 4 threads:
+MobileNet v1 1.0 224² 24 ms, MobileNet v2 1.0 224² 17 ms; XNNPACK README, benchmarked 2022-02-08),
+which reproduce both exactly. The Pi 5 divides the Pi 4 time by the published Pi 4 → Pi 5 speed-up
+of a TFLite SSD-MobileNetV2 (112.6 → 23.5 ms, 4.79×), on both terms (the lower figure) or on the
+compute term only with the memory term 1.33× faster (LPDDR4X-4267 vs LPDDR4-3200, both 32-bit; the
+higher figure). Inference only: capture, resize and overlay add a few ms. Replace these rows with
+`edgeseg bench` on the device when you have one.
 """
 
 
@@ -80,18 +64,14 @@ def _loadavg() -> str:
         return "n/a"
 
 
-def pi_estimate(rows: list[dict[str, Any]], targets: tuple[dict[str, Any], ...] = PI_TARGETS
-                ) -> list[dict[str, Any]]:
-    """Per model row (name, macs): latency ranges on each Pi from the assumed throughputs."""
-    out = []
-    for r in rows:
-        est = {"model": r["name"], "gmacs": r["macs"] / 1e9}
-        for t in targets:
-            lo, hi = t["sustained_gmacs"]
-            peak = t["cores"] * t["ghz"] * t["macs_per_cycle"]
-            est[t["name"]] = (r["macs"] / (hi * 1e6), r["macs"] / (lo * 1e6), r["macs"] / (peak * 1e6))
-        out.append(est)
-    return out
+def pi_estimate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model row (name, macs, bytes): Pi 4 / Pi 5 latency estimates (see pi_estimate.py)."""
+    from pi_estimate import anchor_profiles, estimate, fit_pi4
+
+    pi4 = fit_pi4(anchor_profiles())
+    return [{"model": r["name"], "gmacs": r["macs"] / 1e9, "mbytes": r["bytes"] / 1e6,
+             **estimate({"macs": r["macs"], "bytes": r["bytes"]}, pi4), "pi4_terms": pi4}
+            for r in rows]
 
 
 def _ms(v: float | None) -> str:
@@ -201,21 +181,18 @@ def _runtimes_md(r: dict[str, Any]) -> list[str]:
 
 
 def _pi_md(p: dict[str, Any]) -> list[str]:
-    names = [t["name"] for t in PI_TARGETS]
     rows = []
     for e in p["rows"]:
-        cells = [e["model"], f"{e['gmacs']:.2f}"]
-        for n in names:
-            lo, hi, floor = e[n]
-            cells += [f"{_ms(lo)}–{_ms(hi)}", _ms(floor)]
-        rows.append(cells)
-    head = ["model", "GMACs"]
-    for n in names:
-        head += [f"{n} ms (estimate)", f"{n} peak floor ms"]
-    fmt = {"pi4": "–".join(f"{v:g}" for v in PI_TARGETS[0]["sustained_gmacs"]),
-           "pi5": "–".join(f"{v:g}" for v in PI_TARGETS[1]["sustained_gmacs"])}
+        lo, hi = e["pi5_ms"]
+        rows.append([e["model"], f"{e['gmacs']:.2f}", f"{e['mbytes']:.1f}", _ms(e["pi4_ms"]),
+                     f"{_ms(e['pi4_compute_ms'])} + {_ms(e['pi4_memory_ms'])}", f"{_ms(lo)}–{_ms(hi)}"])
+    head = ["model", "GMACs", "int8 MB moved", "Raspberry Pi 4 ms (estimate)",
+            "Pi 4 compute + memory ms", "Raspberry Pi 5 ms (estimate)"]
+    terms = p["rows"][0]["pi4_terms"] if p["rows"] else None
+    fit = ([f"Fitted Pi 4 terms: C = {terms['gmacs']:.1f} GMAC/s, B = {terms['gbs']:.2f} GB/s.", ""]
+           if terms else [])
     return (["## 5. Raspberry Pi 4 / Pi 5 latency — estimate, not measured", ""]
-            + _table(head, rows) + [PI_NOTES.format(**fmt)]
+            + _table(head, rows) + fit + [PI_NOTES]
             + ([f"- {p['note']}", ""] if p.get("note") else [""]))
 
 
@@ -293,7 +270,7 @@ def charts(results: dict[str, Any], out: Path) -> list[Path]:
         from edgeseg.atomic import atomic_path
 
         fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
-        for dec, marker in (("seed", "o"), ("lite", "s")):
+        for dec, marker in (("seed", "o"), ("lite", "s"), ("fast", "^")):
             for alpha, colour in ((0.5, "tab:orange"), (1.0, "tab:blue")):
                 rs = [r for r in g["rows"] if r["decoder"] == dec and r["alpha"] == alpha]
                 if not rs:

@@ -113,6 +113,7 @@ def grid(a: argparse.Namespace, plan: Plan, work: Path, reuse: dict[tuple, Path]
     """§2: MACs, int8 latency and GMAC/s over size × alpha × decoder (random weights)."""
     import keras
 
+    from edgeseg.macs import count_traffic
     from edgeseg.model.build import build_model
     from edgeseg.model.io import load_model, save_model
 
@@ -120,12 +121,13 @@ def grid(a: argparse.Namespace, plan: Plan, work: Path, reuse: dict[tuple, Path]
     rows = []
     for size in plan.sizes:
         for alpha in plan.alphas:
-            for dec in ("seed", "lite"):
+            for dec in ("seed", "lite", "fast"):
                 c = cfg.with_(height=size, width=size, alpha=alpha, decoder=dec,
-                              decoder_width=0.5 if dec == "lite" else 1.0)
+                              decoder_width=1.0 if dec == "seed" else 0.5)
                 keras.backend.clear_session()
                 model = build_model(c)
                 macs = count_macs(model)
+                moved = count_traffic(model)["bytes"]
                 key = (size, alpha, dec, c.decoder_width)
                 path = reuse.get(key)
                 if path is None:
@@ -133,9 +135,9 @@ def grid(a: argparse.Namespace, plan: Plan, work: Path, reuse: dict[tuple, Path]
                     src = save_model(model, c, work / f"{name}.keras")
                     path = to_tflite(src, work / f"{name}_int8.tflite", "int8", plan.calib_timing, a.calib)
                 ms = min(bench_p50(path, plan, a.threads) for _ in range(plan.rounds))
-                desc = "seed" if dec == "seed" else "lite (width 0.5)"
+                desc = "seed" if dec == "seed" else f"{dec} (width 0.5)"
                 rows.append({"size": size, "alpha": alpha, "decoder": dec, "decoder_desc": desc,
-                             "macs": macs["total"], "decoder_macs": macs["decoder"], "p50_ms": ms,
+                             "macs": macs["total"], "decoder_macs": macs["decoder"], "p50_ms": ms, "bytes": moved,
                              "gmacs_per_s": macs["total"] / ms / 1e6})
                 log(f"§2 {size}² alpha {alpha:g} {desc}: {macs['total'] / 1e9:.2f} GMACs, {ms:.1f} ms")
     return {"rows": rows, "calib_count": plan.calib_timing, "threads": a.threads}
@@ -262,7 +264,7 @@ def _run(a: argparse.Namespace, plan: Plan, work: Path, only: set[str], results:
     int8 = None
     if fmt:
         int8 = Path(fmt["paths"]["int8"])
-        reuse[(a.size, cfg.alpha, cfg.decoder, cfg.decoder_width if cfg.decoder == "lite" else 1.0)] = int8
+        reuse[(a.size, cfg.alpha, cfg.decoder, 1.0 if cfg.decoder == "seed" else cfg.decoder_width)] = int8
     if section("grid"):
         results["grid"] = grid(a, plan, work, reuse)
     if int8 is not None and section("pipeline"):
@@ -272,10 +274,8 @@ def _run(a: argparse.Namespace, plan: Plan, work: Path, only: set[str], results:
         results["runtimes"], results["tflite_runtime_version"] = r, r.get("version")
     grid_rows = (results.get("grid") or {}).get("rows", [])
     if section("pi"):
-        models = [{"name": f"{r['size']}², alpha {r['alpha']:g}, {r['decoder_desc']}", "macs": r["macs"]}
-                  for r in grid_rows]
-        if fmt and all(r["macs"] != fmt["macs"]["total"] for r in grid_rows):
-            models.insert(0, {"name": f"§1 model: {fmt['model_desc']}", "macs": fmt["macs"]["total"]})
+        models = [{"name": f"{r['size']}², alpha {r['alpha']:g}, {r['decoder_desc']}", "macs": r["macs"],
+                   "bytes": r["bytes"]} for r in grid_rows]
         results["pi"] = {"rows": bench_report.pi_estimate(models), "note": _mac_bound_note(grid_rows)}
     if section("lite"):
         results["lite"] = lite(a, plan, work, fmt["accuracy"] if fmt else None, grid_rows)

@@ -12,7 +12,7 @@ from edgeseg.preprocess import DEFAULT_MEAN, DEFAULT_STD, Preprocessing
 
 ALPHAS = (0.25, 0.5, 0.75, 1.0)
 HEADS = ("flat", "spatial")
-DECODERS = ("seed", "lite")
+DECODERS = ("seed", "lite", "fast")
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,9 @@ class ModelConfig:
         alpha: MobileNet width multiplier.
         encoder_level: Encoder tap for the decoder: 1 (1/4) … 4 (1/32); 3 is the seed's.
         head: ``flat`` (seed: Reshape + Softmax) or ``spatial`` (4-D softmax).
-        decoder: ``seed`` (the published SegNet decoder) or ``lite`` (depthwise, ReLU6).
-        decoder_width: Width multiplier of the ``lite`` decoder's filters.
+        decoder: ``seed`` (the published SegNet decoder), ``lite`` (depthwise, ReLU6) or
+            ``fast`` (one conv at the tap, logits resized once: the realtime preset's).
+        decoder_width: Width multiplier of the ``lite``/``fast`` decoder's filters.
         labels: One name per class.
         mean: Per-channel normalization mean (RGB).
         std: Per-channel normalization std (RGB).
@@ -106,6 +107,38 @@ class ModelConfig:
             if k in kw:
                 kw[k] = tuple(kw[k])
         return cls(**kw)
+
+
+# Named model configurations shared by build, train, demo and the README. Each maps
+# ModelConfig fields to values; explicit CLI options override them.
+PRESETS: dict[str, dict[str, Any]] = {
+    # keras_segmentation's mobilenet_segnet, layer for layer (at the size you pass).
+    "seed": {"alpha": 1.0, "encoder_level": 3, "decoder": "seed", "decoder_width": 1.0,
+             "head": "flat"},
+    # ~4x faster int8 than "seed" at 416² (benchmarks/RESULTS.md §6c); its 1/8 tap also
+    # learns from scratch on a CPU, where the seed's 1/16 tap plateaus on background.
+    "realtime": {"alpha": 0.5, "encoder_level": 2, "decoder": "fast", "decoder_width": 0.5,
+                 "head": "spatial"},
+}
+ARCHITECTURE = ("alpha", "encoder_level", "decoder", "decoder_width", "head")
+
+
+def preset(name: str) -> dict[str, Any]:
+    """The ModelConfig fields of preset ``name``.
+
+    Raises:
+        EdgesegError: For an unknown name.
+    """
+    if name not in PRESETS:
+        raise EdgesegError(f"--preset {name!r} must be one of {', '.join(PRESETS)}.")
+    return dict(PRESETS[name])
+
+
+def architecture_changes(saved: ModelConfig, wanted: ModelConfig) -> list[str]:
+    """``field saved -> wanted`` for each field that changes the layers or their shapes."""
+    fields = ("n_classes", "height", "width", *ARCHITECTURE)
+    return [f"{f} {getattr(saved, f)} -> {getattr(wanted, f)}" for f in fields
+            if getattr(saved, f) != getattr(wanted, f)]
 
 
 def sidecar_path(model_path: str | Path) -> Path:

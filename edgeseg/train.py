@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
-
-from edgeseg.config import ModelConfig, load_config
+from edgeseg.config import ModelConfig, architecture_changes, load_config
 from edgeseg.errors import EdgesegError
-from edgeseg.metrics import MetricAccumulator
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
 
@@ -34,7 +30,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     augment: bool = True
     balance: bool = True  # median frequency class weights (as the SegNet paper trains)
-    backbone_weights: Optional[str] = None
+    backbone_weights: Optional[str] = None  # a .h5, 'imagenet' (scratch when offline) or None
     resume: Optional[str] = None
     time_limit: Optional[float] = None  # minutes
     strategy: str = "default"
@@ -78,6 +74,40 @@ def max_epochs(tcfg: TrainConfig) -> int:
     return 10_000 if tcfg.time_limit else 30
 
 
+MAX_DEFAULT_SIDE = 416  # the deployment size RESULTS.md measures; larger frames train too slowly on a CPU
+
+
+def input_size_of(data: str | Path, val: str | Path | None, height: Optional[int] = None,
+                  width: Optional[int] = None) -> tuple[int, int, str]:
+    """The input size ``train`` uses when --height/--width are not given, and a line saying so.
+
+    The first training image's size, each side rounded to a multiple of 32, scaled
+    down (aspect kept) so that the longer side is at most 416. A side that is given
+    is kept.
+
+    Returns:
+        (height, width, one-line note).
+
+    Raises:
+        EdgesegError: When the dataset has no image pairs (from ``resolve_split``).
+    """
+    from edgeseg.data.dataset import read_image, resolve_split
+
+    pairs, _ = resolve_split(Path(data), Path(val) if val else None, 0.1, 0)
+    if not pairs:
+        raise EdgesegError(f"{data}: no image/mask pairs; pass --height and --width or fix the folder.")
+    ih, iw = read_image(pairs[0][0]).shape[:2]
+    scale = min(1.0, MAX_DEFAULT_SIDE / max(ih, iw))
+
+    def side(given: Optional[int], n: int) -> int:
+        return given if given is not None else max(32, round(n * scale / 32) * 32)
+
+    h, w = side(height, ih), side(width, iw)
+    return h, w, (f"input size {h}x{w}, from the training images ({ih}x{iw}"
+                  + (f", scaled to a longer side of {MAX_DEFAULT_SIDE}" if scale < 1 else "")
+                  + "); --height/--width to change")
+
+
 def _strategy(name: str) -> Any:
     from edgeseg.deps import tensorflow
 
@@ -105,7 +135,7 @@ def _precision(name: str, cfg: ModelConfig) -> str:
 
 @contextlib.contextmanager
 def _dtype_policy(name: str) -> Iterator[None]:
-    """Build layers under ``name``; saved models are float32 copies (see ``_float32_copy``)."""
+    """Build layers under ``name``; saved models are float32 copies (``train_loop.float32_copy``)."""
     from edgeseg.deps import keras
 
     k = keras()
@@ -115,109 +145,6 @@ def _dtype_policy(name: str) -> Iterator[None]:
         yield
     finally:
         k.config.set_dtype_policy(old)
-
-
-def _float32_copy(model: Any, cfg: ModelConfig) -> Any:
-    """The model rebuilt in float32, plain BatchNormalization, trained weights: what users load."""
-    from edgeseg.model.build import build_model, copy_weights_by_name
-
-    with _dtype_policy("float32"):
-        copy = build_model(cfg)
-    copy_weights_by_name(model, copy)
-    return copy
-
-
-def predict_masks(model: Any, ds: Any, n_classes: int,
-                  ignore_index: Optional[int] = 255) -> MetricAccumulator:
-    """Run ``model`` over a (x, y) dataset and accumulate the confusion matrix."""
-    acc = MetricAccumulator(n_classes, ignore_index)
-    for x, y in ds:
-        probs = model.predict_on_batch(x)
-        acc.update(np.asarray(y), np.argmax(np.asarray(probs), axis=-1))
-    return acc
-
-
-def _write_history(rows: list[dict[str, float]], csv_path: Path, png_path: Path) -> Optional[Path]:
-    from edgeseg.atomic import write_text
-
-    keys = list(rows[0])
-    lines = [",".join(keys)] + [",".join(f"{r[k]:.6g}" for k in keys) for r in rows]
-    write_text(csv_path, "\n".join(lines) + "\n")
-    from edgeseg.plots import plot_history
-
-    return plot_history(rows, png_path)
-
-
-def _make_callback(ctx: dict[str, Any]) -> Any:
-    """A Keras callback for the LR schedule, val mIoU, checkpoints, logs and the time limit."""
-    import keras
-
-    from edgeseg.model.io import save_model
-
-    class _Loop(keras.callbacks.Callback):
-        def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
-            step, total, warm = ctx["step"], ctx["total_steps"], ctx["warmup_steps"]
-            peak = ctx["lr"]
-            if step < warm:
-                lr = peak * (step + 1) / warm
-            else:
-                t = min(1.0, (step - warm) / max(1, total - warm))
-                lr = peak * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t)))
-            self.model.optimizer.learning_rate.assign(lr)
-            ctx["step"] = step + 1
-
-        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-            ctx["epoch_start"] = time.monotonic()
-
-        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            logs = logs or {}
-            m = predict_masks(self.model, ctx["val_ds"], ctx["cfg"].n_classes,
-                              ctx["tcfg"].ignore_index).result()
-            ctx["epoch_times"].append(time.monotonic() - ctx["epoch_start"])
-            best = m.mean_iou > ctx["best_miou"]
-            row = {"epoch": epoch + 1, "loss": float(logs.get("loss", float("nan"))),
-                   "val_miou": m.mean_iou, "val_pixel_accuracy": m.pixel_accuracy,
-                   "lr": float(np.asarray(self.model.optimizer.learning_rate)),
-                   "seconds": time.monotonic() - ctx["t0"] + ctx["prior_seconds"]}
-            ctx["rows"].append(row)
-            state = {"epoch": epoch + 1, "best_miou": max(m.mean_iou, ctx["best_miou"]),
-                     "best_epoch": epoch + 1 if best else ctx["best_epoch"],
-                     "planned_epochs": ctx["planned_epochs"], "seconds": row["seconds"]}
-            train_info = {"train": {**asdict(ctx["tcfg"]), "state": state,
-                                    "val_metrics": m.to_dict(ctx["cfg"].class_names)}}
-            if best:
-                ctx["best_miou"], ctx["best_epoch"] = m.mean_iou, epoch + 1
-                save_model(_float32_copy(self.model, ctx["cfg"]), ctx["cfg"], ctx["out"],
-                           **train_info)
-            save_model(self.model, ctx["cfg"], last_checkpoint(ctx["out"]), **train_info)
-            ctx["history_png"] = _write_history(ctx["rows"], *history_paths(ctx["out"]))
-            self._fit_time_budget(epoch + 1)
-            ctx["log"](
-                f"epoch {epoch + 1}/{ctx['planned_epochs']}  loss {row['loss']:.4f}  "
-                f"val mIoU {m.mean_iou:.4f}{'  (best, saved)' if best else ''}  "
-                f"[{row['seconds']:.0f}s]"
-            )
-            if epoch + 1 >= ctx["planned_epochs"]:
-                self.model.stop_training = True
-
-        def _fit_time_budget(self, done: int) -> None:
-            budget = ctx["time_limit_s"]
-            if budget is None:
-                return
-            elapsed = time.monotonic() - ctx["t0"] + ctx["prior_seconds"]
-            if elapsed >= budget:
-                ctx["log"](f"time limit reached after epoch {done}; keeping the best model")
-                ctx["planned_epochs"] = done
-                return
-            # Later epochs skip the first's tracing and caching, so time them alone.
-            per_epoch = float(np.median(ctx["epoch_times"][1:] or ctx["epoch_times"]))
-            # Re-fitted every epoch, both ways: a slow first epoch must not shrink the run for good.
-            fit = min(ctx["max_epochs"], max(done, done + int((budget - elapsed) // per_epoch)))
-            if fit != ctx["planned_epochs"]:
-                ctx["planned_epochs"] = fit
-                ctx["total_steps"] = fit * ctx["steps_per_epoch"]
-
-    return _Loop()
 
 
 def train(cfg: ModelConfig, tcfg: TrainConfig,
@@ -264,95 +191,133 @@ def train(cfg: ModelConfig, tcfg: TrainConfig,
     val_ds = make_dataset(val_pairs, cfg, batch, False, encoding=enc)
     steps_per_epoch = len(train_pairs) // batch
 
-    start_epoch, prior_seconds, best_miou, best_epoch = 0, 0.0, -1.0, 0
+    # The run's pieces (schedule, budget, history, checkpoints) live in train_loop, which
+    # imports Keras at module level; the data check and ignore-index options go above.
+    from edgeseg import train_loop as tl
+
+    state: dict[str, Any] = {}
     with _strategy(tcfg.strategy).scope():
         if tcfg.resume:
             model, state = _resume(Path(tcfg.resume), cfg)
-            start_epoch, prior_seconds = state["epoch"], state.get("seconds", 0.0)
-            best_miou, best_epoch = state.get("best_miou", -1.0), state.get("best_epoch", 0)
-            log(f"resuming from {tcfg.resume} after epoch {start_epoch} (best val mIoU {best_miou:.4f})")
+            log(f"resuming from {tcfg.resume} after epoch {state['epoch']} "
+                f"(best val mIoU {state.get('best_miou', -1.0):.4f})")
         else:
-            from edgeseg.model.build import build_model
-
-            with _dtype_policy(_precision(tcfg.precision, cfg)):
-                model = build_model(cfg)
-            # Keras' default momentum 0.99 leaves the moving statistics near their
-            # initial values for the first few hundred steps, so short runs validate
-            # with wrong normalization; 0.9 tracks the batch statistics in ~20 steps.
-            for layer in model.layers:
-                if isinstance(layer, k.layers.BatchNormalization):
-                    layer.momentum = 0.9
-            if tcfg.backbone_weights:
-                from edgeseg.model.weights import load_backbone_weights
-
-                log(load_backbone_weights(model, tcfg.backbone_weights, cfg).summary())
-            from edgeseg.model.fused_bn import with_fused_batch_norm
-
-            model = with_fused_batch_norm(model)
-            model.compile(optimizer=k.optimizers.Adam(tcfg.lr),
-                          loss=k.losses.SparseCategoricalCrossentropy())
+            model = _fresh_model(cfg, tcfg, log)
+    start_epoch = int(state.get("epoch", 0))
     epochs = max_epochs(tcfg)
     if start_epoch >= epochs:
         raise EdgesegError(f"{tcfg.resume} already trained {start_epoch} epochs; raise --epochs.")
-    ctx: dict[str, Any] = {
-        "cfg": cfg, "tcfg": tcfg, "out": out, "val_ds": val_ds, "log": log, "lr": tcfg.lr,
-        "step": start_epoch * steps_per_epoch, "steps_per_epoch": steps_per_epoch,
-        "warmup_steps": max(1, int(tcfg.warmup_epochs * steps_per_epoch)),
-        "total_steps": epochs * steps_per_epoch, "planned_epochs": epochs,
-        "max_epochs": epochs,
-        "time_limit_s": tcfg.time_limit * 60 if tcfg.time_limit else None,
-        "best_miou": best_miou, "best_epoch": best_epoch, "rows": _old_rows(out, start_epoch),
-        "epoch_times": [], "t0": time.monotonic(), "prior_seconds": prior_seconds,
-        "history_png": None,
-    }
+    csv_path, png_path = history_paths(out)
+    history = tl.History(csv_path, png_path, _old_rows(out, start_epoch))
+    checkpoints = tl.Checkpoints(cfg, out, last_checkpoint(out), tl.settings_dict(tcfg),
+                                 state.get("best_miou", -1.0), state.get("best_epoch", 0))
+    budget = tl.TimeBudget(tcfg.time_limit * 60 if tcfg.time_limit else None, epochs, epochs)
+    schedule = tl.WarmupCosine(tcfg.lr, max(1, int(tcfg.warmup_epochs * steps_per_epoch)),
+                               epochs * steps_per_epoch)
+    loop_state = tl.LoopState(start_epoch * steps_per_epoch, steps_per_epoch, time.monotonic(),
+                              state.get("seconds", 0.0))
     log(f"training on {len(train_pairs)} images, validating on {len(val_pairs)}, "
         f"{steps_per_epoch} steps/epoch, "
         + (f"{tcfg.time_limit:g} min" if tcfg.time_limit and tcfg.epochs is None else f"up to {epochs} epochs"
            + (f" or {tcfg.time_limit:g} min" if tcfg.time_limit else "")))
+    loop = tl.TrainingLoop(loop_state, schedule, budget, history, checkpoints, val_ds, log,
+                           tcfg.ignore_index)
     try:
         with pipeline_errors():  # a file failing inside tf.data: one line naming it
-            model.fit(train_ds, epochs=epochs, initial_epoch=start_epoch,
-                      callbacks=[_make_callback(ctx)], shuffle=False, verbose=1 if sys.stdout.isatty() else 0)
+            model.fit(train_ds, epochs=epochs, initial_epoch=start_epoch, callbacks=[loop],
+                      shuffle=False, verbose=1 if sys.stdout.isatty() else 0)
     except KeyboardInterrupt:
-        log("interrupted; the best model so far is kept" if ctx["best_epoch"] else "interrupted")
+        log("interrupted; the best model so far is kept" if checkpoints.best_epoch else "interrupted")
         raise
-    csv_path, _ = history_paths(out)
-    return TrainResult(out, ctx["best_miou"], ctx["best_epoch"], len(ctx["rows"]),
-                       ctx["rows"][-1]["seconds"] if ctx["rows"] else 0.0, csv_path,
-                       ctx["history_png"])
+    return TrainResult(out, checkpoints.best_miou, checkpoints.best_epoch, len(history.rows),
+                       history.rows[-1]["seconds"] if history.rows else 0.0, csv_path, history.png)
+
+
+def _fresh_model(cfg: ModelConfig, tcfg: TrainConfig, log: Callable[[str], None]) -> Any:
+    """A compiled training model for ``cfg``: backbone weights loaded, fused BatchNormalization."""
+    from edgeseg.deps import keras
+    from edgeseg.model.build import build_model
+    from edgeseg.model.fused_bn import with_fused_batch_norm
+    from edgeseg.model.weights import load_backbone_weights
+
+    k = keras()
+    with _dtype_policy(_precision(tcfg.precision, cfg)):
+        model = build_model(cfg)
+    # Keras' default momentum 0.99 leaves the moving statistics near their
+    # initial values for the first few hundred steps, so short runs validate
+    # with wrong normalization; 0.9 tracks the batch statistics in ~20 steps.
+    for layer in model.layers:
+        if isinstance(layer, k.layers.BatchNormalization):
+            layer.momentum = 0.9
+    source = tcfg.backbone_weights
+    if source == "imagenet":  # the CLI's default: falls back to from scratch, in one line
+        try:
+            log(load_backbone_weights(model, "imagenet", cfg).summary())
+        except EdgesegError as e:
+            log(f"{e} Training from scratch{_scratch_note(cfg)}.")
+    elif source and source != "none":
+        log(load_backbone_weights(model, source, cfg).summary())
+    else:
+        log(f"training from scratch{_scratch_note(cfg)}.")
+    model = with_fused_batch_norm(model)
+    model.compile(optimizer=k.optimizers.Adam(tcfg.lr), loss=k.losses.SparseCategoricalCrossentropy())
+    return model
+
+
+def _scratch_note(cfg: ModelConfig) -> str:
+    """How well ``cfg`` learns without pretrained weights, for the one-line notice."""
+    if cfg.encoder_level <= 2:
+        return (f" with the {cfg.decoder} decoder tapped at 1/{2 ** (cfg.encoder_level + 1)}, "
+                "the configuration that learns from scratch")
+    return (f"; the 1/{2 ** (cfg.encoder_level + 1)} tap learns slowly without ImageNet weights: "
+            "--preset realtime (1/8) learns several times faster")
 
 
 def _resume(ckpt: Path, cfg: ModelConfig) -> tuple[Any, dict[str, Any]]:
+    """The checkpoint's model and training state; refuses a checkpoint of another architecture."""
     import json
 
     from edgeseg.config import sidecar_path
     from edgeseg.deps import keras
+    from edgeseg.model.fused_bn import fused_batch_norm_class
+    from edgeseg.model.io import infer_config
 
     if not ckpt.exists():
         raise EdgesegError(f"--resume {ckpt}: no such checkpoint (training writes <model>.last.keras).")
-    saved = load_config(ckpt)
-    if saved is not None and (saved.n_classes, saved.height, saved.width) != (
-            cfg.n_classes, cfg.height, cfg.width):
-        raise EdgesegError(f"--resume {ckpt} was trained for {saved.n_classes} classes at "
-                           f"{saved.height}x{saved.width}; pass the same --classes/--height/--width.")
-    from edgeseg.model.fused_bn import fused_batch_norm_class
-
     fused_batch_norm_class()  # checkpoints hold the training model's fused BatchNormalization
     try:
         model = keras().models.load_model(ckpt)
     except Exception as e:
         raise EdgesegError(f"--resume {ckpt} is not a readable Keras checkpoint ({e}).") from None
-    state = json.loads(sidecar_path(ckpt).read_text()).get("train", {}).get("state", {})
+    # The layers decide, not the sidecar alone: a checkpoint of another alpha or decoder
+    # would otherwise train on with layers left random.
+    changes = architecture_changes(load_config(ckpt) or infer_config(model), cfg)
+    if changes:
+        raise EdgesegError(f"--resume {ckpt} is another model ({'; '.join(changes)}); pass its "
+                           "options (or its --preset) or train a new model without --resume.")
+    try:
+        state = json.loads(sidecar_path(ckpt).read_text()).get("train", {}).get("state", {})
+    except (OSError, ValueError):
+        state = {}
     if "epoch" not in state:
         raise EdgesegError(f"--resume {ckpt}: its JSON has no training state; pass a .last.keras file.")
     return model, state
 
 
 def _old_rows(out: Path, upto: int) -> list[dict[str, float]]:
+    """The history rows of epochs 1..``upto`` that a resumed run continues.
+
+    Raises:
+        EdgesegError: When the CSV is not one that ``train`` wrote (one line, no traceback).
+    """
     csv_path, _ = history_paths(out)
     if not upto or not csv_path.exists():
         return []
-    lines = csv_path.read_text().splitlines()
-    keys = lines[0].split(",")
-    rows = [dict(zip(keys, map(float, ln.split(",")))) for ln in lines[1:]]
-    return [r for r in rows if r["epoch"] <= upto]
+    try:
+        lines = csv_path.read_text().splitlines()
+        keys = lines[0].split(",")
+        rows = [dict(zip(keys, map(float, ln.split(",")), strict=True)) for ln in lines[1:]]
+        return [r for r in rows if r["epoch"] <= upto]
+    except (OSError, UnicodeDecodeError, IndexError, KeyError, ValueError) as e:
+        raise EdgesegError(f"{csv_path} is not a training history ({type(e).__name__}: {e}); "
+                           "delete or move it, then run --resume again.") from None

@@ -200,3 +200,105 @@ sys.meta_path.insert(0, _Block())
 def test_imports_work_without_tensorflow(code):
     proc = subprocess.run([sys.executable, "-c", BLOCK_TF + code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("preset,extra", [
+    ("seed", {}), ("realtime", {}), ("realtime", {"decoder": "lite", "decoder_width": 0.25}),
+    ("seed", {"encoder_level": 4, "head": "spatial"}), ("realtime", {"encoder_level": 1}),
+])
+def test_a_keras_file_without_its_sidecar_loads_with_its_own_config(tmp_path, preset, extra):
+    """The config is recovered from the layers; it used to be off by one encoder level."""
+    from edgeseg.config import PRESETS
+    from edgeseg.model.io import build_and_save, load_model
+
+    cfg = ModelConfig(n_classes=3, height=64, width=96, **{**PRESETS[preset], **extra})
+    build_and_save(cfg, tmp_path / "m.keras")
+    (tmp_path / "m.keras.json").unlink()
+    _, got = load_model(tmp_path / "m.keras")
+    assert got == cfg
+
+
+def test_presets_in_build_and_explicit_options_override_them(tmp_path):
+    from typer.testing import CliRunner
+
+    from edgeseg.cli import app
+
+    def side(*args: str) -> dict:
+        out = tmp_path / "m.keras"
+        r = CliRunner().invoke(app, ["build", "--classes", "3", *args, "-o", str(out)])
+        assert r.exit_code == 0, r.output
+        return json.loads((tmp_path / "m.keras.json").read_text())["edgeseg"]
+
+    seed = side()  # the default is the published model at 416x416
+    assert (seed["alpha"], seed["encoder_level"], seed["decoder"], seed["head"],
+            seed["height"], seed["width"]) == (1.0, 3, "seed", "flat", 416, 416)
+    rt = side("--preset", "realtime", "--height", "64", "--width", "64")
+    assert (rt["alpha"], rt["encoder_level"], rt["decoder"], rt["decoder_width"], rt["head"]) == (
+        0.5, 2, "fast", 0.5, "spatial")
+    mixed = side("--preset", "realtime", "--alpha", "0.25", "--decoder", "seed", "--height", "64",
+                 "--width", "64")
+    assert (mixed["alpha"], mixed["encoder_level"], mixed["decoder"], mixed["decoder_width"]) == (
+        0.25, 2, "seed", 1.0)
+    r = CliRunner().invoke(app, ["build", "--preset", "turbo", "-o", str(tmp_path / "x.keras")])
+    assert r.exit_code == 2 and "--preset 'turbo' must be one of seed, realtime" in r.output
+    assert "Traceback" not in r.output and not (tmp_path / "x.keras").exists()
+
+
+def test_realtime_decoder_decodes_at_the_tap_and_resizes_the_logits_once():
+    from edgeseg.config import PRESETS
+    from edgeseg.macs import count_macs
+
+    m = _build(n_classes=4, height=416, width=416, **PRESETS["realtime"])
+    shapes = {layer.name: tuple(layer.output.shape[1:]) for layer in m.layers}
+    assert shapes["conv_pw_5_relu"] == (52, 52, 128)  # 1/8 tap of alpha 0.5
+    assert shapes["dec_conv_1"] == (52, 52, 64) and shapes["seg_logits"] == (52, 52, 4)
+    assert shapes["seg_upsample"] == (208, 208, 4) and m.output_shape == (None, 208, 208, 4)
+    assert not any(n.startswith("dec_up_") for n in shapes)
+    seed = count_macs(_build(n_classes=4, height=416, width=416, **PRESETS["seed"]))
+    # 52*52*(9*128*64 + 64*4) decoder MACs against the seed decoder's 10.5 G
+    assert count_macs(m)["decoder"] == 52 * 52 * (9 * 128 * 64 + 64 * 4)
+    assert count_macs(m)["total"] * 20 < seed["total"]
+
+
+def test_imagenet_weights_come_from_keras_cache(tmp_path, monkeypatch):
+    """The file Keras' downloader would fetch, placed in $KERAS_HOME/models: no download."""
+    from edgeseg.deps import keras
+    from edgeseg.model.weights import load_backbone_weights
+
+    k = keras()
+    k.utils.set_random_seed(5)
+    net = k.applications.MobileNet(input_shape=(128, 128, 3), alpha=0.25, include_top=False,
+                                   weights=None)
+    (tmp_path / "models").mkdir()
+    net.save(tmp_path / "models" / "mobilenet_2_5_128_tf_no_top.h5")  # Keras' name and layout
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr("edgeseg.model.weights._KERAS_URL", "http://127.0.0.1:9/")  # no network
+    cfg = ModelConfig(n_classes=3, height=96, width=96, alpha=0.25, encoder_level=2)
+    m = _build(n_classes=3, height=96, width=96, alpha=0.25, encoder_level=2)
+    fresh = m.get_layer("conv_pw_5").get_weights()[0].copy()
+    rep = load_backbone_weights(m, "imagenet", cfg)
+    assert len(rep.matched) == 2 + 5 * 4  # conv1 + bn, blocks 1..5 (dw, dw_bn, pw, pw_bn)
+    got = m.get_layer("conv_pw_5").get_weights()[0]
+    np.testing.assert_array_equal(got, net.get_layer("conv_pw_5").get_weights()[0])
+    assert not np.allclose(got, fresh)  # loaded, not the model's own random init
+    (tmp_path / "models" / "mobilenet_2_5_128_tf_no_top.h5").unlink()
+    with pytest.raises(EdgesegError, match=r"no ImageNet MobileNet weights \(mobilenet_2_5_128_tf_no_top"):
+        load_backbone_weights(m, "imagenet", cfg)
+
+
+def test_traffic_counts_macs_and_int8_bytes_by_hand():
+    """The two inputs of the Pi estimate (benchmarks/pi_estimate.py), on a graph small enough to count."""
+    from edgeseg.deps import keras
+    from edgeseg.macs import count_traffic
+
+    k = keras()
+    x = k.Input((8, 8, 3))
+    y = k.layers.Conv2D(4, 3, padding="same", use_bias=False)(x)  # 8*8*9*3*4 MACs
+    y = k.layers.BatchNormalization()(y)  # folds into the conv: no traffic
+    y = k.layers.DepthwiseConv2D(3, padding="same", use_bias=False)(y)  # 8*8*9*4 MACs
+    y = k.layers.Resizing(16, 16)(y)  # moves 8*8*4 in, 16*16*4 out
+    got = count_traffic(k.Model(x, y))
+    assert got["macs"] == 8 * 8 * 9 * 3 * 4 + 8 * 8 * 9 * 4
+    conv = 8 * 8 * 3 + 8 * 8 * 4 + 3 * 3 * 3 * 4  # input, output, kernel
+    dw = 8 * 8 * 4 + 8 * 8 * 4 + 3 * 3 * 4
+    assert got["bytes"] == conv + dw + 8 * 8 * 4 + 16 * 16 * 4

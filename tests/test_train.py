@@ -147,3 +147,109 @@ def test_training_and_evaluation_see_the_same_labels(tmp_path):
     (_, y_eval), = iter_batches(pairs, cfg, batch_size=3)
     assert y_eval.shape == (3, 32, 32)
     np.testing.assert_array_equal(y_train.numpy(), y_eval)
+
+
+@pytest.mark.parametrize("change,needle", [
+    ({"alpha": 0.5}, "alpha 0.25 -> 0.5"),
+    ({"decoder": "lite", "decoder_width": 0.5}, "decoder seed -> lite"),
+    ({"decoder": "fast", "decoder_width": 0.5, "head": "spatial"}, "decoder seed -> fast"),
+])
+@pytest.mark.parametrize("sidecar", [True, False])
+def test_resume_refuses_a_checkpoint_of_another_architecture(trained, synth_data, tmp_path, change,
+                                                           needle, sidecar):
+    """It used to check classes and size only, and train on with layers left random."""
+    import shutil
+
+    from edgeseg.config import ModelConfig
+    from edgeseg.train import TrainConfig, train
+
+    path, _ = trained
+    ckpt = tmp_path / "c.last.keras"
+    shutil.copy(path.with_name("tiny.last.keras"), ckpt)
+    if sidecar:  # without it, the architecture is read from the layers
+        shutil.copy(path.with_name("tiny.last.keras.json"), tmp_path / "c.last.keras.json")
+    base = dict(n_classes=4, height=64, width=64, alpha=0.25, encoder_level=2)
+    with pytest.raises(EdgesegError, match=needle) as e:
+        train(ModelConfig(**{**base, **change}),
+              TrainConfig(data=str(synth_data), output=str(tmp_path / "m.keras"), epochs=30,
+                          resume=str(ckpt)), log=lambda s: None)
+    assert str(ckpt) in str(e.value) and not (tmp_path / "m.keras").exists()
+
+
+def test_warmup_cosine_schedule():
+    from edgeseg.train_loop import WarmupCosine
+
+    s = WarmupCosine(peak=1e-2, warmup_steps=10, total_steps=110)
+    assert s(0) == pytest.approx(1e-3) and s(9) == pytest.approx(1e-2)  # linear warm-up
+    assert s(60) == pytest.approx(1e-2 * (0.01 + 0.99 * 0.5))  # half-way down the cosine
+    assert s(110) == pytest.approx(1e-4) and s(500) == pytest.approx(1e-4)  # floor: 1 % of peak
+
+
+def test_time_budget_fits_the_epochs_and_refits_after_a_slow_first_epoch():
+    from edgeseg.train_loop import TimeBudget
+
+    b = TimeBudget(seconds=100.0, max_epochs=50, planned=50)
+    assert not b.after_epoch(1, elapsed=30.0, epoch_seconds=30.0)
+    assert b.planned == 1 + 70 // 30  # 3: the first epoch's 30 s is all it knows
+    assert not b.after_epoch(2, elapsed=40.0, epoch_seconds=10.0)
+    assert b.planned == 2 + 60 // 10  # 8: later epochs timed alone (10 s), not the slow first
+    assert b.after_epoch(8, elapsed=101.0, epoch_seconds=10.0) and b.planned == 8
+    capped = TimeBudget(seconds=1e6, max_epochs=5, planned=5)
+    capped.after_epoch(1, elapsed=1.0, epoch_seconds=1.0)
+    assert capped.planned == 5  # --epochs caps what the budget allows
+    unlimited = TimeBudget(seconds=None, max_epochs=7, planned=7)
+    assert not unlimited.after_epoch(1, elapsed=1e9, epoch_seconds=1.0) and unlimited.planned == 7
+
+
+@pytest.mark.parametrize("hw,expect", [((100, 150), (96, 160)), ((375, 500), (320, 416)),
+                                       ((64, 64), (64, 64)), ((20, 40), (32, 32))])
+def test_train_input_size_defaults_to_the_images(tmp_path, hw, expect):
+    import cv2
+
+    from edgeseg.train import input_size_of
+
+    for sub in ("images", "annotations"):
+        (tmp_path / sub).mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "a.png"), np.zeros((*hw, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / "annotations" / "a.png"), np.zeros(hw, np.uint8))
+    h, w, note = input_size_of(tmp_path, None)
+    assert (h, w) == expect and f"{h}x{w}" in note and f"{hw[0]}x{hw[1]}" in note
+    assert input_size_of(tmp_path, None, height=128)[:2] == (128, expect[1])  # a given side is kept
+
+
+@pytest.mark.slow
+def test_train_defaults_offline_say_so_and_train_the_realtime_preset(synth_data, tmp_path, monkeypatch):
+    """No --preset, no size, no weights given: realtime at the images' size, ImageNet tried first."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty-keras-home"))
+    monkeypatch.setattr("edgeseg.model.weights._KERAS_URL", "http://127.0.0.1:9/")  # offline
+    out = tmp_path / "m.keras"
+    r = CliRunner().invoke(app, ["train", "--data", str(synth_data), "--classes", "4", "--epochs", "1",
+                                 "--batch-size", "32", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())  # Rich wraps long lines
+    assert "input size 64x64, from the training images (64x64)" in text
+    assert "--preset realtime (default) -> alpha 0.5, fast decoder at 1/8" in text
+    assert ("no ImageNet MobileNet weights (mobilenet_5_0_128_tf_no_top.h5 is not in Keras' cache"
+            in text)
+    assert "Training from scratch with the fast decoder tapped at 1/8" in text
+    assert "Downloading data" not in text  # Keras' own line is not left to say it twice
+    side = json.loads(out.with_name("m.keras.json").read_text())
+    assert (side["edgeseg"]["decoder"], side["edgeseg"]["alpha"], side["edgeseg"]["height"]) == (
+        "fast", 0.5, 64)
+    assert side["train"]["backbone_weights"] == "imagenet" and side["train"]["state"]["epoch"] == 1
+
+
+def test_resume_with_a_corrupt_history_csv_is_one_line(trained, synth_data, tmp_path):
+    import shutil
+
+    from edgeseg.config import ModelConfig
+    from edgeseg.train import TrainConfig, train
+
+    path, _ = trained
+    for name in ("tiny.last.keras", "tiny.last.keras.json"):
+        shutil.copy(path.with_name(name), tmp_path / name.replace("tiny", "m"))
+    (tmp_path / "m.history.csv").write_text("epoch,loss\n1,0.5\n2,oops\n")
+    cfg = ModelConfig(n_classes=4, height=64, width=64, alpha=0.25, encoder_level=2)
+    with pytest.raises(EdgesegError, match=r"m\.history\.csv is not a training history \(ValueError"):
+        train(cfg, TrainConfig(data=str(synth_data), output=str(tmp_path / "m.keras"), epochs=30,
+                               resume=str(tmp_path / "m.last.keras")), log=lambda s: None)

@@ -1,4 +1,8 @@
-"""The model options `build` and `train` share, and the one place they become a ModelConfig."""
+"""The model options `build`, `train` and `demo` share, and the one place they become a ModelConfig.
+
+Architecture options default to ``None`` so that a ``--preset`` fills what the user
+did not pass; an explicit option always wins over the preset.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +10,63 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+Preset = Annotated[Optional[str], typer.Option(
+    help="seed (keras_segmentation's mobilenet_segnet, exact) or realtime (~4x faster int8, "
+         "learns from scratch); explicit options override it.", show_default=False)]
 Classes = Annotated[int, typer.Option("--classes", "-c", help="Classes, background included.")]
-Height = Annotated[int, typer.Option(help="Input height (multiple of 32).")]
-Width = Annotated[int, typer.Option(help="Input width (multiple of 32).")]
-Alpha = Annotated[float, typer.Option(help="MobileNet width: 0.25, 0.5, 0.75, 1.0.")]
-EncoderLevel = Annotated[int, typer.Option(help="Decoder tap: 1 (1/4) … 4 (1/32).")]
-Head = Annotated[str, typer.Option(help="flat (seed: Reshape+Softmax) or spatial (4-D).")]
-Decoder = Annotated[str, typer.Option(help="seed (published) or lite (depthwise, ReLU6).")]
-DecoderWidth = Annotated[float, typer.Option(help="Width multiplier of the lite decoder.")]
+Height = Annotated[Optional[int], typer.Option(
+    help="Input height, a multiple of 32 (default: build 416, train the training images').",
+    show_default=False)]
+Width = Annotated[Optional[int], typer.Option(
+    help="Input width, a multiple of 32 (default: build 416, train the training images').",
+    show_default=False)]
+Alpha = Annotated[Optional[float], typer.Option(
+    help="MobileNet width: 0.25, 0.5, 0.75, 1.0 (default: the preset's).", show_default=False)]
+EncoderLevel = Annotated[Optional[int], typer.Option(
+    help="Decoder tap: 1 (1/4) … 4 (1/32) (default: the preset's).", show_default=False)]
+Head = Annotated[Optional[str], typer.Option(
+    help="flat (seed: Reshape+Softmax) or spatial (4-D) (default: the preset's).", show_default=False)]
+Decoder = Annotated[Optional[str], typer.Option(
+    help="seed (published), lite (depthwise, ReLU6) or fast (one conv at the tap, logits "
+         "resized once) (default: the preset's).", show_default=False)]
+DecoderWidth = Annotated[Optional[float], typer.Option(
+    help="Width multiplier of the lite/fast decoder (default: the preset's, or 0.5).",
+    show_default=False)]
 Labels = Annotated[Optional[str], typer.Option(help="Class names, comma-separated.")]
 BackboneWeights = Annotated[Optional[str], typer.Option(
-    help="Encoder weights: a Keras MobileNet .h5 file, or 'imagenet' (downloads).")]
+    help="Encoder weights: a Keras MobileNet .h5 file, 'imagenet' (Keras' cache or download) "
+         "or 'none' (from scratch).")]
 
 
 def parse_labels(labels: Optional[str]) -> tuple[str, ...]:
     return tuple(s.strip() for s in labels.split(",")) if labels else ()
 
 
-def model_config(classes: int, height: int, width: int, alpha: float, encoder_level: int, head: str,
-                 decoder: str, decoder_width: float, labels: tuple[str, ...]) -> Any:
-    """The ModelConfig of the options (the seed decoder has no width multiplier)."""
-    from edgeseg.config import ModelConfig
+def model_config(preset: str, classes: int, height: int, width: int, labels: tuple[str, ...] = (),
+                 **explicit: Any) -> Any:
+    """The ModelConfig of ``preset`` with the options the user passed (not ``None``) on top.
 
-    return ModelConfig(n_classes=classes, height=height, width=width, alpha=alpha,
-                       encoder_level=encoder_level, head=head, decoder=decoder,
-                       decoder_width=decoder_width if decoder == "lite" else 1.0, labels=labels)
+    Args:
+        preset: A name of :data:`edgeseg.config.PRESETS`.
+        classes: Number of classes, background included.
+        height: Input height in pixels.
+        width: Input width in pixels.
+        labels: Class names, or ``()``.
+        **explicit: ``alpha``, ``encoder_level``, ``head``, ``decoder``, ``decoder_width``;
+            ``None`` means "the preset's".
+
+    Raises:
+        EdgesegError: For an unknown preset or an invalid combination.
+    """
+    from edgeseg.config import ModelConfig
+    from edgeseg.config import preset as preset_fields
+
+    fields = preset_fields(preset)
+    given = {k: v for k, v in explicit.items() if v is not None}
+    if given.get("decoder") not in (None, fields["decoder"]) and "decoder_width" not in given:
+        # Another decoder than the preset's: its own width default, not the preset's.
+        fields["decoder_width"] = 0.5
+    fields.update(given)
+    if fields["decoder"] == "seed":
+        fields["decoder_width"] = 1.0  # the seed decoder has no width multiplier
+    return ModelConfig(n_classes=classes, height=height, width=width, labels=labels, **fields)

@@ -14,24 +14,27 @@ from edgeseg.cli._common import console, handle_errors
 @handle_errors
 def build(
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to save the .keras model.")],
+    preset: mo.Preset = None,
     classes: mo.Classes = 2,
-    height: mo.Height = 416,
-    width: mo.Width = 416,
-    alpha: mo.Alpha = 1.0,
-    encoder_level: mo.EncoderLevel = 3,
-    head: mo.Head = "flat",
-    decoder: mo.Decoder = "seed",
-    decoder_width: mo.DecoderWidth = 0.5,
+    height: mo.Height = None,
+    width: mo.Width = None,
+    alpha: mo.Alpha = None,
+    encoder_level: mo.EncoderLevel = None,
+    head: mo.Head = None,
+    decoder: mo.Decoder = None,
+    decoder_width: mo.DecoderWidth = None,
     labels: mo.Labels = None,
     backbone_weights: mo.BackboneWeights = None,
     summary: Annotated[bool, typer.Option(help="Print the Keras summary.")] = False,
 ) -> None:
-    """Build a MobileNet-SegNet model and save it as .keras (+ JSON config)."""
+    """Build a MobileNet-SegNet model (default: --preset seed, 416x416) and save it as .keras (+ JSON)."""
     from edgeseg.model.io import build_and_save
 
-    cfg = mo.model_config(classes, height, width, alpha, encoder_level, head, decoder, decoder_width,
-                          mo.parse_labels(labels))
-    model, report = build_and_save(cfg, output, backbone_weights)
+    cfg = mo.model_config(preset or "seed", classes, 416 if height is None else height,
+                          416 if width is None else width,
+                          mo.parse_labels(labels), alpha=alpha, encoder_level=encoder_level,
+                          head=head, decoder=decoder, decoder_width=decoder_width)
+    model, report = build_and_save(cfg, output, None if backbone_weights == "none" else backbone_weights)
     if summary:
         model.summary(print_fn=lambda line, **_: console.print(line, markup=False))
     if report:
@@ -40,7 +43,8 @@ def build(
 
     total, trainable, frozen = count_params(model)
     console.print(
-        f"Built mobilenet_segnet {height}x{width}, {classes} classes, alpha {alpha}: "
+        f"Built mobilenet_segnet {cfg.height}x{cfg.width}, {classes} classes, alpha {cfg.alpha}, "
+        f"{cfg.decoder} decoder at 1/{2 ** (cfg.encoder_level + 1)}: "
         f"{total:,} parameters ({trainable:,} trainable, {frozen:,} non-trainable) -> {output}"
     )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -15,15 +15,23 @@ def demo(
     out: Annotated[Path, typer.Option(help="Folder for data, models, video and report.")] = Path("edgeseg-demo"),
     train_minutes: Annotated[float, typer.Option(help="Training time budget in minutes.")] = 9.0,
     train_images: Annotated[int, typer.Option(help="Synthetic training images.")] = 1600,
-    alpha: Annotated[float, typer.Option(help="MobileNet width of the demo model.")] = 0.5,
+    preset: Annotated[str, typer.Option(help="Model preset: realtime or seed.")] = "realtime",
+    alpha: Annotated[Optional[float], typer.Option(
+        help="MobileNet width, overriding the preset's.", show_default=False)] = None,
+    backbone_weights: Annotated[str, typer.Option(
+        help="'imagenet' (Keras' cache or download; from scratch when offline), 'none' or a .h5.")
+    ] = "imagenet",
 ) -> None:
     """Synthesize data, train, convert (float32/fp16/int8), compare, bench, run on video, report."""
     from rich.table import Table
 
+    from edgeseg.config import preset as check_preset
     from edgeseg.demo import DemoConfig, run_demo
     from edgeseg.report import HEADER, summary_rows
 
-    cfg = DemoConfig(out=str(out), train_minutes=train_minutes, train_images=train_images, alpha=alpha)
+    check_preset(preset)  # an unknown name fails before any step runs
+    cfg = DemoConfig(out=str(out), train_minutes=train_minutes, train_images=train_images,
+                     preset=preset, alpha=alpha, backbone_weights=backbone_weights)
     s = run_demo(cfg, log=lambda m: console.print(m, markup=False))
     t = Table(title="edgeseg demo: one model, three formats")
     for h in HEADER:

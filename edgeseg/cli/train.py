@@ -16,14 +16,15 @@ from edgeseg.cli._common import console, handle_errors
 def train(
     data: Annotated[Path, typer.Option(help="Dataset folder (images/ + annotations/, or train/ + val/).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to save the best .keras model.")],
+    preset: mo.Preset = None,
     classes: mo.Classes = 2,
-    height: mo.Height = 128,
-    width: mo.Width = 128,
-    alpha: mo.Alpha = 0.5,
-    encoder_level: mo.EncoderLevel = 3,
-    head: mo.Head = "flat",
-    decoder: mo.Decoder = "seed",
-    decoder_width: mo.DecoderWidth = 0.5,
+    height: mo.Height = None,
+    width: mo.Width = None,
+    alpha: mo.Alpha = None,
+    encoder_level: mo.EncoderLevel = None,
+    head: mo.Head = None,
+    decoder: mo.Decoder = None,
+    decoder_width: mo.DecoderWidth = None,
     labels: mo.Labels = None,
     val: Annotated[Optional[Path], typer.Option(help="Validation folder (default: split --data).")] = None,
     val_fraction: Annotated[float, typer.Option(help="Share of --data held out for validation.")] = 0.1,
@@ -32,7 +33,7 @@ def train(
     batch_size: Annotated[int, typer.Option(help="Images per step (8 learns faster per minute on a CPU).")] = 8,
     lr: Annotated[float, typer.Option(help="Peak learning rate (warm-up, then cosine decay).")] = 2e-3,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="Turn augmentation off.")] = False,
-    backbone_weights: mo.BackboneWeights = None,
+    backbone_weights: mo.BackboneWeights = "imagenet",
     resume: Annotated[Optional[Path], typer.Option(help="Continue from a .last.keras checkpoint.")] = None,
     time_limit: Annotated[Optional[float], typer.Option(
         help="Minutes; epochs are fitted to it and training stops after the epoch that crosses it.")] = None,
@@ -45,12 +46,25 @@ def train(
     mask_colors: do.MaskColors = None,
     skip_bad: do.SkipBad = False,
 ) -> None:
-    """Train a model; keeps the best checkpoint by val mIoU, with a CSV log and a PNG plot."""
-    from edgeseg.train import TrainConfig
+    """Train a model; keeps the best checkpoint by val mIoU, with a CSV log and a PNG plot.
+
+    Defaults: --preset realtime, the input size of the training images, ImageNet
+    encoder weights where Keras has or can fetch them (else from scratch, said in one line).
+    """
+    from edgeseg.train import TrainConfig, input_size_of
     from edgeseg.train import train as run_training
 
     names = mo.parse_labels(labels) or _labels_from(data, classes)
-    cfg = mo.model_config(classes, height, width, alpha, encoder_level, head, decoder, decoder_width, names)
+    if height is None or width is None:
+        h, w, note = input_size_of(data, val, height, width)
+        height, width = h, w
+        console.print(note, markup=False)
+    cfg = mo.model_config(preset or "realtime", classes, height, width, names, alpha=alpha,
+                          encoder_level=encoder_level, head=head, decoder=decoder,
+                          decoder_width=decoder_width)
+    console.print(f"model: {'--preset ' + (preset or 'realtime') + ('' if preset else ' (default)')}"
+                  f" -> alpha {cfg.alpha}, {cfg.decoder} decoder at 1/{2 ** (cfg.encoder_level + 1)}, "
+                  f"{cfg.head} head, {cfg.height}x{cfg.width}", markup=False)
     tcfg = TrainConfig(data=str(data), output=str(output), val=str(val) if val else None,
                        val_fraction=val_fraction, epochs=epochs, batch_size=batch_size, lr=lr,
                        augment=not no_augment, backbone_weights=backbone_weights,

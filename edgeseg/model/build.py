@@ -63,7 +63,7 @@ def build_model(cfg: ModelConfig, batch_size: int | None = None, head: str | Non
     """
     import keras
 
-    from edgeseg.model.decoder import lite_decoder, seed_decoder
+    from edgeseg.model.decoder import fast_decoder, lite_decoder, seed_decoder
     from edgeseg.model.encoder import mobilenet_encoder
 
     inputs = keras.Input((cfg.height, cfg.width, 3), batch_size=batch_size, name="image")
@@ -71,6 +71,8 @@ def build_model(cfg: ModelConfig, batch_size: int | None = None, head: str | Non
     n_up = cfg.encoder_level
     if cfg.decoder == "seed":
         logits = seed_decoder(feats, cfg.n_classes, n_up, upsampling)
+    elif cfg.decoder == "fast":
+        logits = fast_decoder(feats, cfg.n_classes, n_up, cfg.decoder_width)
     else:
         logits = lite_decoder(feats, cfg.n_classes, n_up, cfg.decoder_width, upsampling)
     outputs = _head(logits, cfg, head or cfg.head)

@@ -116,3 +116,34 @@ def lite_decoder(x: Any, n_classes: int, n_up: int, width: float = 0.5,
         x = layers.BatchNormalization(name=f"dec_pw_{i}_bn")(x)
         x = layers.ReLU(6.0, name=f"dec_pw_{i}_relu")(x)
     return layers.Conv2D(n_classes, 3, padding="same", name="seg_logits")(x)
+
+
+def fast_decoder(x: Any, n_classes: int, n_up: int, width: float = 0.5) -> Any:
+    """One 3×3 conv (BN + ReLU6) at the tap's resolution, then the logits upsampled once.
+
+    Decoding at the tap (1/8 for ``encoder_level`` 2) and resizing only the
+    ``n_classes``-channel logits bilinearly to half the input removes the large
+    decoder activations that bound the seed and lite decoders by memory traffic:
+    at 416² int8 the realtime preset runs ~4× faster than the seed (benchmarks/RESULTS.md §6c).
+    RESIZE_BILINEAR runs in int8 under XNNPACK and on the Edge TPU.
+
+    Args:
+        x: Encoder features, N×h×w×C.
+        n_classes: Output channels.
+        n_up: Upsamplings to half the input (the tap's ``encoder_level``): ×2**n_up.
+        width: Filters of the conv, as a multiple of 128 (0.5: 64, an XNNPACK-friendly width).
+
+    Returns:
+        Logits, N×(h·2**n_up)×(w·2**n_up)×n_classes.
+    """
+    from keras import layers
+
+    x = layers.Conv2D(max(8, int(128 * width)), 3, padding="same", use_bias=False,
+                      name="dec_conv_1")(x)
+    x = layers.BatchNormalization(name="dec_bn_1")(x)
+    x = layers.ReLU(6.0, name="dec_relu_1")(x)
+    x = layers.Conv2D(n_classes, 1, name="seg_logits")(x)
+    h, w = x.shape[1], x.shape[2]
+    # Bilinear, not nearest: smooth class boundaries from 1/8-resolution logits, and
+    # XNNPACK delegates it in int8 (nearest via Resizing measured slower here).
+    return layers.Resizing(h << n_up, w << n_up, interpolation="bilinear", name="seg_upsample")(x)

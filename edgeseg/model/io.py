@@ -43,20 +43,40 @@ def load_model(path: str | Path) -> tuple[Any, ModelConfig]:
     except Exception as e:  # Keras raises many types for a bad archive
         raise EdgesegError(f"{path} is not a readable Keras model ({type(e).__name__}: "
                            f"{str(e).splitlines()[0][:120]}); rebuild or retrain it.") from None
-    cfg = load_config(path) or _infer_config(model)
+    cfg = load_config(path) or infer_config(model)
     return model, cfg
 
 
-def _infer_config(model: Any) -> ModelConfig:
+def infer_config(model: Any) -> ModelConfig:
+    """Recover a model's ModelConfig from its layers (for a .keras file without its sidecar).
+
+    The encoder tap is the level whose last MobileNet block is the deepest one built
+    (blocks past the tap are not built); the decoder and its width come from the
+    decoder's own layers. Labels, mean and std are not in the layers: defaults.
+    """
+    from edgeseg.model.decoder import decoder_filters
+    from edgeseg.model.encoder import LEVEL_BLOCKS
+
     _, h, w, _ = model.input_shape
     n_classes = model.output_shape[-1]
     names = {layer.name for layer in model.layers}
     head = "flat" if "seg_reshape" in names else "spatial"
-    decoder = "lite" if "dec_dw_1" in names else "seed"
-    level = 1 + sum(1 for n in names if n.startswith("dec_up_"))
+    deepest = max(int(n[len("conv_pw_"):]) for n in names
+                  if n.startswith("conv_pw_") and n[len("conv_pw_"):].isdigit())
+    if deepest not in LEVEL_BLOCKS[1:]:
+        raise EdgesegError(f"{model.name}: its encoder ends at conv_pw_{deepest}, not at a tap of "
+                           "mobilenet_segnet; keep the model's .json sidecar beside it.")
+    level = LEVEL_BLOCKS.index(deepest)
     alpha = model.get_layer("conv1").filters / 32
+    if "seg_upsample" in names:
+        decoder, width = "fast", model.get_layer("dec_conv_1").filters / 128
+    elif "dec_dw_1" in names:
+        decoder = "lite"
+        width = model.get_layer("dec_pw_1").filters / decoder_filters(level)[0]
+    else:
+        decoder, width = "seed", 1.0
     return ModelConfig(n_classes=n_classes, height=h, width=w, alpha=alpha, encoder_level=level,
-                       head=head, decoder=decoder)
+                       head=head, decoder=decoder, decoder_width=width)
 
 
 def build_and_save(cfg: ModelConfig, output: str | Path,

@@ -62,22 +62,65 @@ def _keras_file_name(alpha: float, rows: int) -> str:
     return f"mobilenet_{alpha_text}_{rows}_tf_no_top.h5"
 
 
-def _imagenet_weights(cfg: ModelConfig) -> dict[str, list[np.ndarray]]:
-    """Ask Keras' own downloader/cache for the matching ImageNet MobileNet."""
+_KERAS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet/"
+
+
+def imagenet_rows(cfg: ModelConfig) -> int:
+    """The published ImageNet input size closest to the model's (128, 160, 192 or 224)."""
+    return min(_IMAGENET_ROWS, key=lambda r: abs(r - min(cfg.height, cfg.width)))
+
+
+def imagenet_file(cfg: ModelConfig, timeout_s: float = 30.0) -> Path:
+    """The matching ImageNet MobileNet ``.h5``, from Keras' cache or its downloader.
+
+    Looks where ``keras.applications.MobileNet(weights="imagenet")`` looks: the file
+    ``mobilenet_<alpha>_<rows>_tf_no_top.h5`` under ``$KERAS_HOME/models`` (read when
+    called, default ``~/.keras/models``), and downloads it there when absent.
+
+    Raises:
+        EdgesegError: When the file is not cached and cannot be downloaded (offline).
+    """
+    import contextlib
+    import io
+    import os
+    import socket
+
     from edgeseg.deps import keras
 
     k = keras()
-    rows = min(_IMAGENET_ROWS, key=lambda r: abs(r - min(cfg.height, cfg.width)))
+    name = _keras_file_name(cfg.alpha, imagenet_rows(cfg))
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout_s)  # a silent network must not hang training
     try:
-        net = k.applications.MobileNet(input_shape=(rows, rows, 3), alpha=cfg.alpha,
-                                       include_top=False, weights="imagenet")
-    except Exception as e:
-        reason = str(e).splitlines()[0][:100] if str(e) else type(e).__name__
+        # Keras prints "Downloading data from ..." even when it fails: our one line says it all.
+        with contextlib.redirect_stdout(io.StringIO()):
+            return Path(k.utils.get_file(name, _KERAS_URL + name, cache_subdir="models",
+                                         cache_dir=os.environ.get("KERAS_HOME")))
+    except Exception as e:  # urllib/HTTP/OS errors: all mean "not available here"
+        # Keras' message is "URL fetch failure on <url>: <code> -- <reason>": keep the reason.
+        text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        reason = text.rsplit(" -- ", 1)[-1][:100]
         raise EdgesegError(
-            f"could not get ImageNet MobileNet weights (alpha {cfg.alpha}, {rows}px) through "
-            f"Keras' downloader ({reason}). Offline? Copy {_keras_file_name(cfg.alpha, rows)} "
-            "into ~/.keras/models/, or pass --backbone-weights PATH."
+            f"no ImageNet MobileNet weights ({name} is not in Keras' cache and the download "
+            f"failed: {reason}); copy it into {os.environ.get('KERAS_HOME', '~/.keras')}/models/ "
+            "or pass --backbone-weights PATH."
         ) from None
+    finally:
+        socket.setdefaulttimeout(old)
+
+
+def _imagenet_weights(cfg: ModelConfig) -> dict[str, list[np.ndarray]]:
+    """Weights per layer name of the matching ImageNet MobileNet (cached or downloaded)."""
+    from edgeseg.deps import keras
+
+    path = imagenet_file(cfg)
+    rows = imagenet_rows(cfg)
+    try:
+        net = keras().applications.MobileNet(input_shape=(rows, rows, 3), alpha=cfg.alpha,
+                                             include_top=False, weights=str(path))
+    except Exception as e:  # a truncated or foreign file in the cache
+        raise EdgesegError(f"{path} is not a MobileNet alpha {cfg.alpha} weights file "
+                           f"({type(e).__name__}); delete it so Keras downloads it again.") from None
     return {layer.name: layer.get_weights() for layer in net.layers if layer.weights}
 
 

@@ -1,0 +1,192 @@
+"""The pieces of a training run: LR schedule, time budget, history, checkpoints, and the callback."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import keras
+import numpy as np
+
+from edgeseg.config import ModelConfig
+from edgeseg.metrics import MetricAccumulator, SegMetrics
+
+
+@dataclass
+class WarmupCosine:
+    """Linear warm-up to ``peak``, then cosine decay to 1 % of it at ``total_steps``."""
+
+    peak: float
+    warmup_steps: int
+    total_steps: int
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return self.peak * (step + 1) / self.warmup_steps
+        t = min(1.0, (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps))
+        return self.peak * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+@dataclass
+class TimeBudget:
+    """Fits the number of epochs to a wall-clock budget, re-fitted after every epoch.
+
+    Attributes:
+        seconds: The budget (None: no limit, ``planned`` stays at ``max_epochs``).
+        max_epochs: The cap the budget may not exceed.
+        planned: Epochs the run now plans to train in total.
+    """
+
+    seconds: Optional[float]
+    max_epochs: int
+    planned: int
+    epoch_times: list[float] = field(default_factory=list)
+
+    def after_epoch(self, done: int, elapsed: float, epoch_seconds: float) -> bool:
+        """Record an epoch; returns True when the budget is spent (then ``planned == done``)."""
+        self.epoch_times.append(epoch_seconds)
+        if self.seconds is None:
+            return False
+        if elapsed >= self.seconds:
+            self.planned = done
+            return True
+        # Later epochs skip the first's tracing and caching, so time them alone.
+        per_epoch = float(np.median(self.epoch_times[1:] or self.epoch_times))
+        # Re-fitted both ways: a slow first epoch must not shrink the run for good.
+        self.planned = min(self.max_epochs, max(done, done + int((self.seconds - elapsed) // per_epoch)))
+        return False
+
+
+@dataclass
+class History:
+    """One row per epoch, written as ``<model>.history.csv`` and plotted as ``.history.png``."""
+
+    csv_path: Path
+    png_path: Path
+    rows: list[dict[str, float]] = field(default_factory=list)
+    png: Optional[Path] = None
+
+    def append(self, row: dict[str, float]) -> None:
+        from edgeseg.atomic import write_text
+        from edgeseg.plots import plot_history
+
+        self.rows.append(row)
+        keys = list(self.rows[0])
+        lines = [",".join(keys)] + [",".join(f"{r[k]:.6g}" for k in keys) for r in self.rows]
+        write_text(self.csv_path, "\n".join(lines) + "\n")
+        self.png = plot_history(self.rows, self.png_path)
+
+
+@dataclass
+class Checkpoints:
+    """Saves the best model (float32, plain BatchNormalization) and the every-epoch checkpoint."""
+
+    cfg: ModelConfig
+    best_path: Path
+    last_path: Path
+    train_settings: dict[str, Any]
+    best_miou: float = -1.0
+    best_epoch: int = 0
+
+    def save(self, model: Any, epoch: int, metrics: SegMetrics, state: dict[str, Any]) -> bool:
+        """Save after ``epoch`` (1-based); returns whether it is the best so far."""
+        from edgeseg.model.io import save_model
+
+        best = metrics.mean_iou > self.best_miou
+        if best:
+            self.best_miou, self.best_epoch = metrics.mean_iou, epoch
+        info = {"train": {**self.train_settings,
+                          "state": {**state, "epoch": epoch, "best_miou": self.best_miou,
+                                    "best_epoch": self.best_epoch},
+                          "val_metrics": metrics.to_dict(self.cfg.class_names)}}
+        if best:
+            save_model(float32_copy(model, self.cfg), self.cfg, self.best_path, **info)
+        save_model(model, self.cfg, self.last_path, **info)
+        return best
+
+
+def float32_copy(model: Any, cfg: ModelConfig) -> Any:
+    """The model rebuilt in float32, plain BatchNormalization, trained weights: what users load."""
+    from edgeseg.model.build import build_model, copy_weights_by_name
+
+    old = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        copy = build_model(cfg)
+    finally:
+        keras.config.set_dtype_policy(old)
+    copy_weights_by_name(model, copy)
+    return copy
+
+
+def predict_masks(model: Any, ds: Any, n_classes: int,
+                  ignore_index: Optional[int] = 255) -> MetricAccumulator:
+    """Run ``model`` over a (x, y) dataset and accumulate the confusion matrix (``ignore_index`` left out)."""
+    acc = MetricAccumulator(n_classes, ignore_index)
+    for x, y in ds:
+        probs = model.predict_on_batch(x)
+        acc.update(np.asarray(y), np.argmax(np.asarray(probs), axis=-1))
+    return acc
+
+
+@dataclass
+class LoopState:
+    """What the callback advances: the global step and the run's clock."""
+
+    step: int
+    steps_per_epoch: int
+    t0: float
+    prior_seconds: float = 0.0  # trained before a --resume
+    epoch_start: float = 0.0
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0 + self.prior_seconds
+
+
+class TrainingLoop(keras.callbacks.Callback):
+    """Sets the LR every step; after each epoch validates, saves, logs and fits the budget."""
+
+    def __init__(self, state: LoopState, schedule: WarmupCosine, budget: TimeBudget,
+                 history: History, checkpoints: Checkpoints, val_ds: Any,
+                 log: Callable[[str], None], ignore_index: Optional[int] = 255) -> None:
+        super().__init__()
+        self.state, self.schedule, self.budget = state, schedule, budget
+        self.ignore_index = ignore_index
+        self.history, self.checkpoints, self.val_ds, self.log = history, checkpoints, val_ds, log
+
+    def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+        self.model.optimizer.learning_rate.assign(self.schedule(self.state.step))
+        self.state.step += 1
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self.state.epoch_start = time.monotonic()
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        done = epoch + 1
+        cfg = self.checkpoints.cfg
+        m = predict_masks(self.model, self.val_ds, cfg.n_classes, self.ignore_index).result()
+        epoch_seconds = time.monotonic() - self.state.epoch_start
+        row = {"epoch": done, "loss": float((logs or {}).get("loss", float("nan"))),
+               "val_miou": m.mean_iou, "val_pixel_accuracy": m.pixel_accuracy,
+               "lr": float(np.asarray(self.model.optimizer.learning_rate)),
+               "seconds": self.state.elapsed()}
+        best = self.checkpoints.save(self.model, done, m, {"planned_epochs": self.budget.planned,
+                                                           "seconds": row["seconds"]})
+        self.history.append(row)
+        if self.budget.after_epoch(done, self.state.elapsed(), epoch_seconds):
+            self.log(f"time limit reached after epoch {done}; keeping the best model")
+        self.schedule.total_steps = self.budget.planned * self.state.steps_per_epoch
+        self.log(f"epoch {done}/{self.budget.planned}  loss {row['loss']:.4f}  "
+                 f"val mIoU {m.mean_iou:.4f}{'  (best, saved)' if best else ''}  "
+                 f"[{row['seconds']:.0f}s]")
+        if done >= self.budget.planned:
+            self.model.stop_training = True
+
+
+def settings_dict(tcfg: Any) -> dict[str, Any]:
+    """A TrainConfig as the JSON saved beside every checkpoint."""
+    return asdict(tcfg)
