@@ -104,7 +104,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict[str, A
     tflites = steps.run("convert", convert)
 
     def compare() -> dict[str, Any]:
-        from edgeseg.compare import compare as cmp
+        from edgeseg.verify.compare import compare as cmp
 
         return {mode: cmp(model, tflites[mode], data).to_dict() for mode in ("float16", "int8")}
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from edgeseg.config import ModelConfig, load_config
 from edgeseg.errors import EdgesegError
-from edgeseg.metrics import MetricAccumulator
+from edgeseg.verify.metrics import MetricAccumulator
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
 

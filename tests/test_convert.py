@@ -13,7 +13,7 @@ from edgeseg.errors import EdgesegError
 
 
 def test_int8_and_fp16_segment_like_float(trained, converted, synth_data):
-    from edgeseg.compare import compare
+    from edgeseg.verify.compare import compare
 
     path, result = trained
     assert result.best_miou > 0.5  # a model that learned something, so agreement means something
@@ -49,8 +49,8 @@ def test_metadata_is_embedded(converted):
 def test_heads_agree_on_the_float_model(trained, synth_data, tmp_path):
     from edgeseg.convert.quantize import ConvertConfig, convert
     from edgeseg.data.dataset import list_pairs, read_image
-    from edgeseg.predict import TFLitePredictor
     from edgeseg.preprocess import resize_rgb
+    from edgeseg.verify.predict import TFLitePredictor
 
     path, _ = trained
     rgb = np.stack([resize_rgb(read_image(p), 64, 64) for p, _ in list_pairs(synth_data / "val")[:8]])

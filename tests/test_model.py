@@ -189,7 +189,7 @@ sys.meta_path.insert(0, _Block())
 
 
 @pytest.mark.parametrize("code", [
-    "import edgeseg, edgeseg.config, edgeseg.preprocess, edgeseg.metrics",
+    "import edgeseg, edgeseg.config, edgeseg.preprocess, edgeseg.verify.metrics",
     "import edgeseg.runtime",
     "from edgeseg.cli import app; from typer.testing import CliRunner; "
     "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output",

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from edgeseg.cli import app
 from edgeseg.errors import EdgesegError
-from edgeseg.metrics import SegMetrics, confusion_matrix
+from edgeseg.verify.metrics import SegMetrics, confusion_matrix
 
 
 def test_confusion_and_scores_by_hand():
@@ -133,7 +133,7 @@ def test_training_and_evaluation_see_the_same_labels(tmp_path):
     from edgeseg.config import ModelConfig
     from edgeseg.data.dataset import list_pairs
     from edgeseg.data.pipeline import make_dataset
-    from edgeseg.evaluate import iter_batches
+    from edgeseg.verify.evaluate import iter_batches
 
     rng = np.random.default_rng(3)
     for sub in ("images", "annotations"):

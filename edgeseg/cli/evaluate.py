@@ -32,18 +32,22 @@ def evaluate(
     model: Annotated[Path, typer.Argument(help="A .keras or .tflite model.")],
     data: Annotated[Path, typer.Option(help="Dataset folder (uses its val/ split when present).")],
     limit: Annotated[Optional[int], typer.Option(help="Score only the first N images.")] = None,
+    output: Annotated[int, typer.Option(
+        "--output", help="Which output of a .tflite holds the segmentation (e.g. 2 for "
+                         "MediaPipe's pose model).")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Score a model: per-class IoU, mIoU, fwIoU, pixel accuracy, confusion matrix."""
     from rich.progress import Progress
 
-    from edgeseg.evaluate import evaluate as run_eval
+    from edgeseg.verify.evaluate import evaluate as run_eval
 
     with Progress(console=console, transient=True, disable=as_json) as bar:
         task = bar.add_task("evaluating", total=None)
         metrics, pred = run_eval(model, data, limit,
-                                 progress=lambda d, n: bar.update(task, completed=d, total=n))
-    labels = pred.cfg.class_names
+                                 progress=lambda d, n: bar.update(task, completed=d, total=n),
+                                 output=output)
+    labels = tuple(pred.labels)
     if as_json:
         typer.echo(json.dumps(metrics.to_dict(labels)))
         return

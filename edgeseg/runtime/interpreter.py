@@ -65,28 +65,18 @@ def backend() -> Backend:
         except ImportError:
             continue
         version = getattr(importlib.import_module(package), "__version__", "unknown")
-        if name == "tflite-runtime":
-            _check_numpy(version)
         return Backend(name, str(version), module)
     raise EdgesegError(f"no TFLite interpreter is installed; {INSTALL_HINT}.")
 
 
 def _numpy_message(version: str) -> str:
+    """tflite-runtime's last release (2.14, 2023) is compiled against numpy 1: under numpy 2
+    its first call prints numpy's 20-line warning with a traceback, then fails."""
     import numpy as np
 
     return (f"tflite-runtime {version} was built for numpy 1.x and cannot run with numpy "
             f"{np.__version__}: pip install \"numpy<2\", or replace it with ai-edge-litert "
             "(pip install ai-edge-litert), which supports numpy 2.")
-
-
-def _check_numpy(version: str) -> None:
-    """tflite-runtime's last release (2.14, 2023) is compiled against numpy 1: under numpy 2
-    its first call prints numpy's 20-line warning with a traceback, then fails."""
-    import numpy as np
-
-    m = re.match(r"(\d+)\.(\d+)", version)
-    if int(np.__version__.split(".")[0]) >= 2 and m and (int(m[1]), int(m[2])) <= (2, 14):
-        raise EdgesegError(_numpy_message(version))
 
 
 def default_threads() -> int:
@@ -159,40 +149,53 @@ def load_error(model_path: Path, error: BaseException) -> EdgesegError:
                         "that the file is complete (re-copy or re-run `edgeseg convert`).")
 
 
-def _create(model_path: Path, threads: int, delegates: list[Any]) -> Any:
+def _create(model_path: Path, threads: int, delegates: list[Any], content: bytes | None = None,
+            allocate: bool = True) -> Any:
     # numpy's C-API loader prints its own traceback to stderr before the call fails;
     # the error below says it in one line instead.
     noise = io.StringIO()
+    source = {"model_content": content} if content is not None else {"model_path": str(model_path)}
     try:
         with contextlib.redirect_stderr(noise):
             interpreter = backend().module.Interpreter(
-                model_path=str(model_path), num_threads=threads,
-                experimental_delegates=delegates or None,
+                **source, num_threads=threads, experimental_delegates=delegates or None,
             )
-            interpreter.allocate_tensors()
+            if allocate:
+                interpreter.allocate_tensors()
     except (ValueError, RuntimeError, SystemError, ImportError) as e:
         raise load_error(model_path, e) from e
     return interpreter
 
 
-def make_interpreter(model_path: str | os.PathLike, threads: int | None = None,
-                     delegate: str | None = None, fallback: bool = False) -> Any:
-    """Create and allocate an interpreter for ``model_path``.
+def make_interpreter(model_path: str | os.PathLike | bytes, threads: int | None = None,
+                     delegate: str | None = None, fallback: bool = False,
+                     allocate: bool = True) -> Any:
+    """Create and allocate an interpreter for ``model_path``: the only place that makes one.
 
     Args:
-        model_path: The ``.tflite`` file.
+        model_path: The ``.tflite`` file, or the model's bytes (CPU only).
         threads: CPU threads for XNNPACK and the builtin kernels (default: all cores).
         delegate: ``None``/``"cpu"`` (XNNPACK), ``"edgetpu"`` (needs an ``_edgetpu.tflite``),
             ``"gpu"``, or the path of a delegate library.
         fallback: When the delegate cannot be loaded, warn and run on the CPU instead
             of raising.
+        allocate: Allocate the tensors (False: only read the graph, e.g. a model whose
+            custom op needs a delegate that isn't here).
 
     Returns:
-        An interpreter with tensors allocated.
+        An interpreter, with tensors allocated unless ``allocate`` is False.
 
     Raises:
-        EdgesegError: Missing or corrupt model, unknown or missing delegate.
+        EdgesegError: Missing or corrupt model, unknown or missing delegate, a custom op
+            the runtime lacks, a runtime built for another numpy.
     """
+    if isinstance(model_path, (bytes, bytearray)):
+        if delegate not in CPU_NAMES:
+            raise EdgesegError("a delegate needs the model as a file; save it first.")
+        interpreter = _create(Path("<model bytes>"), threads or default_threads(), [],
+                              bytes(model_path), allocate)
+        _DELEGATE_USED[interpreter] = "xnnpack"
+        return interpreter
     path = Path(model_path)
     if not path.is_file():
         raise EdgesegError(f"{path}: no such model file; check the path.")
@@ -209,7 +212,7 @@ def make_interpreter(model_path: str | os.PathLike, threads: int | None = None,
                 raise
             warnings.warn(f"{e} Falling back to the CPU (XNNPACK).", RuntimeWarning, stacklevel=2)
             name = "xnnpack"
-    interpreter = _create(path, threads, delegates)
+    interpreter = _create(path, threads, delegates, None, allocate)
     _DELEGATE_USED[interpreter] = name
     return interpreter
 

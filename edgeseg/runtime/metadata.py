@@ -109,8 +109,8 @@ def _standard(path: Path) -> dict[str, Any]:
         return {}
     try:
         return read_standard(path)
-    except (ValueError, TypeError, AttributeError, IndexError, KeyError, OSError):
-        return {}  # a damaged metadata buffer: the model still runs on defaults
+    except (ImportError, ValueError, TypeError, AttributeError, IndexError, KeyError, OSError):
+        return {}  # no flatbuffers package, or a damaged metadata buffer: the model still runs on defaults
 
 
 def _from_standard(std: dict[str, Any]) -> ModelMetadata:
