@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeseg.atomic import write_json
+from edgeseg.atomic import read_json, write_json
 
 CLASSES = 4  # background + ellipse, box, bar
 
@@ -39,7 +38,10 @@ class Steps:
     def __init__(self, out: Path, cfg: DemoConfig, log: Callable[[str], None]) -> None:
         self.file = out / "steps.json"
         self.log = log
-        state = json.loads(self.file.read_text()) if self.file.exists() else {}
+        state = read_json(self.file, "delete it to run every step again") \
+            if self.file.exists() else {}
+        if not isinstance(state, dict):
+            state = {}
         # A changed recipe invalidates everything done with the old one.
         self.done: dict[str, Any] = state.get("done", {}) if state.get("config") == asdict(cfg) else {}
         self.cfg = cfg

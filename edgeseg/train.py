@@ -306,9 +306,7 @@ def train(cfg: ModelConfig, tcfg: TrainConfig,
 
 
 def _resume(ckpt: Path, cfg: ModelConfig) -> tuple[Any, dict[str, Any]]:
-    import json
-
-    from edgeseg.config import sidecar_path
+    from edgeseg.config import read_sidecar
     from edgeseg.deps import keras
 
     if not ckpt.exists():
@@ -325,7 +323,7 @@ def _resume(ckpt: Path, cfg: ModelConfig) -> tuple[Any, dict[str, Any]]:
         model = keras().models.load_model(ckpt)
     except Exception as e:
         raise EdgesegError(f"--resume {ckpt} is not a readable Keras checkpoint ({e}).") from None
-    state = json.loads(sidecar_path(ckpt).read_text()).get("train", {}).get("state", {})
+    state = (read_sidecar(ckpt) or {}).get("train", {}).get("state", {})
     if "epoch" not in state:
         raise EdgesegError(f"--resume {ckpt}: its JSON has no training state; pass a .last.keras file.")
     return model, state
@@ -335,7 +333,7 @@ def _old_rows(out: Path, upto: int) -> list[dict[str, float]]:
     csv_path, _ = history_paths(out)
     if not upto or not csv_path.exists():
         return []
-    lines = csv_path.read_text().splitlines()
-    keys = lines[0].split(",")
-    rows = [dict(zip(keys, map(float, ln.split(",")))) for ln in lines[1:]]
-    return [r for r in rows if r["epoch"] <= upto]
+    from edgeseg.atomic import read_csv_rows
+
+    rows = read_csv_rows(csv_path, "delete it (the history restarts) or resume from scratch")
+    return [r for r in rows if r.get("epoch", 0) <= upto]
