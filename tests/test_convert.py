@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 from edgeseg.cli import app
 from edgeseg.errors import EdgesegError
 
+pytestmark = pytest.mark.slow  # every test here trains (the fixture) or converts
+
 
 def test_int8_and_fp16_segment_like_float(trained, converted, synth_data):
     from edgeseg.verify.compare import compare

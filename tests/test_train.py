@@ -31,6 +31,7 @@ def test_confusion_and_scores_by_hand():
     assert confusion_matrix(np.array([0, 255]), np.array([0, 1]), 2).sum() == 1
 
 
+@pytest.mark.slow
 def test_training_learns(trained):
     path, result = trained
     lines = result.history_csv.read_text().splitlines()
@@ -46,6 +47,7 @@ def test_training_learns(trained):
     assert path.with_name("tiny.last.keras").exists()
 
 
+@pytest.mark.slow
 def test_evaluate_matches_a_hand_computed_confusion(trained, synth_data):
     import cv2
 
@@ -70,6 +72,7 @@ def test_evaluate_matches_a_hand_computed_confusion(trained, synth_data):
     assert set(got) >= {"mean_iou", "per_class_iou", "fw_iou", "pixel_accuracy", "confusion"}
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_last_checkpoint(trained, synth_data, tmp_path):
     from edgeseg.config import ModelConfig
     from edgeseg.train import TrainConfig, train
@@ -87,6 +90,7 @@ def test_resume_continues_from_the_last_checkpoint(trained, synth_data, tmp_path
                                resume=str(path.with_name("tiny.last.keras"))))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["mirrored"])
 def test_time_limit_and_strategy(synth_data, tmp_path, strategy):
     from edgeseg.config import ModelConfig
