@@ -51,6 +51,10 @@ def evaluate(
     if as_json:
         typer.echo(json.dumps(metrics.to_dict(labels)))
         return
+    if hasattr(pred, "segmenter"):  # say how the .tflite was fed and where that came from
+        from edgeseg.runtime.app import describe
+
+        console.print(describe(pred.segmenter), markup=False, soft_wrap=True)
     console.print(metrics_table(metrics, labels, f"{model.name} on {data}"))
     from rich.table import Table
 
