@@ -109,3 +109,11 @@ def test_output_that_is_a_file_or_not_writable_is_one_line(models: Path, tmp_pat
     with pytest.raises(EdgesegError, match=r"out is not a writable folder \(Permission denied\)"):
         write_bytes(tmp_path / "out" / "m.tflite", b"x")
     assert not (tmp_path / "out" / "m.tflite").exists()
+
+
+def test_label_files_parse_one_way() -> None:
+    from edgeseg.labels import parse_labels
+
+    # CRLF line ends, blank lines, stray spaces, a non-UTF-8 byte: the names survive
+    assert parse_labels(b"background\r\n\r\n cat \nd\xffg\n") == ("background", "cat", "d\ufffdg")
+    assert parse_labels("") == ()

@@ -21,7 +21,7 @@ from edgeseg.runtime.interpreter import delegated_nodes, make_interpreter
 RUNTIME = Path(__file__).resolve().parent.parent / "edgeseg" / "runtime"
 CV2_MODULES = {"capture", "overlay", "stream", "sinks", "segmenter"}
 TF_FREE_EDGESEG = {"edgeseg.errors", "edgeseg.atomic", "edgeseg.config", "edgeseg.preprocess",
-                   "edgeseg.convert.metadata"}
+                   "edgeseg.convert.metadata", "edgeseg.labels"}
 SCORE_MODELS = ["float_softmax", "float_logits", "float_flat", "float_argmax", "int8_softmax",
                 "int8_embedded", "int8_int8io", "int8_flat"]
 SIGMOID_MODELS = ["float_sigmoid", "int8_sigmoid"]

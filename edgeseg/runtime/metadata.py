@@ -16,6 +16,7 @@ from typing import Any
 
 from edgeseg.config import read_sidecar, sidecar_path
 from edgeseg.errors import EdgesegError
+from edgeseg.labels import parse_labels
 
 EMBEDDED_JSON = "edgeseg.json"
 EMBEDDED_LABELS = "labels.txt"
@@ -163,8 +164,7 @@ def read_metadata(model_path: str | Path) -> ModelMetadata:
                 raise EdgesegError(f"the {EMBEDDED_JSON} inside {path} is not valid JSON ({e}); "
                                    "re-run `edgeseg convert`.") from None
             source, where = "embedded", f"{path} (embedded {EMBEDDED_JSON})"
-        text = packed.get(EMBEDDED_LABELS, b"").decode("utf-8", errors="replace")
-        packed_labels = tuple(s.strip() for s in text.splitlines() if s.strip())
+        packed_labels = parse_labels(packed.get(EMBEDDED_LABELS, b""))
     if data is None:
         return _from_standard(std)
     try:
