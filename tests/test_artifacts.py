@@ -117,3 +117,18 @@ def test_label_files_parse_one_way() -> None:
     # CRLF line ends, blank lines, stray spaces, a non-UTF-8 byte: the names survive
     assert parse_labels(b"background\r\n\r\n cat \nd\xffg\n") == ("background", "cat", "d\ufffdg")
     assert parse_labels("") == ()
+
+
+@pytest.mark.parametrize("flags, message", [
+    ({"int8": True, "fp16": True}, "pick one of --int8, --fp16, --dynamic"),
+    ({"upsampling": "bicubic"}, "--upsampling must be resize or tile"),
+    ({"verify": True}, "--verify compares a quantized model"),
+    ({"fp16": True, "target": "edgetpu"}, "--target edgetpu needs a full-integer model"),
+])
+def test_convert_options_are_checked_by_the_config(flags: dict, message: str) -> None:
+    from edgeseg.convert.quantize import ConvertConfig
+
+    with pytest.raises(EdgesegError, match=message):
+        ConvertConfig.from_options(**flags)
+    ok = ConvertConfig.from_options(int8=True, keep_float="dec_conv_4, dec_conv_3,", verify=True)
+    assert (ok.mode, ok.keep_float, ok.head) == ("int8", ("dec_conv_4", "dec_conv_3"), "softmax")

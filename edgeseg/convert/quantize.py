@@ -72,6 +72,28 @@ class ConvertConfig:
         d["keep_float"] = list(self.keep_float)
         return d
 
+    @classmethod
+    def from_options(cls, int8: bool = False, fp16: bool = False, dynamic: bool = False,
+                     upsampling: str = "resize", keep_float: Optional[str] = None,
+                     verify: bool = False, **kw: Any) -> ConvertConfig:
+        """The checked config for ``edgeseg convert``'s flags (the CLI only parses).
+
+        Raises:
+            EdgesegError: Conflicting or invalid flags, naming the fix.
+        """
+        modes = [m for m, on in (("int8", int8), ("float16", fp16), ("dynamic", dynamic)) if on]
+        if len(modes) > 1:
+            raise EdgesegError("pick one of --int8, --fp16, --dynamic.")
+        if upsampling not in ("resize", "tile"):
+            raise EdgesegError("--upsampling must be resize or tile.")
+        keep = tuple(s.strip() for s in keep_float.split(",") if s.strip()) if keep_float else ()
+        c = cls(mode=modes[0] if modes else "float32", keep_float=keep,
+                resize_upsampling=upsampling == "resize", **kw).resolved()
+        if verify and c.mode == "float32":
+            raise EdgesegError("--verify compares a quantized model with its float source; add "
+                               "--int8, --fp16 or --dynamic.")
+        return c
+
 
 @dataclass(frozen=True)
 class ConvertResult:
