@@ -181,3 +181,20 @@ def test_inspect_predicts_what_xnnpack_takes() -> None:
         predicted = compatibility(read_tflite(model))["xnnpack"].to_dict()
         taken, total = delegated_nodes(make_interpreter(model, 1))
         assert (predicted["supported"], predicted["total"]) == (taken, total) == (246, 246)
+
+
+def test_segmenter_reads_the_in_graph_argmax_when_the_model_offers_it(models: Path) -> None:
+    from test_runtime import agreement, colour_frame
+
+    model = models / "argmax_and_softmax.tflite"
+    kinds = {}
+    for i, d in enumerate(make_interpreter(model).get_output_details()):
+        kinds["ids" if d["dtype"] == np.uint8 else "scores"] = i
+    frame, expected = colour_frame()
+    fast = Segmenter(model)
+    assert fast.output_index == kinds["ids"] and fast.layout.kind == "ids"
+    sure = Segmenter(model, confidence=True)
+    assert sure.output_index == kinds["scores"] and sure.layout.kind == "scores"
+    assert agreement(fast.segment(frame).mask, expected) > 0.95
+    assert agreement(sure.segment(frame).mask, expected) > 0.95
+    assert Segmenter(model, output=kinds["scores"]).layout.kind == "scores"  # asked: obeyed

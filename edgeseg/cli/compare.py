@@ -12,7 +12,8 @@ from edgeseg.cli._common import console, handle_errors
 
 
 def report_compare(float_model: Path, quant_model: Path, data: Path, max_miou_drop: Optional[float],
-                   layers: bool, as_json: bool, limit: Optional[int], output: int = 0) -> None:
+                   layers: bool, as_json: bool, limit: Optional[int],
+                   output: Optional[int] = None) -> None:
     """Compare, print, and exit 1 when the mIoU drop exceeds the gate."""
     from rich.progress import Progress
     from rich.table import Table
@@ -68,8 +69,8 @@ def compare(
         help="Gate: exit 1 when mIoU drops more than this many points.")] = None,
     layers: Annotated[bool, typer.Option("--layers", help="Rank layers by quantization error.")] = False,
     limit: Annotated[Optional[int], typer.Option(help="Compare only the first N images.")] = None,
-    output: Annotated[int, typer.Option(
-        "--output", help="Which output of a .tflite holds the segmentation.")] = 0,
+    output: Annotated[Optional[int], typer.Option(
+        "--output", help="Which output of a .tflite holds the segmentation.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Compare a quantized model with its float source: agreement, mIoU drop, layer errors."""

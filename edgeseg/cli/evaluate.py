@@ -32,9 +32,9 @@ def evaluate(
     model: Annotated[Path, typer.Argument(help="A .keras or .tflite model.")],
     data: Annotated[Path, typer.Option(help="Dataset folder (uses its val/ split when present).")],
     limit: Annotated[Optional[int], typer.Option(help="Score only the first N images.")] = None,
-    output: Annotated[int, typer.Option(
+    output: Annotated[Optional[int], typer.Option(
         "--output", help="Which output of a .tflite holds the segmentation (e.g. 2 for "
-                         "MediaPipe's pose model).")] = 0,
+                         "MediaPipe's pose model).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Score a model: per-class IoU, mIoU, fwIoU, pixel accuracy, confusion matrix."""

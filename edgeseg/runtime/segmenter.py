@@ -63,6 +63,23 @@ def _labels(meta: ModelMetadata, layout: adapters.OutputLayout,
     return tuple(f"class{i}" for i in range(n))
 
 
+def _pick_output(interpreter: Any, head: str | None, confidence: bool) -> int:
+    """The cheapest output that answers: a model offering both an in-graph argmax and
+    the scores it came from is read through the argmax unless confidence is asked for."""
+    layouts: dict[int, adapters.OutputLayout] = {}
+    for i in range(len(interpreter.get_output_details())):
+        try:
+            layouts[i] = adapters.output_layout(interpreter, head if i == 0 else None, i)
+        except EdgesegError:
+            continue
+    ids = [i for i, lay in layouts.items() if lay.kind == "ids"]
+    scores = [i for i, lay in layouts.items() if lay.kind == "scores"]
+    if len(ids) == 1 and len(scores) == 1 and (
+            layouts[ids[0]][1:3] == layouts[scores[0]][1:3]):
+        return scores[0] if confidence else ids[0]
+    return 0
+
+
 def _spec(meta: ModelMetadata, details: dict[str, Any], notes: list[str]) -> Preprocessing:
     """The Preprocessing the model states, with defaults derived from its input tensor."""
     _, h, w, _ = (int(x) for x in details["shape"])
@@ -99,7 +116,9 @@ class Segmenter:
         rgb: Frames are RGB (default: BGR, as OpenCV delivers them).
         fallback: Run on the CPU with a warning when the delegate can't be loaded.
         confidence: Also return the winning class's score per pixel (costs time).
-        output: Which output holds the segmentation (default 0).
+        output: Which output holds the segmentation. Default: output 0, or for a model
+            that offers an in-graph argmax beside its scores, the argmax (the scores
+            when ``confidence`` is asked for).
 
     Raises:
         EdgesegError: Missing/corrupt model, input that isn't an image, unsupported output.
@@ -107,7 +126,7 @@ class Segmenter:
 
     def __init__(self, model_path: str | os.PathLike, threads: int | None = None,
                  delegate: str | None = None, rgb: bool = False, fallback: bool = False,
-                 confidence: bool = False, output: int = 0) -> None:
+                 confidence: bool = False, output: int | None = None) -> None:
         import cv2  # the resize and colour conversions; adapters stay numpy-only
 
         self._cv2 = cv2
@@ -126,8 +145,11 @@ class Segmenter:
                           f"{self.metadata.size[0]}x{self.metadata.size[1]} input but the model "
                           f"takes {self.input_size[1]}x{self.input_size[0]}; is it the right "
                           "sidecar? Using the model's size.", RuntimeWarning, stacklevel=2)
+        if output is None:
+            output = _pick_output(self.interpreter, self.metadata.head, confidence)
         self.output_index = output
-        self.layout = adapters.output_layout(self.interpreter, self.metadata.head, output)
+        head = self.metadata.head if len(self.interpreter.get_output_details()) == 1 else None
+        self.layout = adapters.output_layout(self.interpreter, head, output)
         self.labels = _labels(self.metadata, self.layout, self.notes)
         self.want_confidence = confidence
         self.spec = _spec(self.metadata, self.input, self.notes)

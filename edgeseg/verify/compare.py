@@ -65,7 +65,7 @@ class CompareReport:
 def compare(float_model: str | Path, quant_model: str | Path, data: str | Path,
             limit: Optional[int] = None, layers: bool = False,
             progress: Optional[Callable[[int, int], None]] = None,
-            output: int = 0) -> CompareReport:
+            output: Optional[int] = None) -> CompareReport:
     """Run both models on ``data`` (its val/ split when present) and compare them.
 
     A ``.tflite`` runs through ``edgeseg.runtime.Segmenter``, the code the device runs.

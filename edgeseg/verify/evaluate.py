@@ -66,7 +66,8 @@ def n_classes_of(predictor: Any) -> int:
 
 def evaluate(model_path: str | Path, data: str | Path, limit: Optional[int] = None,
              progress: Optional[Callable[[int, int], None]] = None,
-             threads: Optional[int] = None, output: int = 0) -> tuple[SegMetrics, Any]:
+             threads: Optional[int] = None,
+             output: Optional[int] = None) -> tuple[SegMetrics, Any]:
     """Per-class IoU, mIoU, fwIoU, pixel accuracy and confusion of a model on ``data``.
 
     ``.tflite`` files run through ``edgeseg.runtime.Segmenter`` (any segmentation

@@ -49,7 +49,8 @@ class KerasPredictor:
 class TFLitePredictor:
     """A .tflite run by :class:`edgeseg.runtime.Segmenter`: the code path the device runs."""
 
-    def __init__(self, path: Path, threads: Optional[int] = None, output: int = 0) -> None:
+    def __init__(self, path: Path, threads: Optional[int] = None,
+                 output: Optional[int] = None) -> None:
         from edgeseg.runtime import Segmenter
 
         self.path = Path(path)
@@ -64,7 +65,8 @@ class TFLitePredictor:
         return [self.segmenter.predict(rgb, scores) for rgb in rgbs]
 
 
-def load_predictor(path: str | Path, threads: Optional[int] = None, output: int = 0) -> Any:
+def load_predictor(path: str | Path, threads: Optional[int] = None,
+                   output: Optional[int] = None) -> Any:
     """A predictor for a .keras or .tflite file.
 
     Raises:
