@@ -181,6 +181,12 @@ def test_inspect_predicts_what_xnnpack_takes() -> None:
         predicted = compatibility(read_tflite(model))["xnnpack"].to_dict()
         taken, total = delegated_nodes(make_interpreter(model, 1))
         assert (predicted["supported"], predicted["total"]) == (taken, total) == (246, 246)
+        r = CliRunner().invoke(app, ["inspect", str(model), "--json"])
+        rt = json.loads(r.output)["runtime"]  # what inspect says the runtime feeds = what it does
+        spec = Segmenter(model).describe()["preprocessing"]
+        assert (rt["mean"], rt["std"], rt["interpolation"]) == (
+            spec["mean"], spec["std"], spec["interpolation"]) == ([0.0] * 3, [255.0] * 3,
+                                                                  "bilinear")
 
 
 def test_segmenter_reads_the_in_graph_argmax_when_the_model_offers_it(models: Path) -> None:
