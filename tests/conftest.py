@@ -113,12 +113,12 @@ def shipped_configs() -> dict[str, object]:
     return configs
 
 
-def train_tiny(cfg: object, data: Path, out: Path):
+def train_tiny(cfg: object, data: Path, out: Path, lr: float = 3e-3):
     """Train ``cfg`` briefly on the colour blocks (no augmentation: brightness jitter would
     move pixels across the colour thresholds) and print the mIoU it reached."""
     from edgeseg.train import TrainConfig, train
 
-    tcfg = TrainConfig(data=str(data), output=str(out), epochs=16, batch_size=16, lr=3e-3,
+    tcfg = TrainConfig(data=str(data), output=str(out), epochs=16, batch_size=16, lr=lr,
                        warmup_epochs=0.3, augment=False, seed=0)
     result = train(cfg, tcfg, log=lambda s: None)
     floor = constant_miou(data / "val")
@@ -146,7 +146,9 @@ def shipped(request: pytest.FixtureRequest, trained, synth_data: Path,
         path = trained[0]
     else:
         path = tmp_path_factory.mktemp(name) / f"{name}.keras"
-        train_tiny(configs[name], synth_data, path)
+        # The depthwise decoder needs a larger step in 16 epochs: at 3e-3 it reached mIoU
+        # 0.48 and 96.9 % int8 agreement, at 1e-2 0.82 and 99.4 % (measured here).
+        train_tiny(configs[name], synth_data, path, lr=1e-2)
     ccfg = ConvertConfig(mode="int8", calib=str(synth_data / "train"), calib_count=100)
     int8 = convert(path, path.with_name(f"{name}_int8.tflite"), ccfg, log=lambda s: None).path
     return name, path, int8
