@@ -204,3 +204,25 @@ def test_segmenter_reads_the_in_graph_argmax_when_the_model_offers_it(models: Pa
     assert agreement(fast.segment(frame).mask, expected) > 0.95
     assert agreement(sure.segment(frame).mask, expected) > 0.95
     assert Segmenter(model, output=kinds["scores"]).layout.kind == "scores"  # asked: obeyed
+
+
+@pytest.mark.parametrize("name", ["float_flat", "int8_flat", "float_argmax", "int8_int8io",
+                                  "int8_sigmoid"])
+def test_evaluate_scores_every_output_layout(models: Path, tmp_path: Path, name: str) -> None:
+    import cv2
+    from test_runtime import colour_frame
+
+    from edgeseg.verify.evaluate import evaluate
+
+    for sub in ("images", "annotations"):
+        (tmp_path / sub).mkdir()
+    for i, (h, w) in enumerate([(96, 128), (64, 64), (50, 70)]):  # any frame size
+        frame, expected = colour_frame(h, w)
+        if name.endswith("sigmoid"):  # foreground where red beats green
+            expected = (frame[..., 2].astype(int) > frame[..., 1]).astype(np.uint8)
+        cv2.imwrite(str(tmp_path / "images" / f"{i}.png"), frame)
+        cv2.imwrite(str(tmp_path / "annotations" / f"{i}.png"), expected)
+    metrics, pred = evaluate(models / f"{name}.tflite", tmp_path)
+    assert len(pred.labels) == (2 if name.endswith("sigmoid") else 4)
+    assert metrics.mean_iou >= 0.9, metrics.to_dict()  # not all background
+    assert metrics.confusion.sum() > 0 and min(metrics.confusion.sum(axis=1)) > 0
