@@ -115,7 +115,7 @@ def _formats_md(f: dict[str, Any]) -> list[str]:
         f"threads = {f['threads']}. TFLite: ai-edge-litert with XNNPACK, random input.",
         f"- Accuracy columns: the trained model at its own size ({n}×{n}), converted the same four ways "
         f"(int8 calibrated on {f['calib_desc']}), scored on {f['val_images']} held-out images "
-        "with `edgeseg.compare` (mIoU against ground truth; agreement = share of pixels whose class "
+        "with `edgeseg.verify.compare` (mIoU against ground truth; agreement = share of pixels whose class "
         "equals the Keras float model's).",
         f"- Targets: int8 ≥ 3.5× faster than float32 TFLite: {t['int8_vs_float32']:.2f}× "
         f"{_mark(t['int8_vs_float32'] >= 3.5)}; int8 ≥ 5× faster than Keras: {t['int8_vs_keras']:.2f}× "

@@ -53,7 +53,7 @@ def time_keras(model: Any, cfg: Any, plan: Plan) -> float:
 def accuracy(model: Path, data: Path, plan: Plan, work: Path, calib: Optional[str], tag: str,
              modes: tuple[str, ...] = MODES) -> dict[str, Any]:
     """mIoU and agreement with the Keras float model, per format, at the model's own size."""
-    from edgeseg.compare import compare
+    from edgeseg.verify.compare import compare
 
     out: dict[str, Any] = {}
     for mode in modes:

@@ -151,20 +151,80 @@ def sidecar_path(model_path: str | Path) -> Path:
     return p.with_name(p.name + ".json")
 
 
-def save_config(cfg: ModelConfig, model_path: str | Path, **more: Any) -> Path:
-    """Write the model's config (plus ``more`` keys) as JSON beside it, atomically."""
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes (the model a sidecar belongs to)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_sidecar(model_path: str | Path, data: dict[str, Any]) -> Path:
+    """Write ``data`` as the model's JSON sidecar, atomically, naming the model's hash.
+
+    Call it after the model file is in place: the model and its sidecar are two
+    renames, and ``model_sha256`` lets a reader detect a sidecar left from another
+    model (an interrupted save) instead of acting on it.
+    """
     from edgeseg.atomic import write_json
 
-    return write_json(sidecar_path(model_path), {"edgeseg": cfg.to_dict(), **more})
+    model_path = Path(model_path)
+    return write_json(sidecar_path(model_path),
+                      {**data, "model_sha256": file_sha256(model_path)})
+
+
+def read_sidecar(model_path: str | Path) -> dict[str, Any] | None:
+    """The model's sidecar JSON when it exists and belongs to this model, else None.
+
+    A sidecar whose ``model_sha256`` names other bytes (the model was replaced and
+    the sidecar was not, or the reverse) is ignored with a warning: the caller
+    falls back to the description embedded in the model.
+
+    Raises:
+        EdgesegError: The sidecar exists but is not a JSON object (one line, with the fix).
+    """
+    import warnings
+
+    side = sidecar_path(model_path)
+    if not side.is_file():
+        return None
+    try:
+        data = json.loads(side.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError, OSError) as e:
+        raise EdgesegError(f"{side} is not valid JSON ({e}); delete it (the model's embedded "
+                           "description is then used) or re-run the command that wrote it."
+                           ) from None
+    if not isinstance(data, dict):
+        raise EdgesegError(f"{side} is not an edgeseg sidecar (a JSON object); delete it or "
+                           "re-run the command that wrote it.")
+    want = data.get("model_sha256")
+    if want and Path(model_path).is_file() and want != file_sha256(model_path):
+        warnings.warn(f"{side.name} belongs to another version of {Path(model_path).name} "
+                      "(its model_sha256 differs); ignoring it and using the model's own "
+                      "description.", RuntimeWarning, stacklevel=2)
+        return None
+    return data
+
+
+def save_config(cfg: ModelConfig, model_path: str | Path, **more: Any) -> Path:
+    """Write the model's config (plus ``more`` keys) as JSON beside it, atomically."""
+    return save_sidecar(model_path, {"edgeseg": cfg.to_dict(), **more})
 
 
 def load_config(model_path: str | Path) -> ModelConfig | None:
-    """Read the config saved beside a model, or None when there is none."""
-    p = sidecar_path(model_path)
-    if not p.exists():
+    """Read the config saved beside a model; None when there is none or it is another model's.
+
+    Raises:
+        EdgesegError: A corrupt sidecar or an invalid config in it (one line).
+    """
+    data = read_sidecar(model_path)
+    if data is None:
         return None
     try:
-        data = json.loads(p.read_text())
         return ModelConfig.from_dict(data.get("edgeseg", data))
-    except (ValueError, TypeError) as e:
-        raise EdgesegError(f"{p} is not a valid edgeseg config ({e}); delete it or rebuild.") from e
+    except (ValueError, TypeError, AttributeError) as e:
+        raise EdgesegError(f"{sidecar_path(model_path)} is not a valid edgeseg config ({e}); "
+                           "delete it or rebuild.") from None

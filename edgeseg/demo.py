@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from edgeseg.atomic import write_json
+from edgeseg.atomic import read_json, write_json
 from edgeseg.errors import EdgesegError
 
 CLASSES = 4  # background + ellipse, box, bar
@@ -40,13 +39,11 @@ class Steps:
     def __init__(self, out: Path, cfg: DemoConfig, log: Callable[[str], None]) -> None:
         self.file = out / "steps.json"
         self.log = log
-        try:
-            state = json.loads(self.file.read_text()) if self.file.exists() else {}
-            if not isinstance(state, dict):
-                raise ValueError("not a JSON object")
-        except (OSError, UnicodeDecodeError, ValueError) as e:
-            raise EdgesegError(f"{self.file} is not the demo's step record ({e}); delete it to "
-                               "re-run every step.") from None
+        state = read_json(self.file, "delete it to run every step again") \
+            if self.file.exists() else {}
+        if not isinstance(state, dict):
+            raise EdgesegError(f"{self.file} is not the demo's step record (not a JSON object); "
+                               "delete it to run every step again.")
         # A changed recipe invalidates everything done with the old one.
         self.done: dict[str, Any] = state.get("done", {}) if state.get("config") == asdict(cfg) else {}
         self.cfg = cfg
@@ -114,7 +111,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict[str, A
     tflites = steps.run("convert", convert)
 
     def compare() -> dict[str, Any]:
-        from edgeseg.compare import compare as cmp
+        from edgeseg.verify.compare import compare as cmp
 
         return {mode: cmp(model, tflites[mode], data).to_dict() for mode in ("float16", "int8")}
 

@@ -11,6 +11,7 @@ def inspect_tflite(path: str | Path) -> dict[str, Any]:
 
     Returns:
         ``{"model": TfliteModel.to_dict(), "metadata": read_metadata(...),
+        "runtime": {how the runtime will feed it, with the source of each setting},
         "targets": {target: TargetReport.to_dict()}, "edgetpu": EdgeTpuPreflight.to_dict()}``.
 
     Raises:
@@ -19,12 +20,17 @@ def inspect_tflite(path: str | Path) -> dict[str, Any]:
     from edgeseg.convert.edgetpu import edgetpu_preflight
     from edgeseg.convert.metadata import read_metadata
     from edgeseg.convert.targets import compatibility
+    from edgeseg.runtime.metadata import read_metadata as runtime_metadata
     from edgeseg.tflite_file import read_tflite
 
     model = read_tflite(path)
+    rt = runtime_metadata(path)
     return {
         "model": model.to_dict(),
         "metadata": read_metadata(path),
+        "runtime": {"source": rt.source, "mean": rt.mean, "std": rt.std, "color": rt.color,
+                    "interpolation": rt.interpolation, "labels": list(rt.labels),
+                    "head": rt.head, "sources": rt.sources, "notes": list(rt.notes)},
         "targets": {t: r.to_dict() for t, r in compatibility(model).items()},
         "edgetpu": edgetpu_preflight(model).to_dict(),
     }

@@ -204,21 +204,10 @@ def _builtin_options(schema: Any, op: Any) -> dict[str, Any]:
 
 
 def _parse_with_interpreter(data: bytes) -> tuple:
-    try:
-        from tflite_runtime.interpreter import Interpreter
-    except ImportError:
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError as e:
-            raise EdgesegError(
-                "reading a .tflite needs ai-edge-litert (pip install ai-edge-litert) "
-                "or tflite-runtime; neither is installed."
-            ) from e
-    try:
-        interpreter = Interpreter(model_content=data)
-    except (ValueError, RuntimeError) as e:  # e.g. an unresolved custom op
-        raise EdgesegError(f"the interpreter cannot read this model ({e}); install "
-                           "ai-edge-litert to inspect it: pip install ai-edge-litert") from e
+    from edgeseg.runtime.interpreter import make_interpreter
+
+    # Not allocated: a model whose custom op needs a delegate still shows its graph.
+    interpreter = make_interpreter(data, threads=1, allocate=False)
     produced: set[int] = set()
     ops = []
     for d in interpreter._get_ops_details():  # the only public-ish op listing of tflite-runtime

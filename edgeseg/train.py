@@ -275,9 +275,7 @@ def _scratch_note(cfg: ModelConfig) -> str:
 
 def _resume(ckpt: Path, cfg: ModelConfig) -> tuple[Any, dict[str, Any]]:
     """The checkpoint's model and training state; refuses a checkpoint of another architecture."""
-    import json
-
-    from edgeseg.config import sidecar_path
+    from edgeseg.config import read_sidecar
     from edgeseg.deps import keras
     from edgeseg.model.fused_bn import fused_batch_norm_class
     from edgeseg.model.io import infer_config
@@ -295,10 +293,7 @@ def _resume(ckpt: Path, cfg: ModelConfig) -> tuple[Any, dict[str, Any]]:
     if changes:
         raise EdgesegError(f"--resume {ckpt} is another model ({'; '.join(changes)}); pass its "
                            "options (or its --preset) or train a new model without --resume.")
-    try:
-        state = json.loads(sidecar_path(ckpt).read_text()).get("train", {}).get("state", {})
-    except (OSError, ValueError):
-        state = {}
+    state = (read_sidecar(ckpt) or {}).get("train", {}).get("state", {})
     if "epoch" not in state:
         raise EdgesegError(f"--resume {ckpt}: its JSON has no training state; pass a .last.keras file.")
     return model, state
@@ -313,11 +308,7 @@ def _old_rows(out: Path, upto: int) -> list[dict[str, float]]:
     csv_path, _ = history_paths(out)
     if not upto or not csv_path.exists():
         return []
-    try:
-        lines = csv_path.read_text().splitlines()
-        keys = lines[0].split(",")
-        rows = [dict(zip(keys, map(float, ln.split(",")), strict=True)) for ln in lines[1:]]
-        return [r for r in rows if r["epoch"] <= upto]
-    except (OSError, UnicodeDecodeError, IndexError, KeyError, ValueError) as e:
-        raise EdgesegError(f"{csv_path} is not a training history ({type(e).__name__}: {e}); "
-                           "delete or move it, then run --resume again.") from None
+    from edgeseg.atomic import read_csv_rows
+
+    rows = read_csv_rows(csv_path, "delete it (the history restarts) or resume from scratch")
+    return [r for r in rows if r.get("epoch", 0) <= upto]

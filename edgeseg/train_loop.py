@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from edgeseg.config import ModelConfig
-from edgeseg.metrics import MetricAccumulator, SegMetrics
+from edgeseg.verify.metrics import MetricAccumulator, SegMetrics
 
 
 @dataclass

@@ -11,9 +11,11 @@ from typer.testing import CliRunner
 from edgeseg.cli import app
 from edgeseg.errors import EdgesegError
 
+pytestmark = pytest.mark.slow  # every test here trains (the fixture) or converts
+
 
 def test_int8_and_fp16_segment_like_float(trained, converted, synth_data):
-    from edgeseg.compare import compare
+    from edgeseg.verify.compare import compare
 
     path, result = trained
     assert result.best_miou > 0.5  # a model that learned something, so agreement means something
@@ -49,15 +51,14 @@ def test_metadata_is_embedded(converted):
 def test_heads_agree_on_the_float_model(trained, synth_data, tmp_path):
     from edgeseg.convert.quantize import ConvertConfig, convert
     from edgeseg.data.dataset import list_pairs, read_image
-    from edgeseg.predict import TFLitePredictor
-    from edgeseg.preprocess import resize_rgb
+    from edgeseg.verify.predict import TFLitePredictor
 
     path, _ = trained
-    rgb = np.stack([resize_rgb(read_image(p), 64, 64) for p, _ in list_pairs(synth_data / "val")[:8]])
+    rgb = [read_image(p) for p, _ in list_pairs(synth_data / "val")[:8]]
     masks = {}
     for head in ("softmax", "logits", "argmax"):
         out = convert(path, tmp_path / f"{head}.tflite", ConvertConfig(head=head), log=lambda s: None).path
-        masks[head] = TFLitePredictor(out)(rgb).mask
+        masks[head] = np.stack([ids for ids, _ in TFLitePredictor(out).predict(rgb)])
     assert (masks["softmax"] == masks["logits"]).mean() > 0.999
     assert (masks["softmax"] == masks["argmax"]).mean() > 0.999
 

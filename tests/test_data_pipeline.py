@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from edgeseg.cli import app
 from edgeseg.errors import EdgesegError
-from edgeseg.metrics import MetricAccumulator, SegMetrics, confusion_matrix
+from edgeseg.verify.metrics import MetricAccumulator, SegMetrics, confusion_matrix
 
 runner = CliRunner()
 REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"

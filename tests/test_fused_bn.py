@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 
 def _pair(momentum: float = 0.9):
@@ -43,6 +44,7 @@ def test_fused_batch_norm_matches_keras_in_training_and_inference():
                                rtol=1e-3, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_trained_model_is_saved_with_plain_batch_norm(trained):
     """The best model is what users convert: plain Keras layers, loadable without edgeseg."""
     import zipfile

@@ -21,7 +21,7 @@ from edgeseg.runtime.interpreter import delegated_nodes, make_interpreter
 RUNTIME = Path(__file__).resolve().parent.parent / "edgeseg" / "runtime"
 CV2_MODULES = {"capture", "overlay", "stream", "sinks", "segmenter"}
 TF_FREE_EDGESEG = {"edgeseg.errors", "edgeseg.atomic", "edgeseg.config", "edgeseg.preprocess",
-                   "edgeseg.data.readers"}
+                   "edgeseg.data.readers", "edgeseg.convert.metadata", "edgeseg.labels"}
 SCORE_MODELS = ["float_softmax", "float_logits", "float_flat", "float_argmax", "int8_softmax",
                 "int8_embedded", "int8_int8io", "int8_flat"]
 SIGMOID_MODELS = ["float_sigmoid", "int8_sigmoid"]
@@ -222,14 +222,17 @@ def test_int8_input_goes_through_the_lookup_table(models: Path) -> None:
     assert np.abs(fed.astype(int) - want.astype(int)).max() <= 1
 
 
-def test_pixel_lut_identity_only_when_exact() -> None:
-    details = {"dtype": np.uint8, "quantization": (1 / 128, 128)}
-    assert adapters.is_identity(adapters.pixel_lut(details, (128.0,) * 3, (128.0,) * 3))
-    assert not adapters.is_identity(adapters.pixel_lut(details, (127.5,) * 3, (127.5,) * 3))
-    lut = adapters.pixel_lut({"dtype": np.float32}, (128.0,) * 3, (128.0,) * 3)
-    assert lut.dtype == np.float32 and lut[0, 0] == -1.0 and lut[255, 2] == pytest.approx(127 / 128)
-    mean, std = adapters.default_normalization({"dtype": np.int8, "quantization": (1 / 128, 0)})
-    lut8 = adapters.pixel_lut({"dtype": np.int8, "quantization": (1 / 128, 0)}, mean, std)
+def test_pixel_table_identity_only_when_exact() -> None:
+    from edgeseg.preprocess import Preprocessing, pixel_table
+
+    spec = Preprocessing(64, 64)  # edgeseg's x / 128 - 1
+    assert adapters.is_identity(pixel_table(spec, np.uint8, 1 / 128, 128))
+    half = Preprocessing(64, 64, (127.5,) * 3, (127.5,) * 3)
+    assert not adapters.is_identity(pixel_table(half, np.uint8, 1 / 128, 128))
+    lut = pixel_table(spec)
+    assert lut.dtype == np.float32 and lut[0, 0] == -1.0 and lut[255, 2] == 127 / 128
+    # int8 input, scale 1/128, zero point 0: pixel p -> p - 128
+    lut8 = pixel_table(spec, np.int8, 1 / 128, 0)
     assert (lut8[:, 0].astype(int) == np.arange(256) - 128).all()
 
 
@@ -294,7 +297,7 @@ def test_bad_models_get_clear_errors(models: Path, tmp_path: Path) -> None:
         Segmenter(corrupt)
     with pytest.raises(EdgesegError, match=r"input \[1, 10\] is not an image"):
         Segmenter(models / "not_image.tflite")
-    with pytest.raises(EdgesegError, match=r"output shape \[1, 5\]"):
+    with pytest.raises(EdgesegError, match=r"output 0 shape \[1, 5\]"):
         Segmenter(models / "bad_output.tflite")
 
 

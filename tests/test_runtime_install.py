@@ -26,9 +26,7 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
 INSTALL = REPO / "deploy" / "install-pi.sh"
 TINY = REPO / "tests" / "data" / "tiny_int8.tflite"
-needs_tiny = pytest.mark.skipif(
-    not (TINY.is_file() and TINY.with_name(TINY.name + ".json").is_file()),
-    reason=f"{TINY.relative_to(REPO)} and its .json sidecar are not committed yet")
+
 # Build outputs, caches and tests stay out of the copy that pip builds from.
 COPY_IGNORE = shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__",
                                      ".venv", "venv", "tests", "runs", "edgeseg-demo",
@@ -114,7 +112,6 @@ def video(installed: dict[str, Path]) -> Path:
     return path
 
 
-@needs_tiny
 def test_edgeseg_run_on_a_video(installed: dict[str, Path], video: Path,
                                 capsys: pytest.CaptureFixture[str]) -> None:
     out, log = installed["root"] / "overlay.avi", installed["root"] / "frames.jsonl"
@@ -128,7 +125,6 @@ def test_edgeseg_run_on_a_video(installed: dict[str, Path], video: Path,
     show_timings(capsys)
 
 
-@needs_tiny
 def test_edgeseg_bench(installed: dict[str, Path], video: Path,
                        capsys: pytest.CaptureFixture[str]) -> None:
     r = timed("edgeseg bench (20 runs + pipeline)", installed["bin"] / "edgeseg", "bench", TINY,
@@ -144,7 +140,6 @@ def test_edgeseg_bench(installed: dict[str, Path], video: Path,
     show_timings(capsys)
 
 
-@needs_tiny
 def test_bundle_installs_and_starts_like_the_service(installed: dict[str, Path], video: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     prefix = installed["prefix"]

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from edgeseg.cli import app
 from edgeseg.errors import EdgesegError
-from edgeseg.metrics import SegMetrics, confusion_matrix
+from edgeseg.verify.metrics import SegMetrics, confusion_matrix
 
 
 def test_confusion_and_scores_by_hand():
@@ -31,6 +31,7 @@ def test_confusion_and_scores_by_hand():
     assert confusion_matrix(np.array([0, 255]), np.array([0, 1]), 2).sum() == 1
 
 
+@pytest.mark.slow
 def test_training_learns(trained):
     path, result = trained
     lines = result.history_csv.read_text().splitlines()
@@ -46,6 +47,7 @@ def test_training_learns(trained):
     assert path.with_name("tiny.last.keras").exists()
 
 
+@pytest.mark.slow
 def test_evaluate_matches_a_hand_computed_confusion(trained, synth_data):
     import cv2
 
@@ -70,6 +72,7 @@ def test_evaluate_matches_a_hand_computed_confusion(trained, synth_data):
     assert set(got) >= {"mean_iou", "per_class_iou", "fw_iou", "pixel_accuracy", "confusion"}
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_last_checkpoint(trained, synth_data, tmp_path):
     from edgeseg.config import ModelConfig
     from edgeseg.train import TrainConfig, train
@@ -87,6 +90,7 @@ def test_resume_continues_from_the_last_checkpoint(trained, synth_data, tmp_path
                                resume=str(path.with_name("tiny.last.keras"))))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["mirrored"])
 def test_time_limit_and_strategy(synth_data, tmp_path, strategy):
     from edgeseg.config import ModelConfig
@@ -133,7 +137,7 @@ def test_training_and_evaluation_see_the_same_labels(tmp_path):
     from edgeseg.config import ModelConfig
     from edgeseg.data.dataset import list_pairs
     from edgeseg.data.pipeline import make_dataset
-    from edgeseg.evaluate import iter_batches
+    from edgeseg.verify.evaluate import iter_batches
 
     rng = np.random.default_rng(3)
     for sub in ("images", "annotations"):
@@ -250,6 +254,6 @@ def test_resume_with_a_corrupt_history_csv_is_one_line(trained, synth_data, tmp_
         shutil.copy(path.with_name(name), tmp_path / name.replace("tiny", "m"))
     (tmp_path / "m.history.csv").write_text("epoch,loss\n1,0.5\n2,oops\n")
     cfg = ModelConfig(n_classes=4, height=64, width=64, alpha=0.25, encoder_level=2)
-    with pytest.raises(EdgesegError, match=r"m\.history\.csv is not a training history \(ValueError"):
+    with pytest.raises(EdgesegError, match=r"m\.history\.csv is not a readable history"):
         train(cfg, TrainConfig(data=str(synth_data), output=str(tmp_path / "m.keras"), epochs=30,
                                resume=str(tmp_path / "m.last.keras")), log=lambda s: None)

@@ -24,7 +24,7 @@ SIZE = 64
 MODELS = (
     "float_softmax", "float_logits", "float_flat", "float_sigmoid", "float_argmax",
     "int8_softmax", "int8_embedded", "int8_int8io", "int8_flat", "int8_sigmoid",
-    "not_image", "bad_output",
+    "not_image", "bad_output", "two_outputs", "argmax_and_softmax",
 )
 
 
@@ -122,6 +122,19 @@ def build(outdir: Path) -> None:
             out = keras.layers.Dense(5)(keras.layers.GlobalAveragePooling2D()(inp))
             (outdir / f"{name}.tflite").write_bytes(
                 _convert(keras.Model(inp, out), tf, "float32", ""))
+            continue
+        if name == "two_outputs":  # a class score vector and the softmax map (as pose models)
+            seg = _keras_model("softmax", keras)
+            vec = keras.layers.Dense(5)(keras.layers.GlobalAveragePooling2D()(seg.input))
+            both = keras.Model(seg.input, [vec, seg.output])
+            (outdir / f"{name}.tflite").write_bytes(_convert(both, tf, "float32", ""))
+            (outdir / f"{name}.tflite.json").write_text(json.dumps(
+                _sidecar("softmax", "float32", "float32")))
+            continue
+        if name == "argmax_and_softmax":  # offers the class map and the scores behind it
+            seg = _keras_model("softmax", keras)
+            both = keras.Model(seg.input, [_ArgmaxLayer()(seg.output), seg.output])
+            (outdir / f"{name}.tflite").write_bytes(_convert(both, tf, "float32", ""))
             continue
         mode, head = name.split("_", 1)
         io_type = "int8" if head == "int8io" else "uint8" if mode == "int8" else "float32"

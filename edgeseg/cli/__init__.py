@@ -29,8 +29,13 @@ def _version(value: bool) -> None:
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="On an error, also print its cause "
+                               "with the traceback (for bug reports)."),
 ) -> None:
     """MobileNet-SegNet segmentation from Keras to the Raspberry Pi."""
+    from edgeseg.cli import _common
+
+    _common.DEBUG = debug
 
 
 # Each module registers its commands on ``app``; none imports TensorFlow at import time.

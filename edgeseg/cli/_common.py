@@ -15,6 +15,7 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
+DEBUG = False  # set by `edgeseg --debug`: print the cause of an error too
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -32,6 +33,11 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except EdgesegError as e:
+            if DEBUG:  # the cause an EdgesegError wraps may be edgeseg's own bug
+                import traceback
+
+                err_console.print("".join(traceback.format_exception(e)), markup=False,
+                                  soft_wrap=True)
             raise fail(str(e)) from None
         except FileNotFoundError as e:
             raise fail(f"{e.filename or e}: no such file; check the path.") from None

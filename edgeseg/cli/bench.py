@@ -33,6 +33,14 @@ def _table(results: list[Any]) -> Any:
     ]
     if len(results) > 1:
         rows.append(("mean vs first", lambda r: f"{r.mean_ms / first.mean_ms:.2f}x"))
+    rows.insert(0, ("output", lambda r: r.output))
+    if all(r.pipeline for r in results):
+        # End to end: on a Pi the argmax/softmax post-processing is a larger share.
+        rows += [("pipeline FPS", lambda r: f"{r.pipeline['fps']:.1f}"),
+                 ("postprocess ms", lambda r: f"{r.pipeline['stage_ms']['postprocess']:.2f}")]
+        if len(results) > 1:
+            rows.append(("pipeline FPS vs first",
+                         lambda r: f"{r.pipeline['fps'] / first.pipeline['fps']:.2f}x"))
     for name, cell in rows:
         table.add_row(name, *(str(cell(r)) for r in results))
     return table

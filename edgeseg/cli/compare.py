@@ -13,19 +13,20 @@ from edgeseg.cli._common import console, handle_errors
 
 
 def report_compare(float_model: Path, quant_model: Path, data: Path, max_miou_drop: Optional[float],
-                   layers: bool, as_json: bool, limit: Optional[int], encoding: object = None) -> None:
+                   layers: bool, as_json: bool, limit: Optional[int],
+                   output: Optional[int] = None, encoding: object = None) -> None:
     """Compare, print, and exit 1 when the mIoU drop exceeds the gate."""
     from rich.progress import Progress
     from rich.table import Table
 
-    from edgeseg.compare import compare
+    from edgeseg.verify.compare import compare
 
     with Progress(console=console, transient=True, disable=as_json) as bar:
         task = bar.add_task("comparing", total=None)
         rep = compare(float_model, quant_model, data, limit, layers,
-                      progress=lambda d, n: bar.update(task, completed=d, total=n),
+                      progress=lambda d, n: bar.update(task, completed=d, total=n), output=output,
                       encoding=encoding)
-    failed = max_miou_drop is not None and rep.miou_drop > max_miou_drop
+    failed = not rep.passes(max_miou_drop)
     if as_json:
         typer.echo(json.dumps({**rep.to_dict(), "max_miou_drop": max_miou_drop,
                                "passed": not failed}))
@@ -70,13 +71,15 @@ def compare(
         help="Gate: exit 1 when mIoU drops more than this many points.")] = None,
     layers: Annotated[bool, typer.Option("--layers", help="Rank layers by quantization error.")] = False,
     limit: Annotated[Optional[int], typer.Option(help="Compare only the first N images.")] = None,
+    output: Annotated[Optional[int], typer.Option(
+        "--output", help="Which output of a .tflite holds the segmentation.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     ignore_index: do.IgnoreIndex = 255,
     binary: do.Binary = False,
     mask_colors: do.MaskColors = None,
 ) -> None:
     """Compare a quantized model with its float source: agreement, mIoU drop, layer errors."""
-    report_compare(float_model, quant_model, data, max_miou_drop, layers, as_json, limit,
+    report_compare(float_model, quant_model, data, max_miou_drop, layers, as_json, limit, output,
                    do.encoding(ignore_index, binary, mask_colors, data))
 
 

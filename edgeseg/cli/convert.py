@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgeseg.cli._common import console, fail, handle_errors
+from edgeseg.cli._common import console, handle_errors
 
 
 @handle_errors
@@ -43,15 +43,9 @@ def convert(
     from edgeseg.convert.quantize import ConvertConfig
     from edgeseg.convert.quantize import convert as run_convert
 
-    modes = [m for m, on in (("int8", int8), ("float16", fp16), ("dynamic", dynamic)) if on]
-    if len(modes) > 1:
-        raise fail("pick one of --int8, --fp16, --dynamic.")
-    ccfg = ConvertConfig(
-        mode=modes[0] if modes else "float32", io=io, head=head, target=target,
-        calib=str(calib) if calib else None, calib_count=calib_count,
-        keep_float=tuple(s.strip() for s in keep_float.split(",")) if keep_float else (),
-        upsampling=upsampling, seed=seed,
-    ).resolved()
+    ccfg = ConvertConfig.from_options(
+        int8, fp16, dynamic, upsampling, keep_float, verify is not None, io=io, head=head,
+        target=target, calib=str(calib) if calib else None, calib_count=calib_count, seed=seed)
     out = output or model.with_name(f"{model.stem}_{ccfg.mode}.tflite")
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("converting", total=None)
@@ -63,9 +57,6 @@ def convert(
                   f"output {io_info['output']['shape']} {io_info['output']['dtype']} "
                   f"[{result.seconds:.1f}s]")
     if verify is not None:
-        if ccfg.mode == "float32":
-            raise fail("--verify compares a quantized model with its float source; add --int8, "
-                       "--fp16 or --dynamic.")
         from edgeseg.cli.compare import report_compare
 
         report_compare(model, out, verify, max_miou_drop=max_miou_drop, layers=False,

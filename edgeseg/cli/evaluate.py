@@ -33,6 +33,9 @@ def evaluate(
     model: Annotated[Path, typer.Argument(help="A .keras or .tflite model.")],
     data: Annotated[Path, typer.Option(help="Dataset folder (uses its val/ split when present).")],
     limit: Annotated[Optional[int], typer.Option(help="Score only the first N images.")] = None,
+    output: Annotated[Optional[int], typer.Option(
+        "--output", help="Which output of a .tflite holds the segmentation (e.g. 2 for "
+                         "MediaPipe's pose model).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     ignore_index: do.IgnoreIndex = 255,
     binary: do.Binary = False,
@@ -41,18 +44,22 @@ def evaluate(
     """Score a model: per-class IoU, mIoU, fwIoU, pixel accuracy, confusion matrix."""
     from rich.progress import Progress
 
-    from edgeseg.evaluate import evaluate as run_eval
+    from edgeseg.verify.evaluate import evaluate as run_eval
 
     enc = do.encoding(ignore_index, binary, mask_colors, data)
     with Progress(console=console, transient=True, disable=as_json) as bar:
         task = bar.add_task("evaluating", total=None)
         metrics, pred = run_eval(model, data, limit,
                                  progress=lambda d, n: bar.update(task, completed=d, total=n),
-                                 encoding=enc)
-    labels = pred.cfg.class_names
+                                 output=output, encoding=enc)
+    labels = tuple(pred.labels)
     if as_json:
         typer.echo(json.dumps(metrics.to_dict(labels)))
         return
+    if hasattr(pred, "segmenter"):  # say how the .tflite was fed and where that came from
+        from edgeseg.runtime.app import describe
+
+        console.print(describe(pred.segmenter), markup=False, soft_wrap=True)
     console.print(metrics_table(metrics, labels, f"{model.name} on {data}"))
     from rich.table import Table
 

@@ -100,6 +100,12 @@ def inspect(
         hist.add_row(name, str(n))
     console.print(hist)
     console.print(_metadata_table(info["metadata"]))
+    rt = info["runtime"]
+    norm = (f"(pixel - {rt['mean']}) / {rt['std']}" if rt["mean"] is not None
+            else "derived from the input tensor")
+    console.print(f"the runtime feeds it: {rt['color']}, {rt['interpolation']} resize, {norm}; "
+                  + "; ".join(f"{k} from {v}" for k, v in rt["sources"].items()),
+                  markup=False, soft_wrap=True)
     console.print(_targets_table(info["targets"], info["edgetpu"]))
     if ops:
         detail = Table(title="ops", title_justify="left")

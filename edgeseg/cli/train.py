@@ -83,7 +83,9 @@ def _labels_from(data: Path, classes: int) -> tuple[str, ...]:
     """labels.txt of the dataset (or of its train/ split), when it names exactly ``classes`` classes."""
     for f in (data / "labels.txt", data / "train" / "labels.txt"):
         if f.exists():
-            names = tuple(x.strip() for x in f.read_text().splitlines() if x.strip())
+            from edgeseg.labels import read_labels_file
+
+            names = read_labels_file(f)
             if len(names) == classes:
                 return names
     return ()

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.errors import EdgesegError
+from edgeseg.labels import parse_labels
 from edgeseg.preprocess import DEFAULT_MEAN, DEFAULT_STD
 
 METADATA_NAME = "TFLITE_METADATA"
@@ -314,8 +315,8 @@ def read_metadata(model: str | Path | bytes) -> dict[str, Any]:
         out.update(_describe(meta, files))
     cfg = (out["edgeseg"] or {}).get("edgeseg", {})
     if not out["labels"]:
-        text = files.get(LABELS_FILE, b"").decode(errors="replace")
-        out["labels"] = [s for s in text.splitlines() if s.strip()] or list(cfg.get("labels", []))
+        out["labels"] = list(parse_labels(files.get(LABELS_FILE, b""))) or list(
+            cfg.get("labels", []))
     if out["mean"] is None and "mean" in cfg:
         out["mean"], out["std"] = list(cfg["mean"]), list(cfg["std"])
     return out
@@ -355,7 +356,6 @@ def _describe(meta: Any, files: dict[str, bytes]) -> dict[str, Any]:
         for f in tout.associatedFiles or []:
             if f.type == fb.AssociatedFileType.TENSOR_AXIS_LABELS:
                 info["labels_file"] = _text(f.name)
-                text = files.get(_text(f.name), b"").decode(errors="replace")
-                out["labels"] = [s for s in text.splitlines() if s.strip()]
+                out["labels"] = list(parse_labels(files.get(_text(f.name), b"")))
         out["output"] = info
     return out

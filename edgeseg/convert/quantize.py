@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
-from edgeseg.config import ModelConfig, sidecar_path
+from edgeseg.config import ModelConfig, save_sidecar
 from edgeseg.errors import EdgesegError
 from edgeseg.model.decoder import UPSAMPLING
 
@@ -89,6 +89,26 @@ class ConvertConfig:
         d["keep_float"] = list(self.keep_float)
         return d
 
+    @classmethod
+    def from_options(cls, int8: bool = False, fp16: bool = False, dynamic: bool = False,
+                     upsampling: str = "auto", keep_float: Optional[str] = None,
+                     verify: bool = False, **kw: Any) -> ConvertConfig:
+        """The checked config for ``edgeseg convert``'s flags (the CLI only parses).
+
+        Raises:
+            EdgesegError: Conflicting or invalid flags, naming the fix.
+        """
+        modes = [m for m, on in (("int8", int8), ("float16", fp16), ("dynamic", dynamic)) if on]
+        if len(modes) > 1:
+            raise EdgesegError("pick one of --int8, --fp16, --dynamic.")
+        keep = tuple(s.strip() for s in keep_float.split(",") if s.strip()) if keep_float else ()
+        c = cls(mode=modes[0] if modes else "float32", keep_float=keep,
+                upsampling=upsampling, **kw).resolved()
+        if verify and c.mode == "float32":
+            raise EdgesegError("--verify compares a quantized model with its float source; add "
+                               "--int8, --fp16 or --dynamic.")
+        return c
+
 
 @dataclass(frozen=True)
 class ConvertResult:
@@ -133,12 +153,12 @@ def _op_outputs_for(model: Any, keep: tuple[str, ...]) -> list[str]:
     """
     import re
 
-    from ai_edge_litert.interpreter import Interpreter
-
     from edgeseg.deps import tensorflow
+    from edgeseg.runtime.interpreter import make_interpreter
 
     tf = tensorflow()
-    interp = Interpreter(model_content=tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    interp = make_interpreter(tf.lite.TFLiteConverter.from_keras_model(model).convert(), 1,
+                              allocate=False)
     outputs = {i for op in interp._get_ops_details() for i in op["outputs"]}
     names = [t["name"] for t in interp.get_tensor_details() if t["index"] in outputs]
     found, missing = [], []
@@ -152,23 +172,69 @@ def _op_outputs_for(model: Any, keep: tuple[str, ...]) -> list[str]:
     return found
 
 
-def _selective(conv: Any, model: Any, calib: Any, cfg: ModelConfig, keep: tuple[str, ...]) -> bytes:
-    """Quantize everything but the layers in ``keep`` (TFLite's QuantizationDebugger)."""
+def quantization_debugger(conv: Any, calib: Any, cfg: ModelConfig,
+                          denylisted_nodes: tuple[str, ...] = ()) -> Any:
+    """The one TFLite QuantizationDebugger set-up, for ``--keep-float`` and ``compare --layers``.
+
+    Args:
+        conv: An int8 converter from :func:`_converter` (the one ``convert`` uses).
+        calib: The CalibrationSet that feeds both the calibration and the debug run.
+        cfg: The model's config (its preprocessing feeds the images).
+        denylisted_nodes: Op output tensor names to leave in float32.
+    """
     from edgeseg.deps import tensorflow
 
     tf = tensorflow()
-    opts = tf.lite.experimental.QuantizationDebugOptions(
-        denylisted_nodes=_op_outputs_for(model, keep), fully_quantize=True)
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=conv, debug_dataset=lambda: calib.batches(cfg.preprocessing), debug_options=opts)
+    opts = None
+    if denylisted_nodes:
+        opts = tf.lite.experimental.QuantizationDebugOptions(
+            denylisted_nodes=list(denylisted_nodes), fully_quantize=True)
+    return tf.lite.experimental.QuantizationDebugger(
+        converter=conv, debug_dataset=lambda: calib.batches(cfg.preprocessing),
+        debug_options=opts)
+
+
+def _selective(conv: Any, model: Any, calib: Any, cfg: ModelConfig, keep: tuple[str, ...]) -> bytes:
+    """Quantize everything but the layers in ``keep`` (TFLite's QuantizationDebugger)."""
+    debugger = quantization_debugger(conv, calib, cfg, tuple(_op_outputs_for(model, keep)))
     return bytes(debugger.get_nondebug_quantized_model())
+
+
+def layer_statistics(model_path: str | Path, calib: Any) -> tuple[list[str], list[dict[str, str]]]:
+    """Per-tensor quantization statistics of the int8 conversion ``convert --int8`` makes.
+
+    Args:
+        model_path: The .keras model.
+        calib: A CalibrationSet (calibration and debug images).
+
+    Returns:
+        (the deployment model's layer names, the debugger's rows: ``tensor_name``,
+        ``op_name``, ``scale``, ``mean_squared_error``, ``max_abs_error``, ...).
+    """
+    import csv
+    import io
+
+    from edgeseg.deps import quiet_tensorflow
+    from edgeseg.model.build import deployment_copy
+    from edgeseg.model.io import load_model
+
+    model, cfg = load_model(model_path)
+    deploy = deployment_copy(model, cfg, "softmax", True)
+    conv = _converter(deploy, cfg, ConvertConfig(mode="int8", io="float32"), calib, None)
+    with quiet_tensorflow():
+        debugger = quantization_debugger(conv, calib, cfg)
+        debugger.run()
+    buf = io.StringIO()
+    debugger.layer_statistics_dump(buf)
+    buf.seek(0)
+    return [layer.name for layer in deploy.layers], list(csv.DictReader(buf))
 
 
 def tensor_info(model_bytes: bytes) -> dict[str, Any]:
     """Shapes, dtypes and quantization of the model's input and output tensors."""
-    from ai_edge_litert.interpreter import Interpreter
+    from edgeseg.runtime.interpreter import make_interpreter
 
-    interp = Interpreter(model_content=model_bytes)
+    interp = make_interpreter(model_bytes, 1, allocate=False)
 
     def one(d: dict[str, Any]) -> dict[str, Any]:
         scale, zp = d["quantization"]
@@ -207,7 +273,7 @@ def convert(model_path: str | Path, output: str | Path, ccfg: ConvertConfig,
         log: Receives one-line messages.
         progress: Called as ``progress(stage, done, total)`` while calibrating.
     """
-    from edgeseg.atomic import write_bytes, write_json
+    from edgeseg.atomic import write_bytes
     from edgeseg.model.build import deployment_copy
     from edgeseg.model.io import load_model
 
@@ -243,7 +309,9 @@ def convert(model_path: str | Path, output: str | Path, ccfg: ConvertConfig,
         raise
     except Exception as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise EdgesegError(f"the TFLite converter failed for {model_path} ({first}).") from None
+        # Keep the cause: `edgeseg --debug convert ...` prints it (it may be edgeseg's bug).
+        raise EdgesegError(f"the TFLite converter failed for {model_path} ({first}); "
+                           "`edgeseg --debug convert ...` shows the cause.") from e
     info: dict[str, Any] = {
         "edgeseg": cfg.to_dict(),
         "tflite": {
@@ -260,26 +328,24 @@ def convert(model_path: str | Path, output: str | Path, ccfg: ConvertConfig,
 
     data = embed_metadata(flat, info)
     write_bytes(output, data)
-    side = write_json(sidecar_path(output), info)
+    side = save_sidecar(output, info)  # names the model's hash: a stale pair is detected
     extra: tuple[Path, ...] = ()
     if ccfg.target == "edgetpu":
-        extra = _edgetpu_step(output, log)
+        extra = _edgetpu_step(output, info, log)
     size_kb = len(data) / 1024
     log(f"wrote {output} ({ccfg.mode}, {size_kb:,.0f} KiB) and {side.name}")
     return ConvertResult(output, side, info, time.monotonic() - t0, extra)
 
 
-def _edgetpu_step(path: Path, log: Callable[[str], None]) -> tuple[Path, ...]:
+def _edgetpu_step(path: Path, info: dict[str, Any],
+                  log: Callable[[str], None]) -> tuple[Path, ...]:
     """Compile for the Edge TPU when the compiler exists; otherwise write the pre-flight report."""
     from edgeseg.convert.edgetpu import compile_edgetpu, edgetpu_preflight
 
     compiled = compile_edgetpu(path, path.parent)
     if compiled is not None:
         # The compiler keeps neither the sidecar nor the appended zip: give it its own.
-        import shutil
-
-        side = sidecar_path(compiled)
-        shutil.copyfile(sidecar_path(path), side)
+        side = save_sidecar(compiled, info)
         log(f"edgetpu_compiler wrote {compiled}")
         return (compiled, side)
     report = edgetpu_preflight(path)

@@ -28,6 +28,9 @@ XNNPACK_QUANT_OPS = frozenset({
     "RESHAPE", "RESIZE_BILINEAR", "SLICE", "SPACE_TO_DEPTH", "SPLIT", "SUB", "TANH", "TRANSPOSE",
     "TRANSPOSE_CONV",
 })
+# Custom ops XNNPACK implements (its README, "Custom operators"): MediaPipe's, in float32.
+XNNPACK_CUSTOM_OPS = frozenset({"Convolution2DTransposeBias", "MaxPoolingWithArgmax2D",
+                                "MaxUnpooling2D"})
 
 # GPU delegate: the builtin ops its model builder parses (LiteRT
 # tflite/delegates/gpu/common/model_builder.cc, NewOperationParser). Float tensors,
@@ -83,7 +86,7 @@ def xnnpack_support(model: TfliteModel, op: OpInfo) -> OpSupport:
                                        (model.tensors[i] for i in op.inputs)):
         return OpSupport(op.index, op.name, True, "fp16 weights, unpacked to fp32")
     if acts and all(t.dtype == "float32" for t in acts):
-        if op.name in XNNPACK_FLOAT_OPS:
+        if op.name in XNNPACK_FLOAT_OPS or op.name in XNNPACK_CUSTOM_OPS:
             return OpSupport(op.index, op.name, True)
         return OpSupport(op.index, op.name, False, "builtin kernel: XNNPACK has no float op")
     if op.name in ("QUANTIZE", "DEQUANTIZE"):

@@ -77,37 +77,16 @@ def quantization(details: dict[str, Any]) -> tuple[float, int]:
     return float(scale), int(zero_point)
 
 
-def pixel_lut(details: dict[str, Any], mean: Any, std: Any) -> np.ndarray:
-    """A 256×3 table from RGB pixel value to the input tensor's value, per channel.
-
-    Normalization and quantization in one lookup: ``q = round(((p - mean) / std) / scale + zp)``.
-    """
-    p = np.arange(256, dtype=np.float64)[:, None]
-    x = (p - np.asarray(mean, np.float64)) / np.asarray(std, np.float64)
-    dtype = np.dtype(details["dtype"])
-    if dtype == np.float32:
-        return x.astype(np.float32)
-    scale, zero_point = quantization(details)
-    if scale == 0:
-        raise EdgesegError("the model's integer input has no quantization parameters; "
-                           "re-convert it with a representative dataset.")
-    info = np.iinfo(dtype)
-    return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
+def dequantize(raw: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """Real values of a tensor: ``(q - zero_point) * scale`` (float32; as is when not quantized)."""
+    if not scale:
+        return raw.astype(np.float32)
+    return (raw.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
 
 
 def is_identity(lut: np.ndarray) -> bool:
     """True when the table maps every pixel to itself (feed uint8 pixels directly)."""
     return lut.dtype == np.uint8 and bool((lut == np.arange(256)[:, None]).all())
-
-
-def default_normalization(details: dict[str, Any]) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Mean/std for a model without metadata: raw pixels for integer inputs, else [-1, 1]."""
-    scale, zero_point = quantization(details)
-    if np.dtype(details["dtype"]) == np.float32 or scale == 0:
-        return (127.5,) * 3, (127.5,) * 3
-    # Choose mean/std so that the pixel itself is the tensor value (shifted for int8).
-    shift = 128 if np.dtype(details["dtype"]) == np.int8 else 0
-    return (float(zero_point + shift),) * 3, (1.0 / scale,) * 3
 
 
 def _grid(n: int, in_h: int, in_w: int, shape: list[int]) -> tuple[int, int]:
@@ -122,25 +101,41 @@ def _grid(n: int, in_h: int, in_w: int, shape: list[int]) -> tuple[int, int]:
                        f"match the {in_h}x{in_w} input's aspect ratio.")
 
 
-def output_layout(interpreter: Any, head: str | None = None) -> OutputLayout:
-    """Work out how to read the first output.
+def output_details(interpreter: Any, index: int = 0) -> dict[str, Any]:
+    """The details of output ``index``.
+
+    Raises:
+        EdgesegError: No such output (names how many there are).
+    """
+    outputs = interpreter.get_output_details()
+    if not 0 <= index < len(outputs):
+        shapes = ", ".join(f"{i}: {[int(x) for x in d['shape']]}" for i, d in enumerate(outputs))
+        raise EdgesegError(f"--output {index}: the model has {len(outputs)} output(s) ({shapes}); "
+                           "pick the segmentation mask's number.")
+    return outputs[index]
+
+
+def output_layout(interpreter: Any, head: str | None = None, index: int = 0) -> OutputLayout:
+    """Work out how to read output ``index``.
 
     Args:
         interpreter: An allocated interpreter.
         head: The model's head from its metadata, if known (``logits`` moves the
             threshold of a single-channel output from 0.5 to 0).
+        index: Which output holds the segmentation (MediaPipe's pose model: 2).
 
     Raises:
         EdgesegError: For shapes that aren't a segmentation output (names the shape).
     """
-    details = interpreter.get_output_details()[0]
+    details = output_details(interpreter, index)
     shape = [int(x) for x in details["shape"]]
     dtype = np.dtype(details["dtype"])
     scale, zero_point = quantization(details)
     _, in_h, in_w, _ = (int(x) for x in input_details(interpreter)["shape"])
-    bad = EdgesegError(f"output shape {shape} ({dtype.name}) is not a segmentation output; "
-                       "expected [1, h, w, classes], [1, h*w, classes], [1, h, w] or "
-                       "[1, h, w, 1].")
+    more = len(interpreter.get_output_details()) > 1
+    bad = EdgesegError(f"output {index} shape {shape} ({dtype.name}) is not a segmentation "
+                       "output; expected [1, h, w, classes], [1, h*w, classes], [1, h, w] or "
+                       "[1, h, w, 1]" + ("; pick another with --output N." if more else "."))
     if not shape or shape[0] != 1 or len(shape) not in (3, 4) or min(shape) < 1:
         raise bad
     if len(shape) == 4:
@@ -162,9 +157,9 @@ def output_layout(interpreter: Any, head: str | None = None) -> OutputLayout:
     return OutputLayout("binary", h, w, 1, dtype, scale, zero_point, threshold)
 
 
-def get_output(interpreter: Any, layout: OutputLayout) -> np.ndarray:
-    """A view of the first output as h×w×C (h×w for ``ids``). Drop it before ``invoke()``."""
-    raw = interpreter.tensor(interpreter.get_output_details()[0]["index"])()
+def get_output(interpreter: Any, layout: OutputLayout, index: int = 0) -> np.ndarray:
+    """A view of output ``index`` as h×w×C (h×w for ``ids``). Drop it before ``invoke()``."""
+    raw = interpreter.tensor(output_details(interpreter, index)["index"])()
     if layout.kind == "ids":
         return raw.reshape(layout.height, layout.width)
     return raw.reshape(layout.height, layout.width, layout.channels)

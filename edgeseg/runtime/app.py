@@ -52,7 +52,9 @@ def describe(seg: Segmenter) -> str:
     return (f"{d['model']} on {d['runtime']} {d['runtime_version']} ({d['delegate']}, "
             f"{d['threads']} threads): input {w}x{h} {d['input_dtype']} ({feed}), "
             f"output {ow}x{oh}x{c} {d['output_kind']} {d['output_dtype']}, "
-            f"{seg.n_classes or '?'} classes, metadata from {d['metadata']}")
+            f"{seg.n_classes or '?'} classes, metadata from {d['metadata']} ("
+            + "; ".join(f"{k}: {v}" for k, v in d["sources"].items()) + ")"
+            + "".join(f"; note: {n}" for n in d["notes"]))
 
 
 def run(opts: RunOptions, note: Callable[[str], None] = print,

@@ -44,6 +44,7 @@ class BenchResult:
     std_ms: float
     fps: float
     peak_rss_mb: float
+    output: str = ""
     pipeline: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,6 +91,29 @@ def _random_input(interpreter: Any) -> None:
     adapters.set_input(interpreter, data)
 
 
+def latency_stats(times_ms: Any) -> dict[str, float]:
+    """min/mean/percentiles/std of invoke times (ms) and the FPS their mean allows.
+
+    Percentiles interpolate linearly between ranks (numpy's default, as benchmark_model).
+    """
+    ms = np.asarray(times_ms, np.float64)
+    if ms.size == 0:
+        raise EdgesegError("no timed runs: --runs must be at least 1.")
+    pct = {q: float(np.percentile(ms, q)) for q in (50, 90, 99)}
+    return {"min_ms": round(float(ms.min()), 4), "mean_ms": round(float(ms.mean()), 4),
+            "p50_ms": round(pct[50], 4), "p90_ms": round(pct[90], 4), "p99_ms": round(pct[99], 4),
+            "std_ms": round(float(ms.std()), 4), "fps": round(1000 / float(ms.mean()), 2)}
+
+
+def _output_text(interpreter: Any, model: str | os.PathLike) -> str:
+    """``[1, 208, 208, 4] uint8 softmax``: the segmentation output and its head."""
+    from edgeseg.runtime.metadata import read_metadata
+
+    d = adapters.output_details(interpreter)
+    head = read_metadata(model).head or "?"
+    return f"{[int(x) for x in d['shape']]} {np.dtype(d['dtype']).name} {head}"
+
+
 def bench_model(model: str | os.PathLike, threads: int | None = None,
                 delegate: str | None = None, fallback: bool = False, runs: int = 50,
                 warmup: int = 5, min_seconds: float = 0.0) -> BenchResult:
@@ -114,7 +138,6 @@ def bench_model(model: str | os.PathLike, threads: int | None = None,
         t = time.perf_counter()
         interpreter.invoke()
         times.append((time.perf_counter() - t) * 1000)
-    ms = np.asarray(times)
     nodes = delegated_nodes(interpreter)
     details = adapters.input_details(interpreter)
     be = backend()
@@ -123,12 +146,8 @@ def bench_model(model: str | os.PathLike, threads: int | None = None,
         threads=threads or default_threads(), delegate=delegate_name(interpreter),
         delegated_nodes=nodes[0] if nodes else None, total_nodes=nodes[1] if nodes else None,
         input=f"{list(int(x) for x in details['shape'])} {np.dtype(details['dtype']).name}",
-        init_ms=round(init_ms, 2), warmup=warmup, runs=len(times),
-        min_ms=round(float(ms.min()), 4), mean_ms=round(float(ms.mean()), 4),
-        p50_ms=round(float(np.percentile(ms, 50)), 4),
-        p90_ms=round(float(np.percentile(ms, 90)), 4),
-        p99_ms=round(float(np.percentile(ms, 99)), 4), std_ms=round(float(ms.std()), 4),
-        fps=round(1000 / float(ms.mean()), 2), peak_rss_mb=round(peak_rss_mb(), 1),
+        init_ms=round(init_ms, 2), warmup=warmup, runs=len(times), **latency_stats(times),
+        peak_rss_mb=round(peak_rss_mb(), 1), output=_output_text(interpreter, model),
     )
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import importlib
+import io
 import os
 import platform
+import re
 import warnings
 import weakref
 from pathlib import Path
@@ -25,6 +28,17 @@ _EDGETPU_LIBS = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib",
                  "Windows": "edgetpu.dll"}
 _GPU_LIB = "libtensorflowlite_gpu_delegate.so"
 CPU_NAMES = (None, "", "cpu", "xnnpack")
+# Custom ops found in published models, and what runs them.
+_CUSTOM_OPS = {
+    # MediaPipe's ops: the XNNPACK delegate implements them (its README, "Custom operators").
+    "Convolution2DTransposeBias": "MediaPipe's op, run by the XNNPACK delegate of ai-edge-litert "
+                                  "(pip install ai-edge-litert)",
+    "MaxPoolingWithArgmax2D": "MediaPipe's op, run by the XNNPACK delegate of ai-edge-litert "
+                              "(pip install ai-edge-litert)",
+    "MaxUnpooling2D": "MediaPipe's op, run by the XNNPACK delegate of ai-edge-litert "
+                      "(pip install ai-edge-litert)",
+    "edgetpu-custom-op": "the model is compiled for the Edge TPU: run it with --delegate edgetpu",
+}
 
 # Which delegate each interpreter really got (after any fallback).
 _DELEGATE_USED: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
@@ -53,6 +67,16 @@ def backend() -> Backend:
         version = getattr(importlib.import_module(package), "__version__", "unknown")
         return Backend(name, str(version), module)
     raise EdgesegError(f"no TFLite interpreter is installed; {INSTALL_HINT}.")
+
+
+def _numpy_message(version: str) -> str:
+    """tflite-runtime's last release (2.14, 2023) is compiled against numpy 1: under numpy 2
+    its first call prints numpy's 20-line warning with a traceback, then fails."""
+    import numpy as np
+
+    return (f"tflite-runtime {version} was built for numpy 1.x and cannot run with numpy "
+            f"{np.__version__}: pip install \"numpy<2\", or replace it with ai-edge-litert "
+            "(pip install ai-edge-litert), which supports numpy 2.")
 
 
 def default_threads() -> int:
@@ -98,40 +122,80 @@ def _delegates_for(delegate: str, model_path: Path) -> list[Any]:
     return [_load(delegate, Path(delegate).name, "check that the library matches this runtime")]
 
 
-def _create(model_path: Path, threads: int, delegates: list[Any]) -> Any:
+def load_error(model_path: Path, error: BaseException) -> EdgesegError:
+    """The one-line error for an interpreter that refused a model, saying what to do.
+
+    A custom op the runtime lacks is named with what runs it; a module built for
+    numpy 1 says so; anything else points at a damaged file.
+    """
+    text = str(error).strip()
+    be = backend()
+    op = re.search(r"unresolved custom op: ([\w.\-/]+?)\.?(?:\s|$)", text)
+    if op:
+        name = op.group(1)
+        has = _CUSTOM_OPS.get(name, "a runtime built with that op (the model's own framework "
+                                    "registers it)")
+        if be.name == "ai-edge-litert" and "MediaPipe" in has:
+            has = "MediaPipe's op runs only in the XNNPACK delegate, the default CPU path: run " \
+                  "without --delegate"
+        return EdgesegError(f"{model_path} uses the custom op {name}, which {be.name} "
+                            f"{be.version} does not have: {has}.")
+    chain = [error, error.__cause__, error.__context__]
+    if any(e is not None and ("_ARRAY_API" in str(e) or "numpy.core.multiarray" in str(e))
+           for e in chain):
+        return EdgesegError(_numpy_message(be.version))
+    detail = text.splitlines()[0] if text else type(error).__name__
+    return EdgesegError(f"{model_path} could not be loaded as a TFLite model ({detail}); check "
+                        "that the file is complete (re-copy or re-run `edgeseg convert`).")
+
+
+def _create(model_path: Path, threads: int, delegates: list[Any], content: bytes | None = None,
+            allocate: bool = True) -> Any:
+    # numpy's C-API loader prints its own traceback to stderr before the call fails;
+    # the error below says it in one line instead.
+    noise = io.StringIO()
+    source = {"model_content": content} if content is not None else {"model_path": str(model_path)}
     try:
-        interpreter = backend().module.Interpreter(
-            model_path=str(model_path), num_threads=threads,
-            experimental_delegates=delegates or None,
-        )
-        interpreter.allocate_tensors()
-    except (ValueError, RuntimeError) as e:
-        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise EdgesegError(
-            f"{model_path} could not be loaded as a TFLite model ({detail}); check that the file "
-            "is complete (re-copy or re-run `edgeseg convert`)."
-        ) from e
+        with contextlib.redirect_stderr(noise):
+            interpreter = backend().module.Interpreter(
+                **source, num_threads=threads, experimental_delegates=delegates or None,
+            )
+            if allocate:
+                interpreter.allocate_tensors()
+    except (ValueError, RuntimeError, SystemError, ImportError) as e:
+        raise load_error(model_path, e) from e
     return interpreter
 
 
-def make_interpreter(model_path: str | os.PathLike, threads: int | None = None,
-                     delegate: str | None = None, fallback: bool = False) -> Any:
-    """Create and allocate an interpreter for ``model_path``.
+def make_interpreter(model_path: str | os.PathLike | bytes, threads: int | None = None,
+                     delegate: str | None = None, fallback: bool = False,
+                     allocate: bool = True) -> Any:
+    """Create and allocate an interpreter for ``model_path``: the only place that makes one.
 
     Args:
-        model_path: The ``.tflite`` file.
+        model_path: The ``.tflite`` file, or the model's bytes (CPU only).
         threads: CPU threads for XNNPACK and the builtin kernels (default: all cores).
         delegate: ``None``/``"cpu"`` (XNNPACK), ``"edgetpu"`` (needs an ``_edgetpu.tflite``),
             ``"gpu"``, or the path of a delegate library.
         fallback: When the delegate cannot be loaded, warn and run on the CPU instead
             of raising.
+        allocate: Allocate the tensors (False: only read the graph, e.g. a model whose
+            custom op needs a delegate that isn't here).
 
     Returns:
-        An interpreter with tensors allocated.
+        An interpreter, with tensors allocated unless ``allocate`` is False.
 
     Raises:
-        EdgesegError: Missing or corrupt model, unknown or missing delegate.
+        EdgesegError: Missing or corrupt model, unknown or missing delegate, a custom op
+            the runtime lacks, a runtime built for another numpy.
     """
+    if isinstance(model_path, (bytes, bytearray)):
+        if delegate not in CPU_NAMES:
+            raise EdgesegError("a delegate needs the model as a file; save it first.")
+        interpreter = _create(Path("<model bytes>"), threads or default_threads(), [],
+                              bytes(model_path), allocate)
+        _DELEGATE_USED[interpreter] = "xnnpack"
+        return interpreter
     path = Path(model_path)
     if not path.is_file():
         raise EdgesegError(f"{path}: no such model file; check the path.")
@@ -148,7 +212,7 @@ def make_interpreter(model_path: str | os.PathLike, threads: int | None = None,
                 raise
             warnings.warn(f"{e} Falling back to the CPU (XNNPACK).", RuntimeWarning, stacklevel=2)
             name = "xnnpack"
-    interpreter = _create(path, threads, delegates)
+    interpreter = _create(path, threads, delegates, None, allocate)
     _DELEGATE_USED[interpreter] = name
     return interpreter
 

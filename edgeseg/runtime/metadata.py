@@ -1,18 +1,26 @@
-"""What a .tflite says about itself: sidecar JSON, else the embedded zip, else defaults."""
+"""What a .tflite says about itself: the one reader, with where each setting came from.
+
+Order, per setting: edgeseg's own description (the sidecar ``<model>.json`` when it
+belongs to this model, else the ``edgeseg.json`` packed in the file), then the
+standard TFLite metadata (NormalizationOptions, ImageProperties colour space, the
+label file — what MediaPipe and model-zoo files carry), then defaults that the
+Segmenter derives from the input tensor.
+"""
 
 from __future__ import annotations
 
 import json
-import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeseg.config import sidecar_path
+from edgeseg.config import read_sidecar, sidecar_path
 from edgeseg.errors import EdgesegError
+from edgeseg.labels import parse_labels
 
 EMBEDDED_JSON = "edgeseg.json"
 EMBEDDED_LABELS = "labels.txt"
+STANDARD = "TFLite metadata"
 
 
 @dataclass(frozen=True)
@@ -23,11 +31,17 @@ class ModelMetadata:
         mean: Per-channel mean in RGB order, or None to derive it from the input tensor.
         std: Per-channel std in RGB order, or None to derive it from the input tensor.
         color: Channel order the model takes (``RGB`` or ``BGR``).
-        interpolation: How frames are resized to the input (``bilinear``, ``nearest``, ``area``).
-        labels: Class names, background first (empty when unknown).
+        interpolation: How frames are resized (see ``edgeseg.preprocess.INTERPOLATIONS``).
+        labels: Class names as the model states them (may name only the foreground).
         head: ``softmax``, ``logits``, ``argmax`` or ``sigmoid``; None when unknown.
-        size: (height, width) the metadata says the model takes, if it says.
-        source: Where it came from: ``sidecar``, ``embedded`` or ``defaults``.
+        size: (height, width) the description says the model takes, if it says.
+        source: Where edgeseg's description came from: ``sidecar``, ``embedded``,
+            ``TFLite metadata`` (standard metadata only) or ``defaults``.
+        sources: Setting -> where it came from (``mean/std``, ``color``,
+            ``interpolation``, ``labels``, ``head``).
+        description: The whole edgeseg description (``{"edgeseg": ..., "tflite": ...}``),
+            None for a model edgeseg did not write.
+        notes: Settings the model states that are not used, and why.
     """
 
     mean: tuple[float, float, float] | None = None
@@ -38,85 +52,133 @@ class ModelMetadata:
     head: str | None = None
     size: tuple[int, int] | None = None
     source: str = "defaults"
+    sources: dict[str, str] = field(default_factory=dict)
+    description: dict[str, Any] | None = None
+    notes: tuple[str, ...] = ()
 
 
 def _triple(v: Any) -> tuple[float, float, float] | None:
     if v is None:
         return None
-    vals = [float(x) for x in (v if isinstance(v, (list, tuple)) else [v] * 3)]
+    vals = [float(x) for x in (v if isinstance(v, (list, tuple)) else [v])]
+    if len(vals) == 1:  # one value for all channels (NormalizationOptions allows it)
+        vals *= 3
     if len(vals) != 3:
-        raise ValueError(f"expected 3 values, got {len(vals)}")
+        raise ValueError(f"expected 1 or 3 values, got {len(vals)}")
     return vals[0], vals[1], vals[2]
 
 
 def parse(data: dict[str, Any], source: str, labels: tuple[str, ...] = ()) -> ModelMetadata:
-    """Build ModelMetadata from a sidecar-format dict ({"edgeseg": {...}, "tflite": {...}})."""
+    """Build ModelMetadata from edgeseg's description ({"edgeseg": {...}, "tflite": {...}}).
+
+    Raises:
+        ValueError, TypeError, AttributeError: A malformed description.
+    """
+    from edgeseg.preprocess import INTERPOLATIONS
+
     cfg = data.get("edgeseg", data)
     pre = cfg.get("preprocessing") or {}
     color = str(pre.get("color", "RGB")).upper()
     if color not in ("RGB", "BGR"):
         raise ValueError(f"colour order {color!r} is not RGB or BGR")
+    interpolation = str(pre.get("interpolation", "auto"))
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation {interpolation!r} is not one of {INTERPOLATIONS}")
     head = (data.get("tflite") or {}).get("head")
     h, w = pre.get("height", cfg.get("height")), pre.get("width", cfg.get("width"))
+    own_labels = tuple(str(x) for x in cfg.get("labels") or ())
+    mean = _triple(pre.get("mean", cfg.get("mean")))
+    where = {"sidecar": "sidecar", "embedded": f"embedded {EMBEDDED_JSON}"}.get(source, source)
     return ModelMetadata(
-        mean=_triple(pre.get("mean", cfg.get("mean"))),
-        std=_triple(pre.get("std", cfg.get("std"))),
-        color=color,
-        interpolation=str(pre.get("interpolation", "bilinear")),
-        labels=tuple(str(x) for x in cfg.get("labels") or ()) or labels,
-        head=str(head) if head else None,
-        size=(int(h), int(w)) if h and w else None,
-        source=source,
+        mean=mean, std=_triple(pre.get("std", cfg.get("std"))), color=color,
+        interpolation=interpolation, labels=own_labels or labels,
+        head=str(head) if head else None, size=(int(h), int(w)) if h and w else None,
+        source=source, description=data,
+        sources={"mean/std": where if mean is not None else "default",
+                 "color": where, "interpolation": where,
+                 "labels": where if own_labels else (f"embedded {EMBEDDED_LABELS}" if labels
+                                                     else "none"),
+                 "head": where if head else "none"},
     )
 
 
-def _embedded(path: Path) -> tuple[dict[str, Any] | None, tuple[str, ...]]:
-    """The JSON and labels stored in the zip appended to the flatbuffer, if any."""
+def _standard(path: Path) -> dict[str, Any]:
+    """The standard TFLite metadata and packed files ({} when unreadable or absent)."""
     try:
-        with zipfile.ZipFile(path) as zf:
-            names = set(zf.namelist())
-            data = json.loads(zf.read(EMBEDDED_JSON)) if EMBEDDED_JSON in names else None
-            labels: tuple[str, ...] = ()
-            if EMBEDDED_LABELS in names:
-                text = zf.read(EMBEDDED_LABELS).decode("utf-8")
-                labels = tuple(line.strip() for line in text.splitlines() if line.strip())
-            return data, labels
-    except (zipfile.BadZipFile, OSError, KeyError):
-        return None, ()
+        from edgeseg.convert.metadata import read_metadata as read_standard
+    except ImportError:  # a runtime install without the metadata schema's flatbuffers
+        return {}
+    try:
+        return read_standard(path)
+    except (ImportError, ValueError, TypeError, AttributeError, IndexError, KeyError, OSError):
+        return {}  # no flatbuffers package, or a damaged metadata buffer: the model still runs on defaults
+
+
+def _from_standard(std: dict[str, Any]) -> ModelMetadata:
+    """ModelMetadata from the standard TFLite metadata of a model edgeseg did not write."""
+    notes: list[str] = []
+    sources = {"interpolation": "default (bilinear, as MediaPipe and the Task Library)",
+               "head": "none"}
+    mean = stdv = None
+    inp = std.get("input") or {}
+    if inp.get("mean") is not None and inp.get("std") is not None:
+        mean, stdv = _triple(inp["mean"]), _triple(inp["std"])
+        sources["mean/std"] = f"{STANDARD} (NormalizationOptions)"
+    else:
+        sources["mean/std"] = "default"
+    color = "RGB"
+    space = inp.get("color_space")
+    if space == "RGB":
+        sources["color"] = f"{STANDARD} (ImageProperties RGB)"
+    else:
+        sources["color"] = "default (RGB)"
+        if space and space != "UNKNOWN":
+            notes.append(f"the input's colour space {space} is not handled; feeding RGB")
+    labels = tuple(str(x) for x in std.get("labels") or ())
+    sources["labels"] = f"{STANDARD} (label file)" if labels else "none"
+    return ModelMetadata(mean=mean, std=stdv, color=color, interpolation="bilinear",
+                         labels=labels, source=STANDARD if std.get("has_metadata") or labels
+                         else "defaults", sources=sources, notes=tuple(notes))
 
 
 def read_metadata(model_path: str | Path) -> ModelMetadata:
-    """Read the model's preprocessing and labels.
-
-    The sidecar ``<model>.tflite.json`` wins (it can be edited without touching the
-    model), then the ``edgeseg.json``/``labels.txt`` embedded in the file, then defaults.
+    """Read the model's preprocessing, labels and head, noting where each came from.
 
     Raises:
-        EdgesegError: When the sidecar or embedded JSON is present but malformed.
+        EdgesegError: The sidecar or the packed edgeseg.json is present but malformed
+            (one line naming the file and the fix).
     """
     path = Path(model_path)
-    side = sidecar_path(path)
-    data: dict[str, Any] | None = None
-    source, where = "defaults", ""
-    labels: tuple[str, ...] = ()
-    if side.is_file():
-        source, where = "sidecar", str(side)
-        try:
-            data = json.loads(side.read_text())
-        except ValueError as e:
-            raise EdgesegError(f"{side} is not valid JSON ({e}); fix or delete it.") from e
-    else:
-        try:
-            data, labels = _embedded(path)
-        except ValueError as e:
-            raise EdgesegError(f"the edgeseg.json inside {path} is not valid JSON ({e}); "
-                               "re-run `edgeseg convert`.") from e
-        if data is not None or labels:
-            source, where = "embedded", f"{path} (embedded {EMBEDDED_JSON})"
+    data = read_sidecar(path)  # None when absent or another model's (it warns)
+    where = str(sidecar_path(path))
+    source = "sidecar"
+    std = _standard(path) if path.is_file() else {}
+    files = set(std.get("associated_files") or ())
+    packed_labels: tuple[str, ...] = ()
     if data is None:
-        return ModelMetadata(labels=labels, source=source)
+        packed = _packed(path) if EMBEDDED_JSON in files or EMBEDDED_LABELS in files else {}
+        if EMBEDDED_JSON in packed:
+            try:
+                data = json.loads(packed[EMBEDDED_JSON])
+            except ValueError as e:
+                raise EdgesegError(f"the {EMBEDDED_JSON} inside {path} is not valid JSON ({e}); "
+                                   "re-run `edgeseg convert`.") from None
+            source, where = "embedded", f"{path} (embedded {EMBEDDED_JSON})"
+        packed_labels = parse_labels(packed.get(EMBEDDED_LABELS, b""))
+    if data is None:
+        return _from_standard(std)
     try:
-        return parse(data, source, labels)
+        if not isinstance(data, dict):
+            raise TypeError("not a JSON object")
+        return parse(data, source, packed_labels)
     except (ValueError, TypeError, AttributeError) as e:
         raise EdgesegError(f"{where} is not a valid edgeseg description ({e}); "
-                           "fix it or re-run `edgeseg convert`.") from e
+                           "fix it or re-run `edgeseg convert`.") from None
+
+
+def _packed(path: Path) -> dict[str, bytes]:
+    try:
+        from edgeseg.convert.metadata import associated_files
+    except ImportError:
+        return {}
+    return associated_files(path)

@@ -10,9 +10,10 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from edgeseg.errors import EdgesegError
+from edgeseg.preprocess import DEFAULT_MEAN, DEFAULT_STD, Preprocessing, pixel_table, resize_rgb
 from edgeseg.runtime import adapters
 from edgeseg.runtime.interpreter import backend, default_threads, delegate_name, make_interpreter
-from edgeseg.runtime.metadata import read_metadata
+from edgeseg.runtime.metadata import ModelMetadata, read_metadata
 
 
 class Timings(NamedTuple):
@@ -41,27 +42,72 @@ class Segmentation(NamedTuple):
     timings: Timings
 
 
-def _labels(meta_labels: tuple[str, ...], layout: adapters.OutputLayout) -> tuple[str, ...]:
-    n = {"scores": layout.channels, "binary": 2}.get(layout.kind, len(meta_labels))
-    if meta_labels and len(meta_labels) == n:
-        return meta_labels
-    if meta_labels:
-        warnings.warn(f"the model's metadata lists {len(meta_labels)} labels for {n} classes; "
+def _labels(meta: ModelMetadata, layout: adapters.OutputLayout,
+            notes: list[str]) -> tuple[str, ...]:
+    """Class names for the output, background first."""
+    n = {"scores": layout.channels, "binary": 2}.get(layout.kind, len(meta.labels))
+    labels = meta.labels
+    if labels and len(labels) == n:
+        return labels
+    if labels and len(labels) == n - 1:
+        # Label files of binary/foreground models (MediaPipe's selfie: "selfie") name
+        # only the classes that are not background.
+        notes.append(f"the label file names only the foreground ({', '.join(labels)}); "
+                     "class 0 is background")
+        return ("background", *labels)
+    if labels:
+        warnings.warn(f"the model's metadata lists {len(labels)} labels for {n} classes; "
                       "using class numbers instead.", RuntimeWarning, stacklevel=3)
     if layout.kind == "binary":
         return ("background", "foreground")
     return tuple(f"class{i}" for i in range(n))
 
 
+def _pick_output(interpreter: Any, head: str | None, confidence: bool) -> int:
+    """The cheapest output that answers: a model offering both an in-graph argmax and
+    the scores it came from is read through the argmax unless confidence is asked for."""
+    layouts: dict[int, adapters.OutputLayout] = {}
+    for i in range(len(interpreter.get_output_details())):
+        try:
+            layouts[i] = adapters.output_layout(interpreter, head if i == 0 else None, i)
+        except EdgesegError:
+            continue
+    ids = [i for i, lay in layouts.items() if lay.kind == "ids"]
+    scores = [i for i, lay in layouts.items() if lay.kind == "scores"]
+    if len(ids) == 1 and len(scores) == 1 and (
+            layouts[ids[0]][1:3] == layouts[scores[0]][1:3]):
+        return scores[0] if confidence else ids[0]
+    return 0
+
+
+def _spec(meta: ModelMetadata, details: dict[str, Any], notes: list[str]) -> Preprocessing:
+    """The Preprocessing the model states, with defaults derived from its input tensor."""
+    _, h, w, _ = (int(x) for x in details["shape"])
+    mean, std = meta.mean, meta.std
+    if mean is None or std is None:
+        scale, zero_point = adapters.quantization(details)
+        if np.dtype(details["dtype"]) == np.float32 or not scale:
+            mean, std = DEFAULT_MEAN, DEFAULT_STD  # edgeseg's own x / 128 - 1
+        else:  # the pixel itself is the tensor value (shifted for int8)
+            shift = 128 if np.dtype(details["dtype"]) == np.int8 else 0
+            mean, std = (float(zero_point + shift),) * 3, (1.0 / scale,) * 3
+        notes.append(f"no normalization stated; using mean {mean[0]:g}, std {std[0]:g}")
+    return Preprocessing(h, w, tuple(mean), tuple(std), meta.color,  # type: ignore[arg-type]
+                         meta.interpolation)
+
+
 class Segmenter:
     """Run a segmentation ``.tflite`` on camera frames.
 
-    Preprocessing (input size, mean/std, colour order) and labels come from the
-    model's sidecar JSON or embedded metadata, else from the input tensor's
-    quantization. Work buffers are allocated once; each frame costs one resize, one
-    colour conversion or table lookup into the input tensor, the invoke, an argmax
-    at model resolution and one nearest-neighbour resize to the frame. Not thread-safe:
-    use one Segmenter per thread.
+    Preprocessing (mean/std, colour order, resize) and labels come from the model's
+    own description (see :mod:`edgeseg.runtime.metadata`: sidecar or embedded
+    edgeseg.json, else the standard TFLite metadata), else from the input tensor.
+    Each frame costs one resize, one colour conversion or table lookup into the
+    input tensor (:func:`edgeseg.preprocess.pixel_table`: the same numbers as
+    :func:`edgeseg.preprocess.model_input`), the invoke, the cheapest reading of the
+    output the model offers (its in-graph argmax; else an argmax on the raw 8-bit
+    scores, never dequantized unless confidence is asked for) and one
+    nearest-neighbour resize to the frame. Not thread-safe: one Segmenter per thread.
 
     Args:
         model_path: The ``.tflite`` model.
@@ -70,6 +116,9 @@ class Segmenter:
         rgb: Frames are RGB (default: BGR, as OpenCV delivers them).
         fallback: Run on the CPU with a warning when the delegate can't be loaded.
         confidence: Also return the winning class's score per pixel (costs time).
+        output: Which output holds the segmentation. Default: output 0, or for a model
+            that offers an in-graph argmax beside its scores, the argmax (the scores
+            when ``confidence`` is asked for).
 
     Raises:
         EdgesegError: Missing/corrupt model, input that isn't an image, unsupported output.
@@ -77,7 +126,7 @@ class Segmenter:
 
     def __init__(self, model_path: str | os.PathLike, threads: int | None = None,
                  delegate: str | None = None, rgb: bool = False, fallback: bool = False,
-                 confidence: bool = False) -> None:
+                 confidence: bool = False, output: int | None = None) -> None:
         import cv2  # the resize and colour conversions; adapters stay numpy-only
 
         self._cv2 = cv2
@@ -88,6 +137,7 @@ class Segmenter:
         self.threads = threads or default_threads()
         self.delegate = delegate_name(self.interpreter)
         self.metadata = read_metadata(model_path)
+        self.notes: list[str] = list(self.metadata.notes)
         self.input = adapters.input_details(self.interpreter)
         self.input_size = adapters.input_size(self.interpreter)  # (width, height)
         if self.metadata.size and self.metadata.size != self.input_size[::-1]:
@@ -95,18 +145,21 @@ class Segmenter:
                           f"{self.metadata.size[0]}x{self.metadata.size[1]} input but the model "
                           f"takes {self.input_size[1]}x{self.input_size[0]}; is it the right "
                           "sidecar? Using the model's size.", RuntimeWarning, stacklevel=2)
-        self.layout = adapters.output_layout(self.interpreter, self.metadata.head)
-        self.labels = _labels(self.metadata.labels, self.layout)
+        if output is None:
+            output = _pick_output(self.interpreter, self.metadata.head, confidence)
+        self.output_index = output
+        head = self.metadata.head if len(self.interpreter.get_output_details()) == 1 else None
+        self.layout = adapters.output_layout(self.interpreter, head, output)
+        self.labels = _labels(self.metadata, self.layout, self.notes)
         self.want_confidence = confidence
-        default_mean, default_std = adapters.default_normalization(self.input)
-        mean = self.metadata.mean or default_mean
-        std = self.metadata.std or default_std
-        lut = adapters.pixel_lut(self.input, mean, std)
+        self.spec = _spec(self.metadata, self.input, self.notes)
+        scale, zero_point = adapters.quantization(self.input)
+        lut = pixel_table(self.spec, self.input["dtype"], scale, zero_point)
+        if self.spec.color == "BGR":  # the table is per RGB channel; the tensor is BGR
+            lut = lut[:, ::-1]
         self.feeds_pixels = adapters.is_identity(lut)
         self._lut = np.ascontiguousarray(lut.reshape(1, 256, 3))
-        self._swap = rgb != (self.metadata.color == "RGB")
-        self._interp = {"nearest": cv2.INTER_NEAREST, "area": cv2.INTER_AREA}.get(
-            self.metadata.interpolation, cv2.INTER_LINEAR)
+        self._swap = rgb != (self.spec.color == "RGB")
         self._nearest = getattr(cv2, "INTER_NEAREST_EXACT", cv2.INTER_NEAREST)
         w, h = self.input_size
         self._resized = np.empty((h, w, 3), np.uint8)
@@ -116,7 +169,7 @@ class Segmenter:
         self._tmp = np.empty((oh, ow), np.uint16)
         self._input_view = self.interpreter.tensor(self.input["index"])
         self._output_view = self.interpreter.tensor(
-            self.interpreter.get_output_details()[0]["index"])
+            adapters.output_details(self.interpreter, output)["index"])
         self._output_shape = (oh, ow) if self.layout.kind == "ids" else (oh, ow, -1)
 
     @property
@@ -125,17 +178,24 @@ class Segmenter:
         return len(self.labels)
 
     def describe(self) -> dict[str, Any]:
-        """What is running: for logs, ``edgeseg run`` and ``edgeseg bench``."""
+        """What is running, and where each setting came from: for logs, ``run`` and ``bench``."""
         be = backend()
+        sources = {k: v for k, v in self.metadata.sources.items()}
+        if any(n.startswith("no normalization stated") for n in self.notes):
+            sources["mean/std"] = "default (from the input tensor)"
+        if self.labels and self.labels[0] == "background" and "foreground" in " ".join(self.notes):
+            sources["labels"] = sources.get("labels", "none") + " + background"
         return {
             "model": self.model_path, "runtime": be.name, "runtime_version": be.version,
             "threads": self.threads, "delegate": self.delegate,
             "input": [int(x) for x in self.input["shape"]],
             "input_dtype": np.dtype(self.input["dtype"]).name,
             "output": [self.layout.height, self.layout.width, self.layout.channels],
+            "output_index": self.output_index,
             "output_kind": self.layout.kind, "output_dtype": np.dtype(self.layout.dtype).name,
             "feeds_pixels": self.feeds_pixels, "metadata": self.metadata.source,
-            "labels": list(self.labels),
+            "preprocessing": self.spec.to_dict(), "sources": sources,
+            "notes": list(self.notes), "labels": list(self.labels),
         }
 
     def _preprocess(self, frame: np.ndarray) -> None:
@@ -144,12 +204,8 @@ class Segmenter:
             raise EdgesegError(f"frames must be H×W×3 uint8 images, got shape {frame.shape} "
                                f"{frame.dtype}.")
         w, h = self.input_size
-        src = frame
-        if frame.shape[:2] != (h, w):
-            # Same rule as edgeseg.preprocess.resize_rgb: area filter when shrinking 2x or more.
-            shrink = frame.shape[0] >= 2 * h and frame.shape[1] >= 2 * w
-            interp = cv2.INTER_AREA if shrink and self._interp == cv2.INTER_LINEAR else self._interp
-            src = cv2.resize(frame, (w, h), dst=self._resized, interpolation=interp)
+        # The one resize definition (edgeseg.preprocess), into a buffer allocated once.
+        src = resize_rgb(frame, h, w, self.spec.interpolation, dst=self._resized)
         view = self._input_view()[0]
         if self.feeds_pixels:
             if self._swap:
@@ -164,6 +220,11 @@ class Segmenter:
                 np.copyto(view, out)
         del view  # the interpreter refuses to invoke while a view of its memory is alive
 
+    def input_tensor(self, frame: np.ndarray) -> np.ndarray:
+        """A copy of the input tensor this Segmenter feeds for ``frame`` (H×W×3)."""
+        self._preprocess(frame)
+        return np.array(self._input_view()[0])
+
     def _class_ids(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Class ids at model resolution (never a view of tensor memory) and the confidence."""
         lay = self.layout
@@ -173,9 +234,7 @@ class Segmenter:
         elif lay.kind == "binary":
             ids = (raw[..., 0] > lay.threshold).view(np.uint8)
             if self.want_confidence:
-                p = self._dequantize(raw[..., 0])
-                if self.metadata.head == "logits":
-                    p = 1.0 / (1.0 + np.exp(-p))
+                p = self._probability(raw[..., 0])
                 conf = np.maximum(p, 1.0 - p)
         elif raw.dtype != np.float32 and lay.channels <= 256:
             ids = adapters.argmax_8bit(raw, self._key, self._tmp)
@@ -187,17 +246,41 @@ class Segmenter:
                 conf = self._score_confidence(raw)
         return ids, conf
 
-    def _dequantize(self, raw: np.ndarray) -> np.ndarray:
-        if not self.layout.scale:
-            return raw.astype(np.float32)
-        return (raw.astype(np.float32) - self.layout.zero_point) * self.layout.scale
+    def _probability(self, raw: np.ndarray) -> np.ndarray:
+        p = adapters.dequantize(raw, self.layout.scale, self.layout.zero_point)
+        return 1.0 / (1.0 + np.exp(-p)) if self.metadata.head == "logits" else p
 
     def _score_confidence(self, raw: np.ndarray) -> np.ndarray:
-        scores = self._dequantize(raw)
+        scores = adapters.dequantize(raw, self.layout.scale, self.layout.zero_point)
         top = scores.max(axis=-1)
         if self.metadata.head == "logits" or top.max() > 1.0 or scores.min() < 0.0:
             return 1.0 / np.exp(scores - top[..., None]).sum(axis=-1)  # softmax of the winner
         return top
+
+    def predict(self, frame: np.ndarray,
+                scores: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Class ids at the model's output resolution, for evaluation and comparison.
+
+        Args:
+            frame: H×W×3 uint8 (BGR unless made with ``rgb=True``), any size.
+            scores: Also return the dequantized per-class scores (h×w×C float32;
+                for a 1-channel output, the stacked probabilities of classes 0 and 1).
+
+        Returns:
+            (h×w class ids, scores or None; None for an in-graph argmax).
+        """
+        self._preprocess(frame)
+        self.interpreter.invoke()
+        raw = self._output_view().reshape(self._output_shape)
+        ids, _ = self._class_ids(raw)
+        out = None
+        if scores and self.layout.kind == "scores":
+            out = adapters.dequantize(raw, self.layout.scale, self.layout.zero_point)
+        elif scores and self.layout.kind == "binary":
+            p = self._probability(raw[..., 0])
+            out = np.stack([1.0 - p, p], axis=-1)
+        del raw
+        return ids, out
 
     def segment(self, frame: np.ndarray) -> Segmentation:
         """Segment one H×W×3 uint8 frame (BGR unless the Segmenter was made with ``rgb=True``)."""

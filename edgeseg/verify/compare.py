@@ -11,7 +11,7 @@ import numpy as np
 
 from edgeseg.data.readers import MaskEncoding
 from edgeseg.errors import EdgesegError
-from edgeseg.metrics import MetricAccumulator, SegMetrics
+from edgeseg.verify.metrics import MetricAccumulator, SegMetrics
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,10 @@ class CompareReport:
         """mIoU drop in points (0-100 scale); negative when quantization helped."""
         return 100.0 * (self.float_metrics.mean_iou - self.quant_metrics.mean_iou)
 
+    def passes(self, max_drop: Optional[float]) -> bool:
+        """The gate: True when the mIoU drop is at most ``max_drop`` points (None: no gate)."""
+        return max_drop is None or self.miou_drop <= max_drop
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "images": self.images, "pixel_agreement": round(self.pixel_agreement, 6),
@@ -62,8 +66,11 @@ class CompareReport:
 def compare(float_model: str | Path, quant_model: str | Path, data: str | Path,
             limit: Optional[int] = None, layers: bool = False,
             progress: Optional[Callable[[int, int], None]] = None,
+            output: Optional[int] = None,
             encoding: Optional[MaskEncoding] = None) -> CompareReport:
     """Run both models on ``data`` (its val/ split when present) and compare them.
+
+    A ``.tflite`` runs through ``edgeseg.runtime.Segmenter``, the code the device runs.
 
     Args:
         float_model: The reference (.keras or float .tflite).
@@ -72,35 +79,45 @@ def compare(float_model: str | Path, quant_model: str | Path, data: str | Path,
         limit: Compare only the first N images.
         layers: Also rank layers by quantization error (needs the .keras source).
         progress: Called as ``progress(done, total)``.
+        output: Which output of a .tflite holds the segmentation.
         encoding: How masks are read (default: ``MaskEncoding()``, ignore index 255).
-    """
-    from edgeseg.evaluate import eval_pairs, iter_batches
-    from edgeseg.predict import load_predictor
 
-    ref = load_predictor(float_model)
-    quant = load_predictor(quant_model)
-    if (ref.cfg.height, ref.cfg.width, ref.cfg.n_classes) != (
-            quant.cfg.height, quant.cfg.width, quant.cfg.n_classes):
-        raise EdgesegError(f"{float_model} and {quant_model} differ in input size or classes; "
-                           "compare a model with its own conversion.")
-    n = ref.cfg.n_classes
+    Raises:
+        EdgesegError: Models that predict different classes or label-map sizes, no data.
+    """
+    from edgeseg.verify.evaluate import eval_pairs, iter_images, n_classes_of, truth_at
+    from edgeseg.verify.predict import load_predictor
+
+    ref = load_predictor(float_model, output=output)
+    quant = load_predictor(quant_model, output=output)
+    n = n_classes_of(ref)
+    if n_classes_of(quant) != n:
+        raise EdgesegError(f"{float_model} predicts {n} classes and {quant_model} "
+                           f"{len(quant.labels)}; compare a model with its own conversion.")
     pairs = eval_pairs(Path(data))[:limit]
     ignore = (encoding or MaskEncoding()).ignore_index
     acc_f, acc_q = MetricAccumulator(n, ignore), MetricAccumulator(n, ignore)
     agree = MetricAccumulator(n)  # float prediction vs quantized prediction
     max_err, err_sum, err_n, done = 0.0, 0.0, 0, 0
-    comparable = getattr(quant, "head", "softmax") == "softmax"
-    for rgb, truth in iter_batches(pairs, ref.cfg, encoding=encoding):
-        pf, pq = ref(rgb), quant(rgb)
-        acc_f.update(truth, pf.mask)
-        acc_q.update(truth, pq.mask)
-        agree.update(pf.mask, pq.mask)
-        if comparable and pf.scores is not None and pq.scores is not None:
-            diff = np.abs(pf.scores - pq.scores)
-            max_err = max(max_err, float(diff.max()))
-            err_sum += float(diff.sum())
-            err_n += diff.size
-        done += len(rgb)
+    # Probabilities compare only when both heads give the same kind of score.
+    comparable = ref.head == quant.head or {ref.head, quant.head} <= {"softmax", None}
+    for rgbs, masks in iter_images(pairs):
+        for (mf, sf), (mq, sq), mask, rgb in zip(ref.predict(rgbs, comparable),
+                                                 quant.predict(rgbs, comparable), masks, rgbs):
+            if mf.shape != mq.shape:
+                raise EdgesegError(f"{float_model} predicts {mf.shape[1]}x{mf.shape[0]} label maps "
+                                   f"and {quant_model} {mq.shape[1]}x{mq.shape[0]}; compare a "
+                                   "model with its own conversion.")
+            truth = truth_at(mask, mf.shape, encoding, n, rgb.shape[:2])
+            acc_f.update(truth, mf)
+            acc_q.update(truth, mq)
+            agree.update(mf, mq)
+            if sf is not None and sq is not None:
+                diff = np.abs(sf - sq)
+                max_err = max(max_err, float(diff.max()))
+                err_sum += float(diff.sum())
+                err_n += diff.size
+        done += len(rgbs)
         if progress:
             progress(done, len(pairs))
     if not done:
@@ -110,65 +127,46 @@ def compare(float_model: str | Path, quant_model: str | Path, data: str | Path,
         flips = 1.0 - np.diag(cm) / cm.sum(axis=1)
     layer_rows = None
     if layers:
-        layer_rows = layer_errors(_keras_source(float_model, quant_model), pairs[:32])
+        layer_rows = layer_errors(_keras_source(float_model, quant), Path(data))
     return CompareReport(
         images=done, pixel_agreement=float(np.trace(cm) / cm.sum()),
         flip_rate=tuple(float(0.0 if np.isnan(f) else f) for f in flips),
         float_metrics=acc_f.result(), quant_metrics=acc_q.result(),
         prob_max_error=round(max_err, 6) if err_n else None,
         prob_mean_error=round(err_sum / err_n, 6) if err_n else None,
-        labels=ref.cfg.class_names, layers=layer_rows,
+        labels=tuple(ref.labels), layers=layer_rows,
     )
 
 
-def _keras_source(float_model: str | Path, quant_model: str | Path) -> Path:
+def _keras_source(float_model: str | Path, quant: Any) -> Path:
     if Path(float_model).suffix == ".keras":
         return Path(float_model)
-    from edgeseg.predict import read_tflite_sidecar
-
-    src = read_tflite_sidecar(Path(quant_model)).get("tflite", {}).get("source")
+    desc = getattr(getattr(quant, "segmenter", None), "metadata", None)
+    src = ((getattr(desc, "description", None) or {}).get("tflite") or {}).get("source")
     if src and Path(src).exists():
         return Path(src)
     raise EdgesegError("per-layer errors need the float .keras model; pass it as FLOAT.")
 
 
-def layer_errors(keras_path: Path, pairs: list[tuple[Path, Path]],
+def layer_errors(keras_path: Path, data: Path, count: int = 32,
                  top: int = 15) -> list[dict[str, Any]]:
     """Rank the int8 graph's tensors by quantization error relative to their scale.
 
-    Uses TFLite's QuantizationDebugger on the .keras source with the same
-    batch-1 deployment copy ``convert`` makes: RMSE/scale ≈ 0.3 is the floor of
-    rounding noise; much larger means that layer's range is hurting.
+    Runs TFLite's QuantizationDebugger (``edgeseg.convert.quantize.layer_statistics``)
+    on the same int8 conversion ``convert`` makes, calibrated and debugged on up to
+    ``count`` images of ``data``: RMSE/scale ≈ 0.3 is the floor of rounding noise;
+    much larger means that layer's range is hurting.
     """
-    import csv
-    import io
+    from edgeseg.convert.calibration import load_calibration
+    from edgeseg.convert.quantize import layer_statistics
+    from edgeseg.verify.evaluate import eval_pairs
 
-    from edgeseg.convert.quantize import ConvertConfig, _converter
-    from edgeseg.data.dataset import read_image
-    from edgeseg.deps import tensorflow
-    from edgeseg.model.build import deployment_copy
-    from edgeseg.model.io import load_model
-    from edgeseg.preprocess import preprocess
-
-    tf = tensorflow()
-    model, cfg = load_model(keras_path)
-    deploy = deployment_copy(model, cfg, "softmax", True)
-    xs = [preprocess(read_image(p), cfg.preprocessing)[None] for p, _ in pairs]
-
-    class _Set:  # just enough of CalibrationSet for the converter
-        def batches(self, spec: Any, progress: Any = None) -> Any:
-            return ([x] for x in xs)
-
-    conv = _converter(deploy, cfg, ConvertConfig(mode="int8", io="float32"), _Set(), None)
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=conv, debug_dataset=lambda: ([x] for x in xs))
-    debugger.run()
-    buf = io.StringIO()
-    debugger.layer_statistics_dump(buf)
-    buf.seek(0)
-    names = [layer.name for layer in deploy.layers]
+    pairs = eval_pairs(data)
+    root = pairs[0][0].parent.parent if pairs else Path(data)
+    calib = load_calibration(root, count, warn=lambda s: None)
+    names, stats = layer_statistics(keras_path, calib)
     rows = []
-    for r in csv.DictReader(buf):
+    for r in stats:
         scale = float(r["scale"]) or 1.0
         rmse = float(r["mean_squared_error"]) ** 0.5
         tensor = r["tensor_name"]

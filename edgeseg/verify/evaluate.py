@@ -1,0 +1,128 @@
+"""Score a .keras or .tflite model on a dataset with one metric code path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from edgeseg.config import ModelConfig
+from edgeseg.data.readers import MaskEncoding
+from edgeseg.errors import EdgesegError
+from edgeseg.verify.metrics import MetricAccumulator, SegMetrics
+
+
+def truth_at(mask_path: Path, shape: tuple[int, int], encoding: Optional[MaskEncoding] = None,
+             n_classes: Optional[int] = None, image_shape: Optional[tuple[int, int]] = None) -> np.ndarray:
+    """Ground-truth class ids resized to a prediction's h×w (the one label resampling).
+
+    Args:
+        mask_path: The mask file (read by the one mask reader, with ``encoding``).
+        shape: (h, w) of the prediction.
+        encoding: How the mask is read (default ``MaskEncoding()``: ignore index 255).
+        n_classes: When given, ids ``>= n_classes`` other than the ignore index are an error.
+        image_shape: (h, w) of the mask's image; a mask of another size is an error.
+
+    Raises:
+        EdgesegError: Unreadable mask, ids outside the classes, or a size that differs from the image.
+    """
+    from edgeseg.data.dataset import read_mask
+    from edgeseg.preprocess import resize_mask
+
+    ids = read_mask(mask_path, encoding, n_classes)
+    if image_shape is not None and tuple(image_shape) != ids.shape:
+        raise EdgesegError(f"{mask_path}: size {ids.shape[1]}x{ids.shape[0]} differs from its image's "
+                           f"{image_shape[1]}x{image_shape[0]}; masks must match pixel for pixel.")
+    return resize_mask(ids, *shape)
+
+
+def iter_images(pairs: Sequence[tuple[Path, Path]],
+                batch_size: int = 8) -> Iterator[tuple[list[np.ndarray], list[Path]]]:
+    """(RGB uint8 images at their own size, their mask paths), ``batch_size`` at a time."""
+    from edgeseg.data.dataset import read_image
+
+    for i in range(0, len(pairs), batch_size):
+        chunk = pairs[i:i + batch_size]
+        yield [read_image(img) for img, _ in chunk], [mask for _, mask in chunk]
+
+
+def iter_batches(pairs: Sequence[tuple[Path, Path]], cfg: ModelConfig, batch_size: int = 8,
+                 encoding: Optional[MaskEncoding] = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(RGB uint8 at input size, class ids at output size) batches, via the shared readers."""
+    from edgeseg.preprocess import resize_rgb
+
+    for rgbs, masks in iter_images(pairs, batch_size):
+        yield (np.stack([resize_rgb(r, cfg.height, cfg.width, cfg.preprocessing.interpolation)
+                         for r in rgbs]),
+               np.stack([truth_at(m, cfg.output_size, encoding, cfg.n_classes, r.shape[:2])
+                         for r, m in zip(rgbs, masks)]))
+
+
+def eval_pairs(data: Path) -> list[tuple[Path, Path]]:
+    """The pairs to score: ``data/val`` when present, else all of ``data``."""
+    from edgeseg.data.dataset import list_pairs
+
+    data = Path(data)
+    return list_pairs(data / "val" if (data / "val" / "images").is_dir() else data)
+
+
+def n_classes_of(predictor: Any) -> int:
+    """Classes to score (an in-graph argmax model without labels can't say).
+
+    Raises:
+        EdgesegError: When the model does not say how many classes it has.
+    """
+    n = len(predictor.labels)
+    if n < 2:
+        raise EdgesegError(f"{predictor.path} does not say how many classes it predicts (an "
+                           "in-graph argmax without labels); add its labels.txt to the sidecar "
+                           "or convert it with edgeseg convert.")
+    return n
+
+
+def evaluate(model_path: str | Path, data: str | Path, limit: Optional[int] = None,
+             progress: Optional[Callable[[int, int], None]] = None,
+             threads: Optional[int] = None,
+             output: Optional[int] = None,
+             encoding: Optional[MaskEncoding] = None) -> tuple[SegMetrics, Any]:
+    """Per-class IoU, mIoU, fwIoU, pixel accuracy and confusion of a model on ``data``.
+
+    ``.tflite`` files run through ``edgeseg.runtime.Segmenter`` (any segmentation
+    model: any input size, sigmoid, flattened or argmax outputs); ``.keras`` through
+    Keras with the same preprocessing. Ground truth is compared at the model's output
+    resolution: masks are resized there with centre-sampled nearest neighbour.
+
+    Args:
+        model_path: A .keras or .tflite model.
+        data: Dataset folder (its ``val/`` split when present).
+        limit: Score only the first N images.
+        progress: Called as ``progress(done, total)``.
+        threads: CPU threads for a .tflite.
+        output: Which output of a .tflite holds the segmentation.
+        encoding: How masks are read; pixels of its ignore index (default 255) are left
+            out of every metric.
+
+    Returns:
+        The metrics and the predictor (for its labels).
+
+    Raises:
+        EdgesegError: Unreadable model or data, or a model that doesn't state its classes.
+    """
+    from edgeseg.verify.predict import load_predictor
+
+    predictor = load_predictor(model_path, threads, output)
+    pairs = eval_pairs(Path(data))[:limit]
+    n = n_classes_of(predictor)
+    acc = MetricAccumulator(n, (encoding or MaskEncoding()).ignore_index)
+    done = 0
+    for rgbs, masks in iter_images(pairs):
+        for (ids, _), mask, rgb in zip(predictor.predict(rgbs), masks, rgbs):
+            acc.update(truth_at(mask, ids.shape, encoding, n, rgb.shape[:2]), ids)
+        done += len(rgbs)
+        if progress:
+            progress(done, len(pairs))
+    if not done:
+        raise EdgesegError(f"{data} has no image/mask pairs to score.")
+    return acc.result(), predictor
