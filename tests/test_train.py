@@ -159,6 +159,7 @@ def test_training_and_evaluation_see_the_same_labels(tmp_path):
     ({"decoder": "fast", "decoder_width": 0.5, "head": "spatial"}, "decoder seed -> fast"),
 ])
 @pytest.mark.parametrize("sidecar", [True, False])
+@pytest.mark.slow
 def test_resume_refuses_a_checkpoint_of_another_architecture(trained, synth_data, tmp_path, change,
                                                            needle, sidecar):
     """It used to check classes and size only, and train on with layers left random."""
@@ -243,6 +244,7 @@ def test_train_defaults_offline_say_so_and_train_the_realtime_preset(synth_data,
     assert side["train"]["backbone_weights"] == "imagenet" and side["train"]["state"]["epoch"] == 1
 
 
+@pytest.mark.slow
 def test_resume_with_a_corrupt_history_csv_is_one_line(trained, synth_data, tmp_path):
     import shutil
 
