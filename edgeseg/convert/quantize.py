@@ -249,8 +249,12 @@ def convert(model_path: str | Path, output: str | Path, ccfg: ConvertConfig,
             "versions": _versions(),
         },
     }
-    from edgeseg.convert.metadata import embed_metadata
+    from edgeseg.convert.metadata import embed_metadata, mediapipe_blocker
 
+    blocker = mediapipe_blocker(info)
+    info["tflite"]["mediapipe_image_segmenter"] = blocker is None
+    if blocker:
+        log(f"note: no MediaPipe ImageSegmenter metadata: {blocker}")
     data = embed_metadata(flat, info)
     write_bytes(output, data)
     side = write_json(sidecar_path(output), info)
