@@ -46,13 +46,19 @@ def _mediapipe_masks(model: Path, images: list[Path], out: Path) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["float32", "float16"])
-def test_image_segmenter_claims_hold(converted, synth_data: Path, tmp_path: Path, mode: str) -> None:
+@pytest.mark.parametrize("mode", ["float32", "float16", "int8-float-io"])
+def test_image_segmenter_claims_hold(converted, trained, synth_data: Path, tmp_path: Path, mode: str) -> None:
     from edgeseg.convert.metadata import read_metadata
     from edgeseg.data.dataset import read_image
     from edgeseg.runtime.segmenter import Segmenter
 
-    model = converted[mode]
+    if mode == "int8-float-io":
+        from edgeseg.convert.quantize import ConvertConfig, convert
+
+        ccfg = ConvertConfig(mode="int8", io="float32", calib=str(synth_data / "train"), calib_count=100)
+        model = convert(trained[0], tmp_path / "tiny_int8_fio.tflite", ccfg, log=lambda s: None).path
+    else:
+        model = converted[mode]
     import json
 
     assert json.loads(model.with_name(model.name + ".json").read_text())["tflite"]["mediapipe_image_segmenter"]
