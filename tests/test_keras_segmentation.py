@@ -39,13 +39,18 @@ def _ks_site() -> Path:
 
 @pytest.fixture(scope="session")
 def ks_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
-    """keras_segmentation trains its own mobilenet_segnet (2 epochs x 30 steps) and predicts."""
+    """keras_segmentation trains its own mobilenet_segnet (2 epochs x 100 steps) and predicts.
+
+    200 steps: int8-vs-float agreement is only meaningful on a trained model. After 60
+    steps (train accuracy 0.83) many pixels are near-ties and int8 agreed on 0.93-0.96;
+    after 200 (train accuracy 1.0) on 0.980-0.996 per image.
+    """
     out = tmp_path_factory.mktemp("ks")
     images = [out / "data" / "images" / f"{i:03d}.png" for i in range(8)]
     if PHOTOS.is_dir():
         images += [PHOTOS / n for n in PHOTO_NAMES]
     proc = subprocess.run([sys.executable, str(HERE / "keras_segmentation_reference.py"), str(_ks_site()),
-                           str(out), "30", *map(str, images)], capture_output=True, text=True,
+                           str(out), "100", *map(str, images)], capture_output=True, text=True,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, images
@@ -90,16 +95,30 @@ def test_h5_weights_and_old_epoch(ks_run, tmp_path: Path) -> None:
     res = runner.invoke(app, ["import", "keras-segmentation", str(out / "checkpoints" / "mobilenet_segnet.0.index"),
                               "-o", str(tmp_path / "e0.keras")])
     assert res.exit_code == 0 and "epoch 0" in res.output, res.output
+    from edgeseg.data.dataset import read_image
+    from edgeseg.model.io import load_model
     from edgeseg.predict import load_predictor
 
     ref = np.load(out / "reference.npz")["mask0"]
-    from edgeseg.data.dataset import read_image
-
     x = read_image(out / "data" / "images" / "000.png")[None]
-    h5 = load_predictor(tmp_path / "h5.keras")(x).mask[0]
-    e0 = load_predictor(tmp_path / "e0.keras")(x).mask[0]
-    assert _agreement(h5, ref) >= 0.999
-    assert _agreement(e0, ref) < 0.99  # the older epoch really differs: picking the newest matters
+    assert _agreement(load_predictor(tmp_path / "h5.keras")(x).mask[0], ref) >= 0.999
+
+    def head(path: Path) -> np.ndarray:
+        return load_model(path)[0].get_layer("seg_logits").get_weights()[0]
+
+    # weights.h5 was saved after the last epoch: it and epoch 1 are one model, epoch 0 another.
+    runner.invoke(app, ["import", "keras-segmentation", str(out / "checkpoints" / "mobilenet_segnet"),
+                        "-o", str(tmp_path / "newest.keras")])
+    np.testing.assert_array_equal(head(tmp_path / "h5.keras"), head(tmp_path / "newest.keras"))
+    assert np.abs(head(tmp_path / "e0.keras") - head(tmp_path / "newest.keras")).max() > 1e-3
+    wrong = tmp_path / "wrong_config.json"
+    wrong.write_text(cfg.read_text().replace('"n_classes": 4', '"n_classes": 3'))
+    res = runner.invoke(app, ["import", "keras-segmentation", str(out / "checkpoints" / "mobilenet_segnet"),
+                              "--config", str(wrong), "-o", str(tmp_path / "w.keras")])
+    assert res.exit_code == 2
+    assert "edgeseg's seg_logits expects (3, 3, 64, 3); does the config's n_classes match" in \
+        " ".join(res.output.split())
+    assert not (tmp_path / "w.keras").exists()
 
 
 @pytest.mark.slow
@@ -124,9 +143,7 @@ def test_convert_int8_takes_raw_pixels_and_agrees(ks_run, tmp_path: Path) -> Non
         rgb = read_image(out / "data" / "images" / f"{i:03d}.png")
         ref = flt(rgb[None]).mask[0]
         agree.append(_agreement(seg.segment(rgb).mask[::2, ::2], ref))
-    # Measured 0.93-0.96 per image on this 60-step model (see the report); the issue's 98 %
-    # needs a longer-trained model than a test can afford.
-    assert np.mean(agree) >= 0.92, agree
+    assert np.mean(agree) >= 0.98, agree  # measured 0.989 (0.980-0.996 per image)
 
 
 def test_refuses_other_model_class(tmp_path: Path) -> None:
