@@ -30,9 +30,11 @@ def export_c_array(model_path: str | Path, out_dir: str | Path,
                    name: str | None = None) -> tuple[Path, Path]:
     """Write ``<name>.h`` and ``<name>.cc`` holding the model, for C/C++ or microcontroller builds.
 
-    The header declares ``<name>_model`` (``alignas(16) const unsigned char``), its
-    length, the input size, the input/output quantization (scale, zero point) and the
-    label names; both files are written atomically.
+    The header declares ``<name>_model`` (16-byte aligned ``const unsigned char``), its
+    length, the input and output sizes, the input/output quantization (scale, zero
+    point) and the label names; both files are written atomically. The pair compiles
+    as C11 (``gcc -x c -std=c11``) and as C++11; ``examples/c_app`` runs it with the
+    LiteRT C API.
 
     Args:
         model_path: The .tflite file.
@@ -60,6 +62,9 @@ def export_c_array(model_path: str | Path, out_dir: str | Path,
     labels = read_metadata(data)["labels"]
     guard = f"EDGESEG_{ident.upper()}_H_"
     shape = list(inp.shape) + [1] * (4 - len(inp.shape))
+    # Output as [1, H, W, C]; a flat [1, H*W, C] output reads as H*W x 1.
+    oshape = list(out.shape)
+    oshape = oshape[:-1] + [1] * (4 - len(oshape)) + oshape[-1:] if len(oshape) < 4 else oshape
 
     def qparams(t: TensorInfo) -> tuple[str, str]:
         scale = t.scale[0] if t.scale else 0.0
@@ -76,7 +81,23 @@ def export_c_array(model_path: str | Path, out_dir: str | Path,
 #define {ident.upper()}_INPUT_HEIGHT {shape[1]}
 #define {ident.upper()}_INPUT_WIDTH {shape[2]}
 #define {ident.upper()}_INPUT_CHANNELS {shape[3]}
+#define {ident.upper()}_OUTPUT_HEIGHT {oshape[1]}
+#define {ident.upper()}_OUTPUT_WIDTH {oshape[2]}
+#define {ident.upper()}_OUTPUT_CHANNELS {oshape[3]}
 #define {ident.upper()}_NUM_LABELS {len(labels)}
+
+// 16-byte alignment for the model bytes, in C11, C++11 and older GNU C alike.
+#ifndef EDGESEG_ALIGN16
+#if defined(__cplusplus)
+#define EDGESEG_ALIGN16 alignas(16)
+#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
+#define EDGESEG_ALIGN16 _Alignas(16)
+#elif defined(__GNUC__)
+#define EDGESEG_ALIGN16 __attribute__((aligned(16)))
+#else
+#define EDGESEG_ALIGN16
+#endif
+#endif
 
 #ifdef __cplusplus
 extern "C" {{
@@ -105,7 +126,7 @@ extern const char* const {ident}_labels[];
 #include "{ident}.h"
 
 // 16-byte alignment: TFLite Micro and XNNPACK read the weights in place.
-alignas(16) const unsigned char {ident}_model[] = {{
+EDGESEG_ALIGN16 const unsigned char {ident}_model[] = {{
 {chr(10).join(rows)}
 }};
 const unsigned int {ident}_model_len = {len(data)};

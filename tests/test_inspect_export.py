@@ -166,7 +166,8 @@ def test_c_array_compiles_and_holds_the_file(models, tmp_path):
     header, source = export_c_array(model, tmp_path)
     assert (header.name, source.name) == ("seg_int8.h", "seg_int8.cc")
     text = source.read_text()
-    assert "alignas(16) const unsigned char seg_int8_model[]" in text
+    assert "EDGESEG_ALIGN16 const unsigned char seg_int8_model[]" in text
+    assert "#define SEG_INT8_OUTPUT_CHANNELS" in header.read_text()
     assert '"road",' in text and "seg_int8_input_zero_point" in text
     main = tmp_path / "main.cc"
     main.write_text(
@@ -189,6 +190,19 @@ def test_c_array_compiles_and_holds_the_file(models, tmp_path):
     c_user.write_text('#include "seg_int8.h"\nint n(void) { return (int)seg_int8_model_len; }\n')
     subprocess.run(["gcc", "-std=c99", "-Wall", "-Werror", "-c", str(c_user), "-o",
                     str(tmp_path / "u.o")], check=True, timeout=60)
+    # ... and so is the source: C11, aligned as in C++ (alignas(16) alone broke `gcc -x c`).
+    c_main = tmp_path / "main.c"
+    c_main.write_text('#include <stdint.h>\n#include <stdio.h>\n#include "seg_int8.h"\n'
+                      "int main(void) { unsigned long s = 0; unsigned i;\n"
+                      "  for (i = 0; i < seg_int8_model_len; ++i) s += seg_int8_model[i];\n"
+                      '  printf("%u %lu %d\\n", seg_int8_model_len, s, (int)((uintptr_t)seg_int8_model % 16));\n'
+                      "  return 0; }\n")
+    subprocess.run(["gcc", "-x", "c", "-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-c",
+                    str(source), "-o", str(tmp_path / "mc.o")], check=True, timeout=120)
+    subprocess.run(["gcc", "-std=c11", str(c_main), str(tmp_path / "mc.o"), "-o", str(tmp_path / "cprog")],
+                   check=True, timeout=120)
+    out = subprocess.run([str(tmp_path / "cprog")], capture_output=True, text=True, check=True).stdout.split()
+    assert out == [str(len(data)), str(sum(data)), "0"]
 
 
 def test_c_identifier_and_bad_names(models, tmp_path):

@@ -12,7 +12,9 @@ from edgeseg.cli._common import console, handle_errors
 
 @handle_errors
 def convert(
-    model: Annotated[Path, typer.Argument(help="A .keras model from edgeseg build/train.")],
+    model: Annotated[Path, typer.Argument(
+        help="A .keras model from edgeseg build/train, or a keras_segmentation checkpoint "
+             "(checkpoints/NAME, NAME.N or .h5; imported first).")],
     output: Annotated[Optional[Path], typer.Option("-o", "--output",
                                                    help="The .tflite to write.")] = None,
     int8: Annotated[bool, typer.Option("--int8", help="Full-integer int8 (calibrated).")] = False,
@@ -47,6 +49,14 @@ def convert(
         int8, fp16, dynamic, upsampling, keep_float, verify is not None, io=io, head=head,
         target=target, calib=str(calib) if calib else None, calib_count=calib_count, seed=seed)
     out = output or model.with_name(f"{model.stem}_{ccfg.mode}.tflite")
+    from edgeseg.model.keras_segmentation import import_keras_segmentation, is_keras_segmentation
+
+    if is_keras_segmentation(model):
+        # The float .keras is kept beside the output: `compare` and `evaluate` need it.
+        imported = out.with_name(f"{model.stem}.keras")
+        import_keras_segmentation(model, imported, log=lambda s: console.print(s, markup=False))
+        console.print(f"converting the imported model {imported}", markup=False)
+        model = imported
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("converting", total=None)
         result = run_convert(

@@ -48,6 +48,28 @@ def _model_schema() -> Any:
     return schema_py_generated
 
 
+def mediapipe_blocker(sidecar: dict[str, Any]) -> str | None:
+    """Why MediaPipe Tasks' ImageSegmenter can't run this model, or None when it can.
+
+    Measured with mediapipe 0.10.14 (tests/test_mediapipe.py): float32/float16 models
+    with a softmax or logits head, and int8 models with float32 I/O, load and agree with
+    edgeseg's runtime. It refuses per-channel normalization of a float input ("Per-channel
+    image normalization is not available"), reads an in-graph argmax mask as category 255,
+    and mis-reads (or crashes on) a quantized uint8/int8 score output.
+    """
+    cfg, tfl = sidecar.get("edgeseg", {}), sidecar.get("tflite", {})
+    if tfl.get("head") == "argmax":
+        return "it reads an in-graph argmax class mask as category 255; use --head softmax"
+    out_dtype = (tfl.get("output") or {}).get("dtype", "float32")
+    if out_dtype != "float32":
+        return f"it does not read a quantized {out_dtype} score output; use --io float32"
+    in_dtype = (tfl.get("input") or {}).get("dtype", "float32")
+    mean, std = cfg.get("mean", DEFAULT_MEAN), cfg.get("std", DEFAULT_STD)
+    if in_dtype == "float32" and (len(set(mean)) > 1 or len(set(std)) > 1):
+        return "it has no per-channel image normalization (this model's mean differs per channel)"
+    return None
+
+
 def build_model_metadata(sidecar: dict[str, Any], input_dtype: str = "uint8",
                          n_inputs: int = 1, n_outputs: int = 1) -> Any:
     """ModelMetadataT for an image segmenter, following the published image_segmenter writer.
@@ -116,7 +138,9 @@ def build_model_metadata(sidecar: dict[str, Any], input_dtype: str = "uint8",
         masks.associatedFiles = [label_file]
 
     subgraph = fb.SubGraphMetadataT()
-    subgraph.name = "ImageSegmenter"
+    # The ImageSegmenter name is a claim that MediaPipe runs the model: only where checked.
+    blocker = mediapipe_blocker(sidecar)
+    subgraph.name = "ImageSegmenter" if blocker is None else "Segmentation"
     subgraph.inputTensorMetadata = [image] + [_plain_tensor(fb, f"input_{i}")
                                               for i in range(1, n_inputs)]
     subgraph.outputTensorMetadata = [masks] + [_plain_tensor(fb, f"output_{i}")
@@ -132,6 +156,7 @@ def build_model_metadata(sidecar: dict[str, Any], input_dtype: str = "uint8",
         f"Semantic segmentation into {len(labels) or cfg.get('n_classes', '?')} classes"
         + (f" ({', '.join(labels)})" if labels else "")
         + f"; {tfl.get('mode', 'float32')} model, head {head}."
+        + (f" Not for MediaPipe's ImageSegmenter: {blocker}." if blocker else "")
     )
     meta.version = str(tfl.get("versions", {}).get("edgeseg") or _edgeseg_version())
     meta.author = "edgeseg"
@@ -291,7 +316,7 @@ def read_metadata(model: str | Path | bytes) -> dict[str, Any]:
     """What a .tflite says about itself, without TensorFlow.
 
     Returns:
-        ``{"has_metadata", "name", "description", "version", "author", "license",
+        ``{"has_metadata", "name", "description", "version", "author", "license", "subgraph",
         "min_parser_version", "input": {...}, "output": {...}, "labels", "mean", "std",
         "edgeseg", "associated_files"}``. Without a ``TFLITE_METADATA`` entry (or
         without the ``flatbuffers`` package) the labels, normalization and
@@ -334,6 +359,7 @@ def _describe(meta: Any, files: dict[str, bytes]) -> dict[str, Any]:
                       ("min_parser_version", "minParserVersion")):
         out[key] = _text(getattr(meta, attr))
     sg = (meta.subgraphMetadata or [None])[0]
+    out["subgraph"] = _text(sg.name) if sg else None
     tin = (sg.inputTensorMetadata or [None])[0] if sg else None
     tout = (sg.outputTensorMetadata or [None])[0] if sg else None
     spaces = {v: k for k, v in vars(fb.ColorSpaceType).items() if not k.startswith("_")}

@@ -290,6 +290,14 @@ def convert(model_path: str | Path, output: str | Path, ccfg: ConvertConfig,
         calib = load_calibration(ccfg.calib, ccfg.calib_count, ccfg.seed, warn=log)
         log(f"calibrating on {len(calib.files)} images from {calib.folder}")
     deploy = deployment_copy(model, cfg, ccfg.head, ccfg.upsampling)
+    source_cfg = cfg
+    from edgeseg.convert.fold import fold_normalization, needs_folding
+
+    if needs_folding(cfg, ccfg.mode, ccfg.io):
+        # Per-channel means (keras_segmentation's) can't ride on one input scale/zero point.
+        deploy, cfg = fold_normalization(deploy, cfg)
+        log(f"folded the per-channel normalization (mean {list(source_cfg.mean)}, std "
+            f"{list(source_cfg.std)}) into the graph: the {ccfg.io} input takes raw RGB pixels")
     total = len(calib.files) if calib else 0
     step = (lambda i: progress("calibrating", i, total)) if progress and calib else None
     conv = _converter(deploy, cfg, ccfg, calib, step)
@@ -315,6 +323,8 @@ def convert(model_path: str | Path, output: str | Path, ccfg: ConvertConfig,
     info: dict[str, Any] = {
         "edgeseg": cfg.to_dict(),
         "tflite": {
+            **({"folded_normalization": {"mean": list(source_cfg.mean), "std": list(source_cfg.std)}}
+               if cfg is not source_cfg else {}),
             "mode": ccfg.mode, "head": ccfg.head, "target": ccfg.target,
             "io": ccfg.io if ccfg.mode == "int8" else "float32",
             **tensor_info(flat),
@@ -324,8 +334,12 @@ def convert(model_path: str | Path, output: str | Path, ccfg: ConvertConfig,
             "versions": _versions(),
         },
     }
-    from edgeseg.convert.metadata import embed_metadata
+    from edgeseg.convert.metadata import embed_metadata, mediapipe_blocker
 
+    blocker = mediapipe_blocker(info)
+    info["tflite"]["mediapipe_image_segmenter"] = blocker is None
+    if blocker:
+        log(f"note: no MediaPipe ImageSegmenter metadata: {blocker}")
     data = embed_metadata(flat, info)
     write_bytes(output, data)
     side = save_sidecar(output, info)  # names the model's hash: a stale pair is detected
