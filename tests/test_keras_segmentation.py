@@ -64,8 +64,8 @@ def _agreement(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.mark.slow
 def test_import_matches_keras_segmentation_predictions(ks_run, tmp_path: Path) -> None:
     from edgeseg.data.dataset import read_image
-    from edgeseg.predict import load_predictor
     from edgeseg.preprocess import preprocess
+    from edgeseg.verify.predict import load_predictor
 
     out, images = ks_run
     target = tmp_path / "imported.keras"
@@ -97,11 +97,11 @@ def test_h5_weights_and_old_epoch(ks_run, tmp_path: Path) -> None:
     assert res.exit_code == 0 and "epoch 0" in res.output, res.output
     from edgeseg.data.dataset import read_image
     from edgeseg.model.io import load_model
-    from edgeseg.predict import load_predictor
+    from edgeseg.verify.predict import load_predictor
 
     ref = np.load(out / "reference.npz")["mask0"]
-    x = read_image(out / "data" / "images" / "000.png")[None]
-    assert _agreement(load_predictor(tmp_path / "h5.keras")(x).mask[0], ref) >= 0.999
+    x = read_image(out / "data" / "images" / "000.png")
+    assert _agreement(load_predictor(tmp_path / "h5.keras").predict([x])[0][0], ref) >= 0.999
 
     def head(path: Path) -> np.ndarray:
         return load_model(path)[0].get_layer("seg_logits").get_weights()[0]
@@ -124,8 +124,8 @@ def test_h5_weights_and_old_epoch(ks_run, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_convert_int8_takes_raw_pixels_and_agrees(ks_run, tmp_path: Path) -> None:
     from edgeseg.data.dataset import read_image
-    from edgeseg.predict import load_predictor
     from edgeseg.runtime.segmenter import Segmenter
+    from edgeseg.verify.predict import load_predictor
 
     out, _ = ks_run
     tfl = tmp_path / "ks_int8.tflite"
@@ -141,7 +141,7 @@ def test_convert_int8_takes_raw_pixels_and_agrees(ks_run, tmp_path: Path) -> Non
     agree = []
     for i in range(8, 16):
         rgb = read_image(out / "data" / "images" / f"{i:03d}.png")
-        ref = flt(rgb[None]).mask[0]
+        ref = flt.predict([rgb])[0][0]
         agree.append(_agreement(seg.segment(rgb).mask[::2, ::2], ref))
     assert np.mean(agree) >= 0.98, agree  # measured 0.989 (0.980-0.996 per image)
 
