@@ -67,6 +67,7 @@ def test_c_app_output_equals_python_runtime(built_app: Path, converted, synth_da
         assert len(np.unique(ids)) > 1
 
 
+@pytest.mark.slow
 def test_c_app_refuses_a_wrong_input_size(built_app: Path) -> None:
     (built_app / "short.bin").write_bytes(bytes(100))
     proc = subprocess.run(["./segment", "short.bin", "o.bin"], cwd=built_app, capture_output=True,
