@@ -42,6 +42,24 @@ def run(
     max_frames: Annotated[Optional[int], typer.Option(help="Stop after N frames.")] = None,
     json_log: Annotated[Optional[Path], typer.Option(
         help="Write per-frame timings as JSON lines.")] = None,
+    reconnect: Annotated[Optional[str], typer.Option(
+        help="Reconnection attempts for a live source that stalls or drops, or 'forever' "
+             "(the service).", metavar="N|forever")] = None,
+    stall: Annotated[float, typer.Option(
+        help="Seconds without a frame before a live source counts as stalled.")] = 3.0,
+    token: Annotated[Optional[str], typer.Option(
+        envvar="EDGESEG_STREAM_TOKEN", show_envvar=False,
+        help="Token the stream requires when --host opens it to the network "
+             "(default: a random one, printed).")] = None,
+    no_auth: Annotated[bool, typer.Option(
+        "--no-auth", help="Serve the stream to the network without a token.")] = False,
+    collect: Annotated[Optional[Path], typer.Option(
+        help="Save low-confidence frames and their predicted masks here (images/, "
+             "annotations/), to relabel and train on.", metavar="DIR")] = None,
+    collect_max: Annotated[int, typer.Option(
+        help="Most frames --collect keeps (the oldest go first).")] = 200,
+    collect_max_mb: Annotated[float, typer.Option(
+        help="Most megabytes --collect keeps.")] = 200.0,
 ) -> None:
     """Segment camera frames or a video with a .tflite model; overlay, save or stream."""
     from edgeseg.runtime.app import RunOptions
@@ -51,7 +69,9 @@ def run(
         model=str(model), camera=camera, source=source, threads=threads, delegate=delegate,
         fallback=fallback, alpha=alpha, display=display, save=str(save) if save else None,
         stream=stream, host=host, max_frames=max_frames,
-        json_log=str(json_log) if json_log else None,
+        json_log=str(json_log) if json_log else None, reconnect=reconnect, stall_s=stall,
+        token=token, no_auth=no_auth, collect=str(collect) if collect else None,
+        collect_max=collect_max, collect_max_mb=collect_max_mb,
     )
     stats = run_app(opts, note=lambda msg: err_console.print(msg, markup=False, soft_wrap=True))
     st = {k: v.mean for k, v in stats.stages.items()}
@@ -64,7 +84,7 @@ def run(
         f"capture wait {st['capture']:.2f}", soft_wrap=True,
     )
     if save and stats.frames:
-        console.print(f"saved {save}")
+        console.print(f"saved {save}", soft_wrap=True)
     if json_log:
         console.print(f"per-frame timings in {json_log}")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,8 @@ class ModelMetadata:
         head: ``softmax``, ``logits``, ``argmax`` or ``sigmoid``; None when unknown.
         size: (height, width) the metadata says the model takes, if it says.
         source: Where it came from: ``sidecar``, ``embedded`` or ``defaults``.
+        confidence: The convert-time distribution of per-frame confidence
+            (:func:`edgeseg.runtime.confidence.summarize`), or None.
     """
 
     mean: tuple[float, float, float] | None = None
@@ -38,6 +40,7 @@ class ModelMetadata:
     head: str | None = None
     size: tuple[int, int] | None = None
     source: str = "defaults"
+    confidence: dict[str, Any] | None = field(default=None, hash=False, compare=False)
 
 
 def _triple(v: Any) -> tuple[float, float, float] | None:
@@ -67,6 +70,7 @@ def parse(data: dict[str, Any], source: str, labels: tuple[str, ...] = ()) -> Mo
         head=str(head) if head else None,
         size=(int(h), int(w)) if h and w else None,
         source=source,
+        confidence=(data.get("tflite") or {}).get("confidence"),
     )
 
 

@@ -121,6 +121,7 @@ class FrameReader:
         self.note = note or (lambda msg: None)
         self.dropped = self.captured = self.reconnects = self.stalls = 0
         self.state = "streaming"
+        self.frame_time = 0.0  # time.monotonic() when the frame last returned was captured
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=1 if src.live else 4)
@@ -138,7 +139,7 @@ class FrameReader:
                 if frame is None:
                     break
                 self.captured += 1
-                self._put(frame)
+                self._put((frame, time.monotonic()))
         except Exception as e:  # noqa: BLE001 - handed to the consumer, raised there
             self.error = e
         finally:
@@ -161,7 +162,7 @@ class FrameReader:
                     self._last = time.monotonic()
                     result["frames"] += 1
                     self.captured += 1
-                self._put(frame)
+                self._put((frame, time.monotonic()))
         except CaptureError as e:
             result["error"] = e
         except Exception as e:  # noqa: BLE001 - not transient: end the run with it
@@ -281,7 +282,8 @@ class FrameReader:
             if self.error is not None:
                 raise self.error
             return None
-        return item
+        frame, self.frame_time = item
+        return frame
 
     @property
     def last_frame_age(self) -> float:
