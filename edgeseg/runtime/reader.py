@@ -110,12 +110,12 @@ class FrameReader:
         retry: Reconnection policy for live sources (``Retry(attempts=None)``: for ever).
         stall_s: Seconds without a frame before a live source counts as stalled.
         first_frame_s: Seconds a reopened source may take to deliver its first frame
-            (an RTSP open takes ~2 s on loopback).
+            (an RTSP open takes ~2 s on loopback; a reopen pending while the server is stalled completes as soon as it answers again).
         note: Receives one-line messages about stalls and reconnections.
     """
 
     def __init__(self, src: FrameSource, retry: Retry | None = None, stall_s: float = 3.0,
-                 first_frame_s: float = 6.0, note: Callable[[str], None] | None = None) -> None:
+                 first_frame_s: float = 10.0, note: Callable[[str], None] | None = None) -> None:
         self.src, self.retry = src, retry or DEFAULT_RETRY
         self.stall_s, self.first_frame_s = stall_s, first_frame_s
         self.note = note or (lambda msg: None)
@@ -127,6 +127,7 @@ class FrameReader:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=1 if src.live else 4)
         self._lock = threading.Lock()
         self._last = time.monotonic()
+        self._workers: list[threading.Thread] = []
         target = self._supervise if src.live else self._read_file
         self._thread = threading.Thread(target=target, name="edgeseg-capture", daemon=True)
         self._thread.start()
@@ -185,6 +186,7 @@ class FrameReader:
                                                                       result),
                                           name="edgeseg-capture-read", daemon=True)
                 worker.start()
+                self._workers = [w for w in self._workers if w.is_alive()] + [worker]
                 stalled = self._watch(done, result)
                 if self._stop.is_set():
                     token[0] = False
@@ -197,9 +199,9 @@ class FrameReader:
                 if result["frames"]:
                     failures, delays = 0, self.retry.delays()  # it worked: back off afresh
                 failures += 1
-                why = (f"no frame from {src.name} for {self.stall_s:.0f} s" if stalled and
+                why = (f"no frame from {src.name} for {self.stall_s:g} s" if stalled and
                        result["frames"] else
-                       f"{src.name} sent no frame within {self.first_frame_s:.0f} s of opening"
+                       f"{src.name} sent no frame within {self.first_frame_s:g} s of opening"
                        if stalled else str(result.get("error") or
                                            f"{src.name} stopped delivering frames"))
                 delay = next(delays, None)
@@ -211,7 +213,7 @@ class FrameReader:
                     break
                 self.state = "reconnecting"
                 if _worth_noting(failures):
-                    self.note(f"warning: {why}; reconnecting in {delay:.1f} s "
+                    self.note(f"warning: {why}; reconnecting in {delay:g} s "
                               f"(attempt {failures}, {self.reconnects + 1} in all)")
                 if self._stop.wait(delay):
                     break
@@ -300,5 +302,11 @@ class FrameReader:
         except queue.Empty:
             pass
         self._thread.join(timeout=5)
+        # Let the readers release their captures before the interpreter exits: OpenCV
+        # aborts the process when a capture is torn down mid-read at exit. A read that
+        # is truly hung is left behind after a bounded wait.
+        deadline = time.monotonic() + 3.0
+        for worker in self._workers:
+            worker.join(timeout=max(0.0, deadline - time.monotonic()))
         if not self.src.live:
             self.src.close()

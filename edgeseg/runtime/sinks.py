@@ -41,7 +41,11 @@ class VideoSaver:
 
     def write(self, img: np.ndarray) -> None:
         if self._writer is None:
-            tmp = self._stack.enter_context(atomic_path(self.path))
+            try:
+                tmp = self._stack.enter_context(atomic_path(self.path))
+            except OSError as e:
+                raise EdgesegError(f"--save {self.path}: can't be written ({e.strerror or e}); "
+                                   "check the folder exists, is writable and has space.") from e
             self._size = (img.shape[1], img.shape[0])
             self._writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*self.fourcc),
                                            self.fps, self._size)
