@@ -110,7 +110,8 @@ class FrameReader:
         retry: Reconnection policy for live sources (``Retry(attempts=None)``: for ever).
         stall_s: Seconds without a frame before a live source counts as stalled.
         first_frame_s: Seconds a reopened source may take to deliver its first frame
-            (an RTSP open takes ~2 s on loopback; a reopen pending while the server is stalled completes as soon as it answers again).
+            (an RTSP open takes ~2 s on loopback; a reopen pending while the server is
+            stalled completes as soon as it answers again, so this doesn't delay recovery).
         note: Receives one-line messages about stalls and reconnections.
     """
 
