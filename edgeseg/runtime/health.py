@@ -60,7 +60,13 @@ class _Window:
         return [v for t, v in self.items if now - t <= self.seconds]
 
     def rate(self, now: float) -> float:
-        return len(self._recent(now)) / self.seconds
+        """Items per second: over the window, or since the oldest item when that is younger
+        (so the first seconds of a run aren't under-reported); 0 once all have aged out."""
+        times = [t for t, _ in self.items if now - t <= self.seconds]
+        if not times:
+            return 0.0
+        span = max(now - times[0], 1e-3)
+        return (len(times) - 1) / span if len(times) > 1 else 1.0 / self.seconds
 
     def percentile(self, q: float, now: float) -> float | None:
         recent = self._recent(now)

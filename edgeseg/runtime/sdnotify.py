@@ -28,6 +28,8 @@ class SystemdNotifier:
         self._sock: socket.socket | None = None
         if self.address:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            # Never block the frame loop: a notification that doesn't fit is dropped.
+            self._sock.setblocking(False)
 
     @property
     def enabled(self) -> bool:
@@ -40,7 +42,7 @@ class SystemdNotifier:
         try:
             self._sock.sendto(message.encode(), self.address)
             return True
-        except OSError:  # systemd went away: the run itself must go on
+        except OSError:  # systemd went away or is behind: the run itself must go on
             return False
 
     def ready(self, status: str = "") -> bool:
