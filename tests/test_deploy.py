@@ -243,7 +243,7 @@ def test_bundle_cli_makes_the_device_folder(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     files = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
     assert files == {*TEMPLATES, "README.md", "models/seg.tflite", "models/seg.tflite.json",
-                     "models/labels.txt"}
+                     "models/labels.txt", "wheels/edgeseg-0.1.0-py3-none-any.whl"}
     env = parse_env((out / "edgeseg.env").read_text())
     assert (out / env["EDGESEG_MODEL"]).read_bytes() == model.read_bytes()
     assert (env["EDGESEG_CAMERA"], env["EDGESEG_THREADS"], env["EDGESEG_STREAM_PORT"]) == (

@@ -25,7 +25,7 @@ class ConvertConfig:
         io: Input/output tensor type of an int8 model.
         head: Deployment head: softmax, logits or argmax (in-graph uint8 class mask).
         target: cpu, gpu or edgetpu; picks defaults and graph changes for the target.
-        calib: Calibration folder (None: the project's calibration/ set).
+        calib: Calibration folder (None: the set shipped in edgeseg/assets/calibration/).
         calib_count: How many calibration images to sample.
         keep_float: Layer names left in float32 (selective quantization).
         resize_upsampling: Upsample with RESIZE_NEAREST_NEIGHBOR instead of TILE+RESHAPE.
