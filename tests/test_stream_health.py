@@ -196,9 +196,10 @@ def test_systemd_gets_ready_watchdog_pings_and_stopping(models: Path, tmp_path: 
         receiver.join(5)
     finally:
         sock.close()
-    assert got[0].startswith("READY=1\nSTATUS=segmenting paced camera")
+    assert got[0] == "READY=1\nSTATUS=opening paced camera"
+    assert got[1] == "STATUS=segmenting paced camera"
     assert got[-1] == "STOPPING=1"
-    pings = got[1:-1]
+    pings = got[2:-1]
     # 40 frames at 60 fps take ~0.67 s: one ping per 50 ms at most, several at least
     assert set(pings) == {"WATCHDOG=1"} and 3 <= len(pings) <= 15, got
 

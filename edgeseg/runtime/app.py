@@ -52,7 +52,7 @@ def stream_token(opts: RunOptions) -> str | None:
 
     if opts.no_auth or (opts.host in LOOPBACK and not opts.token):
         return None
-    if opts.token is not None and len(opts.token) < 8:
+    if opts.token and len(opts.token) < 8:
         raise EdgesegError("--token must be at least 8 characters; leave it out to get a "
                            "random one printed at start.")
     return opts.token or secrets.token_urlsafe(18)
@@ -123,14 +123,17 @@ def run(opts: RunOptions, note: Callable[[str], None] = print,
         show = False
     overlay = Overlay(seg.labels, opts.alpha)
     retry = retry or reconnect_policy(opts.reconnect)
-    capture.open_with_retry(src, retry, note)
+    notifier = SystemdNotifier()
+    # Ready once the model is loaded: the watchdog then covers opening the camera too, which
+    # under --reconnect forever may take as long as the camera stays unplugged.
+    notifier.ready(f"opening {src.name}")
+    capture.open_with_retry(src, retry, note, idle=notifier.ping)
     closers: list[Callable[[bool], Any]] = []
     sinks: list[Callable[[Any], Any]] = []
     reader = capture.FrameReader(src, retry, stall_s=opts.stall_s, note=note)
     health = Health(opts.model, reader)
     monitor = ConfidenceMonitor.for_segmenter(seg, note, opts.collect, opts.collect_max,
                                               opts.collect_max_mb)
-    notifier = SystemdNotifier()
     try:
         if saver is not None:
             saver.fps = src.fps or saver.fps
@@ -160,7 +163,7 @@ def run(opts: RunOptions, note: Callable[[str], None] = print,
                 health.confidence = monitor.update(result, frame)
             notifier.ping()
 
-        notifier.ready(f"segmenting {src.name}")
+        notifier.send(f"STATUS=segmenting {src.name}")
         stats = run_pipeline(seg, reader, overlay.draw if sinks else None, tuple(sinks),
                              opts.max_frames, log, on_frame=on_frame,
                              idle=notifier.ping if notifier.enabled else None)

@@ -61,8 +61,12 @@ class FrameSource(Protocol):
 
 
 def open_with_retry(src: FrameSource, retry: Retry | None = None,
-                    note: Callable[[str], None] | None = None) -> None:
+                    note: Callable[[str], None] | None = None,
+                    idle: Callable[[], object] | None = None) -> None:
     """Open ``src``, retrying transient failures (:class:`CaptureError`) with backoff.
+
+    ``note`` gets a line for the first failures (then every 30th); ``idle`` is called
+    between attempts (watchdog pings).
 
     Raises:
         CaptureError: After the last attempt, naming the source and the attempts.
@@ -81,6 +85,8 @@ def open_with_retry(src: FrameSource, retry: Retry | None = None,
                 raise CaptureError(f"{e} (gave up after {tries} attempts)") from e
             if note is not None and _worth_noting(tries):
                 note(f"warning: {e} (attempt {tries}, retrying {retry.describe()})")
+            if idle is not None:
+                idle()
             time.sleep(delay)
 
 
