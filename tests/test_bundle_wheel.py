@@ -55,9 +55,11 @@ def test_default_calibration_set_resolves_inside_the_package() -> None:
 
 def test_installed_files_pack_back_into_the_same_wheel(wheel: Path, tmp_path: Path) -> None:
     prefix = tmp_path / "prefix"
+    # --ignore-installed: with --prefix alone pip uninstalls the edgeseg of the running
+    # environment first (pypa/pip#8438), which would break the venv the tests run in.
     r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q",
-                        "--disable-pip-version-check", "--prefix", str(prefix), str(wheel)],
-                       capture_output=True, text=True, timeout=300)
+                        "--ignore-installed", "--disable-pip-version-check", "--prefix",
+                        str(prefix), str(wheel)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     info = next(prefix.glob("lib/python*/site-packages/edgeseg-0.1.0.dist-info"))
     again = repack_installed(tmp_path / "out", metadata.PathDistribution(info), prefix)
