@@ -239,8 +239,11 @@ def convert(model_path: str | Path, output: str | Path, ccfg: ConvertConfig,
             "versions": _versions(),
         },
     }
+    from edgeseg.convert.confidence import confidence_reference
     from edgeseg.convert.metadata import embed_metadata
 
+    info["tflite"]["confidence"] = confidence_reference(flat, info, calib, log,
+                                                        folder=ccfg.calib, seed=ccfg.seed)
     data = embed_metadata(flat, info)
     write_bytes(output, data)
     side = write_json(sidecar_path(output), info)
