@@ -280,3 +280,49 @@ def test_reconnect_option_is_checked(models: Path) -> None:
                             "--no-display", "--reconnect", "soon"], env={"COLUMNS": "300"})
     assert r.exit_code == 2
     assert "--reconnect soon: give a number of attempts or 'forever'" in r.output
+
+
+def test_sigterm_from_systemd_finalizes_the_saved_video(models: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    # A live MJPEG stream served from this process: the run never ends by itself.
+    source = MjpegServer(0)
+    stop = threading.Event()
+
+    def publish() -> None:
+        while not stop.is_set():
+            source.publish(np.full((48, 64, 3), (0, 0, 255), np.uint8))
+            time.sleep(1 / 30)
+
+    threading.Thread(target=publish, daemon=True).start()
+    out, log = tmp_path / "out.avi", tmp_path / "frames.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from edgeseg.cli import main; main()", "run",
+         str(models / "int8_softmax.tflite"), "--source",
+         f"http://127.0.0.1:{source.port}/stream.mjpg", "--no-display", "--save", str(out),
+         "--json-log", str(log)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env)
+    try:
+        _wait_for(lambda: any(tmp_path.glob(".out.*.avi")), timeout=60)  # frames are saved
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=30)[0]
+    finally:
+        stop.set()
+        source.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    assert "stopped (Ctrl-C or SIGTERM): " in output
+    frames = int(output.split("stopped (Ctrl-C or SIGTERM): ")[1].split(" frames")[0])
+    cap = cv2.VideoCapture(str(out))
+    saved = 0
+    while cap.read()[0]:
+        saved += 1
+    assert frames > 0 and saved == frames
+    assert len(log.read_text().splitlines()) == frames
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames.jsonl", "out.avi"]

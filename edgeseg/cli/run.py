@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -12,9 +15,27 @@ from edgeseg.cli._common import console, err_console, handle_errors
 _ENDINGS = {
     "end-of-source": "end of the source",
     "max-frames": "reached --max-frames",
-    "interrupted": "stopped (Ctrl-C)",
+    "interrupted": "stopped (Ctrl-C or SIGTERM)",
     "window-closed": "window closed",
 }
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM (``systemctl stop``) ends the run like Ctrl-C: the saved video and the JSON
+    log are finalized instead of lost with the process."""
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread (a test calling the command from a thread)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @handle_errors
@@ -73,7 +94,9 @@ def run(
         token=token, no_auth=no_auth, collect=str(collect) if collect else None,
         collect_max=collect_max, collect_max_mb=collect_max_mb,
     )
-    stats = run_app(opts, note=lambda msg: err_console.print(msg, markup=False, soft_wrap=True))
+    with _stop_on_sigterm():
+        stats = run_app(opts, note=lambda msg: err_console.print(msg, markup=False,
+                                                                  soft_wrap=True))
     st = {k: v.mean for k, v in stats.stages.items()}
     console.print(f"{_ENDINGS.get(stats.ended, stats.ended)}: {stats.frames} frames in "
                   f"{stats.seconds:.1f} s, {stats.fps:.1f} FPS, {stats.dropped} dropped",

@@ -84,7 +84,8 @@ def open_with_retry(src: FrameSource, retry: Retry | None = None,
             if delay is None:
                 raise CaptureError(f"{e} (gave up after {tries} attempts)") from e
             if note is not None and _worth_noting(tries):
-                note(f"warning: {e} (attempt {tries}, retrying {retry.describe()})")
+                note(f"warning: {str(e).rstrip('.')} (attempt {tries}, retrying "
+                     f"{retry.describe()})")
             if idle is not None:
                 idle()
             time.sleep(delay)
@@ -210,7 +211,7 @@ class FrameReader:
                        result["frames"] else
                        f"{src.name} sent no frame within {self.first_frame_s:g} s of opening"
                        if stalled else str(result.get("error") or
-                                           f"{src.name} stopped delivering frames"))
+                                           f"{src.name} stopped delivering frames").rstrip("."))
                 delay = next(delays, None)
                 if delay is None:
                     self.error = CaptureError(
