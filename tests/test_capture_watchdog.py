@@ -157,6 +157,45 @@ def test_bounded_retry_fails_the_same_outage_with_one_message() -> None:
         reader.close()
 
 
+class LateCamera:
+    """A camera whose first ``fails`` opens fail (plugged in late)."""
+
+    live, name, fps = True, "late camera", 30.0
+
+    def __init__(self, fails: int) -> None:
+        self.fails, self.opens = fails, 0
+
+    def open(self) -> None:
+        self.opens += 1
+        if self.opens <= self.fails:
+            raise capture.CaptureError("could not open late camera; check the cable.")
+
+    def read(self) -> None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+def test_open_retries_for_ever_or_gives_up_saying_how_often() -> None:
+    notes: list[str] = []
+    pings: list[int] = []
+    cam = LateCamera(fails=40)
+    capture.open_with_retry(cam, capture.Retry(None, 0.0001, 0.0001), notes.append,
+                            idle=lambda: pings.append(1))
+    assert cam.opens == 41 and len(pings) == 40
+    assert notes == [f"warning: could not open late camera; check the cable (attempt {n}, "
+                     "retrying for ever)" for n in (1, 2, 3, 30)]
+    notes.clear()
+    with pytest.raises(capture.CaptureError) as e:
+        capture.open_with_retry(LateCamera(fails=40), capture.Retry(2, 0.0001, 0.0001),
+                                notes.append)
+    assert str(e.value) == ("could not open late camera; check the cable (gave up after 3 "
+                            "attempts).")
+    assert notes == ["warning: could not open late camera; check the cable (attempt 1 of 3)",
+                     "warning: could not open late camera; check the cable (attempt 2 of 3)"]
+
+
 # -- real servers on 127.0.0.1 ----------------------------------------------------------
 
 

@@ -82,10 +82,10 @@ def open_with_retry(src: FrameSource, retry: Retry | None = None,
         except CaptureError as e:
             delay = next(delays, None)
             if delay is None:
-                raise CaptureError(f"{e} (gave up after {tries} attempts)") from e
+                raise CaptureError(f"{str(e).rstrip('.')} (gave up after {tries} attempts).") from e
             if note is not None and _worth_noting(tries):
-                note(f"warning: {str(e).rstrip('.')} (attempt {tries}, retrying "
-                     f"{retry.describe()})")
+                of = ", retrying for ever" if retry.attempts is None else f" of {retry.attempts + 1}"
+                note(f"warning: {str(e).rstrip('.')} (attempt {tries}{of})")
             if idle is not None:
                 idle()
             time.sleep(delay)
