@@ -157,10 +157,10 @@ def run(opts: RunOptions, note: Callable[[str], None] = print,
         log = JsonLog(opts.json_log) if opts.json_log else None
         if log is not None:
             closers.append(log.close)
+
         def on_frame(result: Any, frame: Any, e2e_ms: float) -> None:
             health.frame(result.timings.invoke_ms, e2e_ms)
-            if monitor is not None:
-                health.confidence = monitor.update(result, frame)
+            health.confidence = monitor.update(result, frame)
             notifier.ping()
 
         notifier.send(f"STATUS=segmenting {src.name}")
