@@ -44,7 +44,7 @@ def run(
     camera: Annotated[Optional[str], typer.Option(
         help="Camera: a device number (OpenCV/V4L2) or 'picam' (picamera2).")] = None,
     source: Annotated[Optional[str], typer.Option(
-        help="A video file, an image or folder of images, or an rtsp:// URL.")] = None,
+        help="A video file, an image or folder of images, or an rtsp:// or http:// URL.")] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all).")] = None,
     delegate: Annotated[Optional[str], typer.Option(
         help="cpu (XNNPACK), edgetpu, gpu, or a delegate library path.")] = None,
@@ -55,17 +55,18 @@ def run(
         "--display/--no-display", help="Show a window (headless when there is no display).")
     ] = True,
     save: Annotated[Optional[Path], typer.Option(
-        help="Save the overlay video (.mp4/.avi), finalized on Ctrl-C.")] = None,
+        help="Save the overlay video (.mp4/.avi), finalized on Ctrl-C or SIGTERM.")] = None,
     stream: Annotated[Optional[int], typer.Option(
-        help="Serve an MJPEG page on this port.", metavar="PORT")] = None,
+        help="Serve an MJPEG page, /stats (JSON) and /metrics (Prometheus) on this port.",
+        metavar="PORT")] = None,
     host: Annotated[str, typer.Option(
         help="Interface for --stream (0.0.0.0 opens it to the network).")] = "127.0.0.1",
     max_frames: Annotated[Optional[int], typer.Option(help="Stop after N frames.")] = None,
     json_log: Annotated[Optional[Path], typer.Option(
         help="Write per-frame timings as JSON lines.")] = None,
     reconnect: Annotated[Optional[str], typer.Option(
-        help="Reconnection attempts for a live source that stalls or drops, or 'forever' "
-             "(the service).", metavar="N|forever")] = None,
+        help="Reconnection attempts for a live source that stalls or drops (default 4), or "
+             "'forever' (the service).", metavar="N|forever")] = None,
     stall: Annotated[float, typer.Option(
         help="Seconds without a frame before a live source counts as stalled.")] = 3.0,
     token: Annotated[Optional[str], typer.Option(
