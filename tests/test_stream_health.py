@@ -141,7 +141,9 @@ def test_run_opened_to_the_network_prints_a_token_and_serves_live_stats(
     stats = json.loads(get(f"{base}/stats?token={token}")[1])
     assert stats["model"] == "int8_softmax.tflite"
     assert stats["model_sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
-    assert 20 < stats["fps_out"] <= 61 and 20 < stats["fps_in"] <= 61  # over a 10 s window
+    # per second over the part of the 10 s window that has frames (not frames / 10 s); the
+    # camera paces ~60 fps, and the first frame's delay can put a few percent on top
+    assert 20 < stats["fps_out"] <= 66 and 20 < stats["fps_in"] <= 66
     assert stats["frames_in"] >= stats["frames_out"] >= 30
     assert stats["reconnects"] == 0 and stats["source_state"] == "streaming"
     assert 0 < stats["invoke_ms"]["p50"] <= stats["invoke_ms"]["p99"]
@@ -326,3 +328,15 @@ def test_sigterm_from_systemd_finalizes_the_saved_video(models: Path, tmp_path: 
     assert frames > 0 and saved == frames
     assert len(log.read_text().splitlines()) == frames
     assert sorted(p.name for p in tmp_path.iterdir()) == ["frames.jsonl", "out.avi"]
+
+
+def test_rates_come_from_running_totals_so_a_backlog_is_not_a_burst() -> None:
+    from edgeseg.runtime.health import _Window
+
+    w = _Window(seconds=10.0)
+    w.add(100.0, 50.0)  # 50 frames counted before the first sample (the camera warming up)
+    for i in range(1, 31):
+        w.add(100.0 + i / 30, 50.0 + i)  # then 30 frames per second
+    assert w.rate(101.0) == pytest.approx(30.0)
+    assert w.rate(105.0) == pytest.approx(6.0)  # nothing new for 4 s: the rate falls
+    assert w.rate(111.5) == 0.0  # all samples aged out

@@ -60,13 +60,15 @@ class _Window:
         return [v for t, v in self.items if now - t <= self.seconds]
 
     def rate(self, now: float) -> float:
-        """Items per second: over the window, or since the oldest item when that is younger
-        (so the first seconds of a run aren't under-reported); 0 once all have aged out."""
-        times = [t for t, _ in self.items if now - t <= self.seconds]
-        if not times:
+        """Per second, of a running total sampled into the window: (newest − oldest sample)
+        over the time since the oldest, so the first seconds of a run aren't under-reported
+        and frames counted before the first sample don't show as a burst; 0 once all
+        samples have aged out."""
+        recent = [(t, v) for t, v in self.items if now - t <= self.seconds]
+        if len(recent) < 2:
             return 0.0
-        span = max(now - times[0], 1e-3)
-        return (len(times) - 1) / span if len(times) > 1 else 1.0 / self.seconds
+        (t0, v0), (_, v1) = recent[0], recent[-1]
+        return (v1 - v0) / max(now - t0, 1e-3)
 
     def percentile(self, q: float, now: float) -> float | None:
         recent = self._recent(now)
@@ -95,20 +97,16 @@ class Health:
         self._invoke = _Window(window_s)
         self._e2e = _Window(window_s)
         self._lock = threading.Lock()
-        self._seen_captured = 0
 
     def frame(self, invoke_ms: float, e2e_ms: float) -> None:
         """Record one frame out: its invoke time and capture → output latency (ms)."""
         now = time.monotonic()
         with self._lock:
             self.frames_out += 1
-            self._out.add(now, 1.0)
+            self._out.add(now, float(self.frames_out))
+            self._in.add(now, float(getattr(self.reader, "captured", 0)))
             self._invoke.add(now, invoke_ms)
             self._e2e.add(now, e2e_ms)
-            captured = int(getattr(self.reader, "captured", 0))
-            for _ in range(min(captured - self._seen_captured, 1000)):
-                self._in.add(now, 1.0)
-            self._seen_captured = captured
 
     def snapshot(self) -> dict[str, Any]:
         """The ``/stats`` JSON: rates per second over the window, latencies in ms."""
