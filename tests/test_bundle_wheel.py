@@ -120,3 +120,26 @@ def test_bundle_no_wheel_and_wheelhouse_options(tmp_path: Path) -> None:
     assert (f"--no-index --find-links {wheels} {wheels}/edgeseg-0.0.1-py3-none-any.whl"
             in dry.stdout), dry.stdout
     assert f"offline from {wheels}" in dry.stdout
+
+
+def test_demo_next_commands_are_one_line_each_at_80_columns(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    import edgeseg.demo
+    import edgeseg.report
+
+    out = tmp_path / "a demo folder with a long name, well past the eighty-column mark"
+    int8 = out / "model_int8.tflite"
+    summary = {"report": [str(out / "report.md"), str(out / "report.html")],
+               "run": {"video": str(out / "run_int8.mp4")}, "tflite": {"int8": str(int8)}}
+    monkeypatch.setattr(edgeseg.demo, "run_demo", lambda cfg, log: summary)
+    monkeypatch.setattr(edgeseg.report, "summary_rows", lambda s: [])
+    r = runner.invoke(app, ["demo", "--out", str(out)], env={"COLUMNS": "80"})
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    nxt = lines[lines.index("next:") + 1:]
+    q = f"'{int8}'"
+    assert nxt == [f"  edgeseg run {q} --camera 0", f"  edgeseg inspect {q}",
+                   f"  edgeseg convert '{out / 'model.keras'}' --target edgetpu -o "
+                   f"'{out / 'model_edgetpu.tflite'}'",
+                   f"  edgeseg bundle {q} -o '{out / 'pi-bundle'}'"]
