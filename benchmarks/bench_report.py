@@ -137,7 +137,7 @@ def _grid_md(g: dict[str, Any]) -> list[str]:
         "- MACs counted from the Keras graph's conv layers (`edgeseg.macs.count_macs`); "
         "achieved GMAC/s = MACs / median latency.",
         f"- Random, untrained weights (latency does not depend on the values); int8 calibrated on "
-        f"{g['calib_count']} images of calibration/; {g['threads']} threads, same timing rule as §1.",
+        f"{g['calib_count']} images of edgeseg/assets/calibration/; {g['threads']} threads, same timing rule as §1.",
         "", "![grid](grid.png)", "",
     ]
     return lines

@@ -60,7 +60,8 @@ build_command() {
     local extra=() save="${EDGESEG_SAVE:-}"
     [[ -n "${EDGESEG_MODEL:-}" ]] || die "EDGESEG_MODEL is not set; set it in edgeseg.env"
     [[ -e "$EDGESEG_MODEL" ]] || die "EDGESEG_MODEL=$EDGESEG_MODEL: no such file (cwd $(pwd))"
-    cmd=("$(edgeseg_bin)" run "$EDGESEG_MODEL" --no-display)
+    # A service never gives up on its camera: reconnect for as long as it takes (counted).
+    cmd=("$(edgeseg_bin)" run "$EDGESEG_MODEL" --no-display --reconnect "${EDGESEG_RECONNECT:-forever}")
     if [[ -n "${EDGESEG_SOURCE:-}" ]]; then
         cmd+=(--source "$EDGESEG_SOURCE")
     else

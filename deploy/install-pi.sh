@@ -10,6 +10,9 @@
 #   --prefix DIR        install here (default /opt/edgeseg): venv/, bin/, models/, edgeseg.env
 #   --user NAME         unprivileged service user, created if missing (default edgeseg)
 #   --from PATH         pip-install edgeseg from a checkout or a wheel instead of PyPI
+#   --wheelhouse DIR    install edgeseg and every dependency from the wheels in DIR, never
+#                       from a package index (a device without internet); the default when
+#                       the bundle's wheels/ holds more than edgeseg's own wheel
 #   --bundle DIR        also install the model and edgeseg.env of an `edgeseg bundle` folder
 #                       (the default when this script sits in such a folder)
 #   --picamera MODE     auto|yes|no: use picamera2 from apt (python3-picamera2) through a
@@ -28,6 +31,7 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PREFIX=/opt/edgeseg
 SVC_USER=edgeseg
 FROM=""
+WHEELHOUSE=""
 BUNDLE=""
 PICAMERA=auto
 CORAL=0
@@ -65,6 +69,7 @@ parse_args() {
             --prefix) PREFIX="${2:?--prefix needs a folder}"; shift ;;
             --user) SVC_USER="${2:?--user needs a name}"; shift ;;
             --from) FROM="${2:?--from needs a path}"; shift ;;
+            --wheelhouse) WHEELHOUSE="${2:?--wheelhouse needs a folder}"; shift ;;
             --bundle) BUNDLE="${2:?--bundle needs a folder}"; shift ;;
             --picamera) PICAMERA="${2:?--picamera needs auto, yes or no}"; shift ;;
             --coral) CORAL=1 ;;
@@ -93,6 +98,17 @@ parse_args() {
     if [[ -n "$BUNDLE" ]]; then
         [[ -f "$BUNDLE/edgeseg.env" ]] || die "--bundle $BUNDLE has no edgeseg.env; make it with edgeseg bundle"
         BUNDLE="$(cd "$BUNDLE" && pwd)"
+        # A bundle made with --wheelhouse carries the dependencies' wheels: go offline.
+        local whl
+        for whl in "$BUNDLE"/wheels/*.whl; do
+            if [[ -z "$WHEELHOUSE" && -f "$whl" && "$(basename "$whl")" != edgeseg-* ]]; then
+                WHEELHOUSE="$BUNDLE/wheels"
+            fi
+        done
+    fi
+    if [[ -n "$WHEELHOUSE" ]]; then
+        [[ -d "$WHEELHOUSE" ]] || die "--wheelhouse $WHEELHOUSE: no such folder"
+        WHEELHOUSE="$(cd "$WHEELHOUSE" && pwd)"
     fi
     if [[ -z "$PY" ]]; then
         if [[ -x /usr/bin/python3 ]]; then PY=/usr/bin/python3; else PY=python3; fi
@@ -205,9 +221,19 @@ pip_install() {
     local pip=("$PREFIX/venv/bin/python" -m pip install --disable-pip-version-check)
     local target="edgeseg" wheels=()
     (( UPGRADE )) && pip+=(--upgrade)
+    if [[ -n "$WHEELHOUSE" ]]; then
+        # Only these wheels: a device without internet must not wait on an index.
+        pip+=(--no-index --find-links "$WHEELHOUSE")
+        if [[ -z "$FROM" ]]; then
+            shopt -s nullglob
+            wheels=("$WHEELHOUSE"/edgeseg-*.whl)
+            shopt -u nullglob
+            (( ${#wheels[@]} )) && target="${wheels[-1]}"
+        fi
+    fi
     if [[ -n "$FROM" ]]; then
         target="$FROM"
-    elif [[ -n "$BUNDLE" && -d "$BUNDLE/wheels" ]]; then
+    elif [[ "$target" == edgeseg && -n "$BUNDLE" && -d "$BUNDLE/wheels" ]]; then
         shopt -s nullglob
         wheels=("$BUNDLE"/wheels/edgeseg-*.whl)
         shopt -u nullglob
@@ -223,8 +249,11 @@ pip_install() {
         fi
         pip+=(--constraint "$PREFIX/pip-constraints.txt")
     fi
-    say "pip install $target (the runtime only: no TensorFlow)"
+    say "pip install $target (the runtime only: no TensorFlow)${WHEELHOUSE:+, offline from $WHEELHOUSE}"
     if ! run "${pip[@]}" "$target"; then
+        [[ -n "$WHEELHOUSE" ]] && die "pip could not install $target from $WHEELHOUSE alone:" \
+            "a dependency's wheel for this platform is missing; add it with pip download" \
+            "--platform manylinux2014_aarch64 --only-binary=:all: -d $WHEELHOUSE PACKAGE"
         [[ "$target" == edgeseg ]] && die "pip could not install edgeseg from PyPI; install" \
             "a wheel or checkout with --from PATH (edgeseg bundle --wheel ships one)"
         die "pip install $target failed (see above)"

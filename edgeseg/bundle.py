@@ -223,8 +223,9 @@ On a Raspberry Pi (Raspberry Pi OS Bookworm 64-bit):
 
 The installer puts the runtime (no TensorFlow) in /opt/edgeseg/venv, this model in
 /opt/edgeseg/models, the settings in /opt/edgeseg/edgeseg.env, and enables edgeseg.service.
-edgeseg comes from the wheel in `wheels/` when there is one (`edgeseg bundle --wheel`), else
-from PyPI; `--from edgeseg-*.whl` picks another. `./install-pi.sh --help` lists the options.
+edgeseg comes from the wheel in `wheels/` (edgeseg is not on PyPI); when `wheels/` also holds
+the runtime's dependencies (`edgeseg bundle --wheelhouse DIR`) nothing is downloaded: the
+install works on a device with no internet. `./install-pi.sh --help` lists the options.
 
     journalctl -u edgeseg -f                              # its log
     ssh -L {port}:localhost:{port} pi@raspberrypi.local   # then open http://localhost:{port}/
@@ -237,7 +238,7 @@ update the model, run this again with a new bundle, or copy the files into
 
 def _build(dest: Path, model: Path, data: dict[str, Any], labels: list[str],
            settings: BundleSettings, delegate: str, templates: Path, wheel: Path | None,
-           name: str) -> None:
+           name: str, own: bool = False, wheelhouse: list[Path] | None = None) -> None:
     (dest / "models").mkdir()
     shutil.copyfile(model, dest / "models" / model.name)
     (dest / "models" / sidecar_path(model).name).write_text(json.dumps(data, indent=2) + "\n")
@@ -261,13 +262,22 @@ def _build(dest: Path, model: Path, data: dict[str, Any], labels: list[str],
     env_text = fill_env((templates / "edgeseg.env").read_text(), values)
     (dest / "edgeseg.env").write_text(env_text)
     (dest / "README.md").write_text(_readme(model.name, data, labels, parse_env(env_text), name))
-    if wheel is not None:
+    if wheel is not None or own or wheelhouse:
         (dest / "wheels").mkdir()
+    if wheel is not None:
         shutil.copyfile(wheel, dest / "wheels" / wheel.name)
+    elif own:
+        from edgeseg.own_wheel import own_wheel
+
+        own_wheel(dest / "wheels")
+    for w in wheelhouse or []:
+        if not w.name.startswith("edgeseg-"):  # ours wins over a stale one in the wheelhouse
+            shutil.copyfile(w, dest / "wheels" / w.name)
 
 
 def make_bundle(model: str | Path, output: str | Path, settings: BundleSettings | None = None,
-                *, wheel: str | Path | None = None, force: bool = False) -> Bundle:
+                *, wheel: str | Path | None = None, force: bool = False,
+                include_wheel: bool = False, wheelhouse: str | Path | None = None) -> Bundle:
     """Write the deploy folder for ``model`` at ``output``, all at once.
 
     The folder is built beside ``output`` under a temporary name and renamed into place,
@@ -280,6 +290,11 @@ def make_bundle(model: str | Path, output: str | Path, settings: BundleSettings 
         settings: What goes into ``edgeseg.env``.
         wheel: An edgeseg wheel to ship in ``wheels/`` (install-pi.sh then installs it).
         force: Replace ``output`` if it exists.
+        include_wheel: Without ``wheel``, ship a wheel of the running edgeseg
+            (:func:`edgeseg.own_wheel.own_wheel`; ``edgeseg bundle`` does by default).
+        wheelhouse: A folder of wheels for the runtime's dependencies (``pip download
+            --platform manylinux2014_aarch64 --only-binary=:all:``), copied into ``wheels/``;
+            install-pi.sh then installs from the bundle alone, without a package index.
 
     Returns:
         The finished Bundle.
@@ -295,6 +310,15 @@ def make_bundle(model: str | Path, output: str | Path, settings: BundleSettings 
         if not wheel.is_file() or wheel.suffix != ".whl":
             raise EdgesegError(
                 f"--wheel {wheel}: no such .whl file; build one: pip wheel --no-deps .")
+    house: list[Path] = []
+    if wheelhouse is not None:
+        house = sorted(Path(wheelhouse).glob("*.whl")) if Path(wheelhouse).is_dir() else []
+        if not house:
+            raise EdgesegError(
+                f"--wheelhouse {wheelhouse}: no .whl files there; fill it with: pip download "
+                "--platform manylinux2014_aarch64 --python-version 3.11 --only-binary=:all: "
+                f"-d {wheelhouse} numpy typer rich opencv-python-headless ai-edge-litert "
+                "prometheus_client")
     if out.exists() and not force:
         raise EdgesegError(f"{out} already exists; pass --force to replace it.")
     if out.exists() and not out.is_dir():
@@ -305,7 +329,8 @@ def make_bundle(model: str | Path, output: str | Path, settings: BundleSettings 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     old: Path | None = None
     try:
-        _build(tmp, model, data, labels, settings, delegate, templates, wheel, out.name)
+        _build(tmp, model, data, labels, settings, delegate, templates, wheel, out.name,
+               own=include_wheel and wheel is None, wheelhouse=house)
         tmp.chmod(0o755)
         if out.exists():
             old = out.with_name(f".{out.name}.old-{tmp.name.rsplit('.', 1)[-1]}")
@@ -325,9 +350,8 @@ def make_bundle(model: str | Path, output: str | Path, settings: BundleSettings 
             shutil.rmtree(old)
     files = tuple(sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()))
     notes = notes_for(model, data, delegate)
-    if wheel is None:
-        notes.append("no --wheel: install-pi.sh will pip-install edgeseg from PyPI; to ship "
-                     "this version, build one (pip wheel --no-deps -w dist <checkout>) and "
-                     "bundle again with --wheel dist/edgeseg-*.whl")
+    if wheel is None and not include_wheel:
+        notes.append("no edgeseg wheel in the bundle (--no-wheel): install-pi.sh will "
+                     "pip-install edgeseg from the package index")
     return Bundle(path=out, model=model.name, files=files, sidecar_source=source,
                   notes=tuple(notes))

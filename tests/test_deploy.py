@@ -148,7 +148,8 @@ def test_wrapper_builds_the_run_command_from_the_template_env(tmp_path: Path) ->
     r = wrapper("print", tmp_path, **env)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == [
-        "/usr/bin/edgeseg-fake", "run", "models/m.tflite", "--no-display", "--camera", "0",
+        "/usr/bin/edgeseg-fake", "run", "models/m.tflite", "--no-display", "--reconnect",
+        "forever", "--camera", "0",
         "--threads", "4", "--stream", "8080", "--host", "127.0.0.1"]
 
 
@@ -158,7 +159,7 @@ def test_wrapper_optional_settings(tmp_path: Path) -> None:
                 EDGESEG_DELEGATE="edgetpu", EDGESEG_ARGS="--fallback  --max-frames 5")
     assert r.returncode == 0, r.stderr
     assert r.stdout.split()[1:] == [
-        "run", "models/m.tflite", "--no-display", "--source", "clip.mp4",
+        "run", "models/m.tflite", "--no-display", "--reconnect", "forever", "--source", "clip.mp4",
         "--save", "/var/lib/edgeseg/out.mp4", "--delegate", "edgetpu",
         "--fallback", "--max-frames", "5"]
 
@@ -200,6 +201,10 @@ def test_service_unit_has_what_the_device_needs() -> None:
     assert svc["ExecStartPre"] == ["/opt/edgeseg/bin/edgeseg-service wait-camera"]
     assert svc["ExecStart"] == ["/opt/edgeseg/bin/edgeseg-service run"]
     assert svc["Restart"] == ["on-failure"] and int(svc["RestartSec"][0]) > 0
+    # edgeseg run sends READY=1 and WATCHDOG=1 (tests/test_stream_health.py): a hung
+    # process is restarted too, within WatchdogSec.
+    assert svc["Type"] == ["notify"] and svc["NotifyAccess"] == ["main"]
+    assert 10 <= int(svc["WatchdogSec"][0]) <= 60
     assert svc["NoNewPrivileges"] == ["yes"] and svc["ProtectSystem"] == ["strict"]
     # Each of these narrows /dev to a list without /dev/video*: the camera would vanish.
     for key in ("PrivateDevices", "DevicePolicy", "DeviceAllow", "ProtectClock"):
@@ -242,7 +247,7 @@ def test_bundle_cli_makes_the_device_folder(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     files = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
     assert files == {*TEMPLATES, "README.md", "models/seg.tflite", "models/seg.tflite.json",
-                     "models/labels.txt"}
+                     "models/labels.txt", "wheels/edgeseg-0.1.0-py3-none-any.whl"}
     env = parse_env((out / "edgeseg.env").read_text())
     assert (out / env["EDGESEG_MODEL"]).read_bytes() == model.read_bytes()
     assert (env["EDGESEG_CAMERA"], env["EDGESEG_THREADS"], env["EDGESEG_STREAM_PORT"]) == (

@@ -216,7 +216,7 @@ def test_ctrl_c_finalizes_the_saved_video(models: Path, tmp_path: Path,
     out = tmp_path / "out.mp4"
     r = run(models / "int8_softmax.tflite", "--source", video, "--no-display", "--save", out)
     assert r.exit_code == 0, r.output
-    assert "stopped (Ctrl-C): 4 frames" in r.output
+    assert "stopped (Ctrl-C or SIGTERM): 4 frames" in r.output
     assert len(read_video(out)) == 4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mp4"]  # no temp file
 

@@ -32,6 +32,8 @@ COPY_IGNORE = shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__p
                                      ".venv", "venv", "tests", "runs", "edgeseg-demo",
                                      ".pytest_cache", ".ruff_cache", "*.keras", "*.tflite")
 TIMINGS: dict[str, float] = {}
+# The installed edgeseg, not a checkout that PYTHONPATH would put first.
+INSTALLED_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 _SHOWN: set[str] = set()
 
 
@@ -155,7 +157,8 @@ def test_bundle_installs_and_starts_like_the_service(installed: dict[str, Path],
     r = timed("service wrapper run (3 frames)", prefix / "bin" / "edgeseg-service", "run",
               env=env, cwd=prefix)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert f"{prefix}/venv/bin/edgeseg run models/{TINY.name} --no-display --source" in r.stdout
+    assert (f"{prefix}/venv/bin/edgeseg run models/{TINY.name} --no-display --reconnect forever "
+            "--source") in r.stdout
     assert (installed["root"] / "service.avi").is_file()
     show_timings(capsys)
 
@@ -183,9 +186,49 @@ def test_installed_edgeseg_can_bundle(installed: dict[str, Path]) -> None:
     model.parent.mkdir(exist_ok=True)
     model.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(56))
     model.with_name("seg.tflite.json").write_text(json.dumps({"edgeseg": {"labels": ["a", "b"]}}))
-    r = sh(installed["bin"] / "edgeseg", "bundle", model, "-o", root / "wheel-bundle")
+    r = sh(installed["bin"] / "edgeseg", "bundle", model, "-o", root / "wheel-bundle",
+           env=INSTALLED_ENV)
     if "deploy templates" in r.stderr:
         pytest.skip("the wheel does not ship deploy/ yet: pyproject.toml needs "
                     "[tool.setuptools.data-files] share/edgeseg/deploy (issue 6)")
     assert r.returncode == 0, r.stdout + r.stderr
     assert (root / "wheel-bundle" / "install-pi.sh").is_file()
+    # edgeseg is not on PyPI: the bundle carries a wheel packed from this (non-editable)
+    # install, with the default calibration images inside.
+    import zipfile
+
+    names = zipfile.ZipFile(root / "wheel-bundle" / "wheels" /
+                            "edgeseg-0.1.0-py3-none-any.whl").namelist()
+    assert len([n for n in names if n.startswith("edgeseg/assets/calibration/calib_")]) == 200
+    assert "edgeseg-0.1.0.data/data/share/edgeseg/deploy/install-pi.sh" in names
+
+
+def test_bundle_with_a_wheelhouse_installs_without_any_package_index(
+        installed: dict[str, Path], tmp_path: Path) -> None:
+    """The device has no internet: only the bundle's wheels/ (pip would fail on the dead index)."""
+    house = tmp_path / "wheelhouse"
+    deps = ["numpy", "typer", "rich", "opencv-python-headless", "ai-edge-litert",
+            "prometheus_client"]
+    r = sh(installed["bin"] / "python", "-m", "pip", "download", "-q", "-d", house, *deps,
+           timeout=600)
+    if r.returncode:
+        pytest.skip(f"pip download needs the package index: {r.stderr.strip()[-200:]}")
+    model = TINY if TINY.is_file() else None
+    if model is None:
+        pytest.skip("needs the committed tiny model")
+    bundle = tmp_path / "offline-bundle"
+    r = sh(installed["bin"] / "edgeseg", "bundle", model, "-o", bundle, "--wheelhouse", house,
+           env=INSTALLED_ENV)
+    assert r.returncode == 0, r.stdout + r.stderr
+    prefix = tmp_path / "offline-prefix"
+    dead = {**INSTALLED_ENV, "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
+            "PIP_NO_CACHE_DIR": "1"}
+    r = timed("offline install from the bundle", bundle / "install-pi.sh", "--prefix", prefix,
+              "--no-service", "--no-apt", "--picamera", "no", "--python", base_python(),
+              env=dead, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"offline from {bundle}/wheels" in r.stdout
+    calib = list(prefix.glob("venv/lib/python*/site-packages/edgeseg/assets/calibration/*.jpg"))
+    assert len(calib) == 200
+    r = sh(prefix / "venv" / "bin" / "edgeseg", "--version")
+    assert r.returncode == 0, r.stderr

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from edgeseg.cli._common import console, err_console, handle_errors
+from edgeseg.errors import EdgesegError
 
 
 @handle_errors
@@ -28,7 +30,14 @@ def bundle(
         help="edgetpu, gpu or a delegate .so; default: edgetpu for Edge TPU models, else CPU.")]
         = None,
     wheel: Annotated[Optional[Path], typer.Option(
-        help="An edgeseg .whl to ship; install-pi.sh installs it instead of PyPI's.")] = None,
+        help="An edgeseg .whl to ship (default: a wheel of this edgeseg, built now).")] = None,
+    no_wheel: Annotated[bool, typer.Option(
+        "--no-wheel", help="Ship no edgeseg wheel: the device installs it from an index.")]
+        = False,
+    wheelhouse: Annotated[Optional[Path], typer.Option(
+        help="Wheels of the runtime's dependencies for the device (pip download --platform "
+             "manylinux2014_aarch64 --only-binary=:all:); the install then needs no internet.",
+        metavar="DIR")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the folder if it exists.")]
         = False,
 ) -> None:
@@ -37,15 +46,25 @@ def bundle(
 
     settings = BundleSettings(camera=camera, threads=threads, stream_port=stream_port,
                               stream_host=host, save=save, delegate=delegate)
-    result = make_bundle(model, output, settings, wheel=wheel, force=force)
+    if wheel is not None and no_wheel:
+        raise EdgesegError("--wheel and --no-wheel contradict each other; give one.")
+    result = make_bundle(model, output, settings, wheel=wheel, force=force,
+                         include_wheel=not no_wheel, wheelhouse=wheelhouse)
     console.print(f"Bundled {result.model} -> {result.path}/ ({len(result.files)} files; "
-                  f"description from {result.sidecar_source})")
+                  f"description from {result.sidecar_source})", markup=False, soft_wrap=True)
     for name in result.files:
         console.print(f"  {name}", markup=False)
     for note in result.notes:
         err_console.print(f"note: {note}", markup=False, soft_wrap=True)
-    console.print(f"Next: scp -r {result.path} pi@raspberrypi.local: && ssh pi@raspberrypi.local "
-                  f"'cd {result.path.name} && sudo ./install-pi.sh'", markup=False, soft_wrap=True)
+    if wheelhouse is None:
+        err_console.print("note: no --wheelhouse: install-pi.sh downloads numpy, OpenCV and the "
+                          "TFLite runtime from PyPI; for a device without internet bundle again "
+                          "with --wheelhouse DIR (pip download --platform manylinux2014_aarch64 "
+                          "--only-binary=:all: ...)", markup=False, soft_wrap=True)
+    # One line however narrow the terminal: it is meant to be copied and pasted.
+    where = shlex.quote(str(result.path))
+    inner = shlex.quote(f"cd {shlex.quote(result.path.name)} && sudo ./install-pi.sh")
+    print(f"Next: scp -r {where} pi@raspberrypi.local: && ssh pi@raspberrypi.local {inner}")
 
 
 def register(app: typer.Typer) -> None:

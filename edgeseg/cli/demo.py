@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -40,13 +41,17 @@ def demo(
         t.add_row(*r)
     console.print(t)
     console.print(f"report: {s['report'][1]} (and {Path(s['report'][0]).name}); "
-                  f"overlay video: {s['run']['video']}")
+                  f"overlay video: {s['run']['video']}", markup=False, soft_wrap=True)
     int8 = s["tflite"]["int8"]
     console.print("next:", markup=False)
-    for cmd in (f"edgeseg run {int8} --camera 0", f"edgeseg inspect {int8}",
-                f"edgeseg convert {out / 'model.keras'} --target edgetpu -o {out / 'model_edgetpu.tflite'}",
-                f"edgeseg bundle {int8} -o {out / 'pi-bundle'}"):
-        console.print(f"  {cmd}", markup=False)
+    q = shlex.quote
+    keras, tpu = q(str(out / "model.keras")), q(str(out / "model_edgetpu.tflite"))
+    for cmd in (f"edgeseg run {q(str(int8))} --camera 0", f"edgeseg inspect {q(str(int8))}",
+                f"edgeseg convert {keras} --target edgetpu -o {tpu}",
+                f"edgeseg bundle {q(str(int8))} -o {q(str(out / 'pi-bundle'))}"):
+        # Plain print: Rich would wrap a long path at the terminal width, and these lines
+        # are meant to be copied and pasted.
+        print(f"  {cmd}")
 
 
 def register(app: typer.Typer) -> None:

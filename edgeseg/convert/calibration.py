@@ -15,7 +15,8 @@ from edgeseg.preprocess import Preprocessing, preprocess
 
 MIN_RECOMMENDED = 100
 # The project's default set (synthetic scenes like the demo's); used when --calib is not given.
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "calibration"
+# Package data, so a wheel install (no checkout) has the default set too.
+DEFAULT_DIR = Path(__file__).resolve().parents[1] / "assets" / "calibration"
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def read_calibration_image(path: Path) -> np.ndarray:
 
 def load_calibration(folder: Optional[str | Path], count: int = 200, seed: int = 0,
                      warn: Callable[[str], None] = print) -> CalibrationSet:
-    """Pick up to ``count`` images of ``folder`` (default: the project's calibration/).
+    """Pick up to ``count`` images of ``folder`` (default: the set shipped in edgeseg/assets/calibration/).
 
     Accepts a flat folder of images or a dataset folder with ``images/``.
 

@@ -30,7 +30,7 @@ class ConvertConfig:
         io: Input/output tensor type of an int8 model.
         head: Deployment head: softmax, logits or argmax (in-graph uint8 class mask).
         target: cpu, gpu or edgetpu; picks defaults and graph changes for the target.
-        calib: Calibration folder (None: the project's calibration/ set).
+        calib: Calibration folder (None: the set shipped in edgeseg/assets/calibration/).
         calib_count: How many calibration images to sample.
         keep_float: Layer names left in float32 (selective quantization).
         upsampling: The ×2 upsampling ops (``edgeseg.model.decoder.UPSAMPLING``); ``auto``
@@ -334,12 +334,15 @@ def convert(model_path: str | Path, output: str | Path, ccfg: ConvertConfig,
             "versions": _versions(),
         },
     }
+    from edgeseg.convert.confidence import confidence_reference
     from edgeseg.convert.metadata import embed_metadata, mediapipe_blocker
 
     blocker = mediapipe_blocker(info)
     info["tflite"]["mediapipe_image_segmenter"] = blocker is None
     if blocker:
         log(f"note: no MediaPipe ImageSegmenter metadata: {blocker}")
+    info["tflite"]["confidence"] = confidence_reference(flat, info, calib, log,
+                                                        folder=ccfg.calib, seed=ccfg.seed)
     data = embed_metadata(flat, info)
     write_bytes(output, data)
     side = save_sidecar(output, info)  # names the model's hash: a stale pair is detected

@@ -9,7 +9,10 @@ from typing import Any
 
 from edgeseg.errors import EdgesegError
 from edgeseg.runtime import capture
+from edgeseg.runtime.confidence import ConfidenceMonitor
+from edgeseg.runtime.health import Health, prometheus_text
 from edgeseg.runtime.pipeline import JsonLog, PipelineStats, run_pipeline
+from edgeseg.runtime.sdnotify import SystemdNotifier
 from edgeseg.runtime.segmenter import Segmenter
 
 
@@ -30,6 +33,41 @@ class RunOptions:
     host: str = "127.0.0.1"
     max_frames: int | None = None
     json_log: str | None = None
+    reconnect: int | str | None = None  # attempts, "forever" (the service), None: default
+    stall_s: float = 3.0
+    token: str | None = None
+    no_auth: bool = False
+    collect: str | None = None
+    collect_max: int = 200
+    collect_max_mb: float = 200.0
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def stream_token(opts: RunOptions) -> str | None:
+    """The token the stream requires: none on loopback or with ``--no-auth``, else the
+    given one (``--token`` / ``$EDGESEG_STREAM_TOKEN``) or a new random one."""
+    import secrets
+
+    if opts.no_auth or (opts.host in LOOPBACK and not opts.token):
+        return None
+    if opts.token and len(opts.token) < 8:
+        raise EdgesegError("--token must be at least 8 characters; leave it out to get a "
+                           "random one printed at start.")
+    return opts.token or secrets.token_urlsafe(18)
+
+
+def reconnect_policy(value: int | str | None) -> capture.Retry:
+    """``--reconnect N|forever`` as a Retry (None: the default, 4 attempts)."""
+    base = capture.DEFAULT_RETRY
+    if value is None:
+        return base
+    if str(value).lower() in ("forever", "inf", "always"):
+        return capture.Retry(None, base.backoff_s, base.max_s)
+    if not str(value).isdigit():
+        raise EdgesegError(f"--reconnect {value}: give a number of attempts or 'forever'.")
+    return capture.Retry(int(value), base.backoff_s, base.max_s)
 
 
 def load_segmenter(model: str, threads: int | None, delegate: str | None, fallback: bool,
@@ -76,6 +114,7 @@ def run(opts: RunOptions, note: Callable[[str], None] = print,
     if opts.max_frames is not None and opts.max_frames < 1:
         raise EdgesegError(f"--max-frames must be at least 1 (got {opts.max_frames}).")
     src = capture.open_source(opts.camera, opts.source)
+    token = stream_token(opts) if opts.stream is not None else None
     saver = VideoSaver(opts.save, 0.0) if opts.save else None  # checks the suffix early
     seg = load_segmenter(opts.model, opts.threads, opts.delegate, opts.fallback, note)
     note(describe(seg))
@@ -85,10 +124,18 @@ def run(opts: RunOptions, note: Callable[[str], None] = print,
              "this note, or use --stream PORT / --save FILE to see the output.")
         show = False
     overlay = Overlay(seg.labels, opts.alpha)
-    capture.open_with_retry(src, retry)
+    retry = retry or reconnect_policy(opts.reconnect)
+    notifier = SystemdNotifier()
+    # Ready once the model is loaded: the watchdog then covers opening the camera too, which
+    # under --reconnect forever may take as long as the camera stays unplugged.
+    notifier.ready(f"opening {src.name}")
+    capture.open_with_retry(src, retry, note, idle=notifier.ping)
     closers: list[Callable[[bool], Any]] = []
     sinks: list[Callable[[Any], Any]] = []
-    reader = capture.FrameReader(src, retry)
+    reader = capture.FrameReader(src, retry, stall_s=opts.stall_s, note=note)
+    health = Health(opts.model, reader)
+    monitor = ConfidenceMonitor.for_segmenter(seg, note, opts.collect, opts.collect_max,
+                                              opts.collect_max_mb)
     try:
         if saver is not None:
             saver.fps = src.fps or saver.fps
@@ -97,12 +144,14 @@ def run(opts: RunOptions, note: Callable[[str], None] = print,
         if opts.stream is not None:
             from edgeseg.runtime.stream import MjpegServer
 
-            server = MjpegServer(opts.stream, opts.host)
+            server = MjpegServer(opts.stream, opts.host, token=token, stats=health.snapshot,
+                                 metrics=lambda: prometheus_text(health))
             sinks.append(server.publish)
             closers.append(lambda keep: server.close())
-            scope = ("this machine only; --host 0.0.0.0 to open it" if opts.host == "127.0.0.1"
-                     else "open to the network")
-            note(f"streaming on {server.url} ({scope})")
+            scope = ("this machine only; --host 0.0.0.0 to open it" if opts.host in LOOPBACK
+                     else "open to the network, token required" if token
+                     else "open to the network WITHOUT a token (--no-auth)")
+            note(f"streaming on {server.url} ({scope}); health at /stats and /metrics")
         if show:
             window = Display(note=note)
             sinks.append(window.show)
@@ -110,21 +159,43 @@ def run(opts: RunOptions, note: Callable[[str], None] = print,
         log = JsonLog(opts.json_log) if opts.json_log else None
         if log is not None:
             closers.append(log.close)
+
+        def on_frame(result: Any, frame: Any, e2e_ms: float) -> None:
+            health.frame(result.timings.invoke_ms, e2e_ms)
+            health.confidence = monitor.update(result, frame)
+            notifier.ping()
+
+        notifier.send(f"STATUS=segmenting {src.name}")
         stats = run_pipeline(seg, reader, overlay.draw if sinks else None, tuple(sinks),
-                             opts.max_frames, log)
+                             opts.max_frames, log, on_frame=on_frame,
+                             idle=notifier.ping if notifier.enabled else None)
     except EdgesegError:
-        _close(reader, closers, keep=True)  # keep what was recorded before the source failed
+        # keep what was recorded before the source failed
+        _close(reader, closers, keep=True, notifier=notifier)
         raise
     except BaseException:
-        _close(reader, closers, keep=False)
+        _close(reader, closers, keep=False, notifier=notifier)
         raise
-    _close(reader, closers, keep=True)
+    _close(reader, closers, keep=True, notifier=notifier)
     if getattr(src, "skipped", 0):
         note(f"warning: skipped {src.skipped} unreadable image(s).")  # type: ignore[attr-defined]
+    if stats.frames == 0 and stats.ended == "end-of-source":
+        raise EdgesegError(f"{src.name} opened but yielded no frame: a header-only or "
+                           "undecodable file, or a codec this OpenCV build lacks (check it "
+                           "with ffprobe; re-encode with ffmpeg -c:v mjpeg).")
+    if saver is not None and (saver.frames == 0 or not saver.path.is_file()):
+        raise EdgesegError(f"--save {saver.path} was not written ({saver.frames} frames); "
+                           "check the folder is writable and has space.")
+    if reader.reconnects:
+        note(f"the source was reconnected {reader.reconnects} time(s) "
+             f"({reader.stalls} stall(s) detected).")
     return stats
 
 
-def _close(reader: capture.FrameReader, closers: list[Callable[[bool], Any]], keep: bool) -> None:
+def _close(reader: capture.FrameReader, closers: list[Callable[[bool], Any]], keep: bool,
+           notifier: SystemdNotifier | None = None) -> None:
+    if notifier is not None:
+        notifier.stopping()
     reader.close()
     for close in reversed(closers):
         close(keep)

@@ -2,50 +2,27 @@
 
 from __future__ import annotations
 
-import queue
-import threading
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import cv2
 import numpy as np
 
 from edgeseg.errors import EdgesegError
+from edgeseg.runtime.reader import (  # noqa: F401 - the capture API, importable from here
+    DEFAULT_RETRY,
+    CaptureError,
+    FrameReader,
+    FrameSource,
+    Retry,
+    open_with_retry,
+)
+
+# FFmpeg's own limits for network streams, so a read the watchdog abandoned ends (and
+# frees its socket) by itself; the watchdog notices a stall long before these.
+_NET_TIMEOUTS_MS = (10_000, 10_000)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-
-
-class CaptureError(EdgesegError):
-    """A source that may work if tried again (camera busy, stream hiccup)."""
-
-
-@dataclass(frozen=True)
-class Retry:
-    """Bounded retry with exponential backoff: ``backoff_s * 2**i``, capped at ``max_s``."""
-
-    attempts: int = 4
-    backoff_s: float = 0.5
-    max_s: float = 4.0
-
-    def delays(self) -> list[float]:
-        return [min(self.backoff_s * 2**i, self.max_s) for i in range(self.attempts)]
-
-
-DEFAULT_RETRY = Retry()
-
-
-class FrameSource(Protocol):
-    """What the capture thread reads from. ``read()`` returns None when no frame came."""
-
-    name: str
-    live: bool
-    fps: float
-
-    def open(self) -> None: ...
-    def read(self) -> np.ndarray | None: ...
-    def close(self) -> None: ...
 
 
 class OpenCVSource:
@@ -56,8 +33,17 @@ class OpenCVSource:
         self.fps = 0.0
         self._cap: Any = None
 
+    def fresh(self) -> OpenCVSource:
+        """An unopened copy, for reconnecting while a hung read still holds this one."""
+        return OpenCVSource(self.target, self.live, self.name)
+
     def open(self) -> None:
-        self._cap = cv2.VideoCapture(self.target)
+        if isinstance(self.target, str) and "://" in self.target:
+            open_ms, read_ms = _NET_TIMEOUTS_MS
+            self._cap = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, [
+                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, open_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, read_ms])
+        else:
+            self._cap = cv2.VideoCapture(self.target)
         if not self._cap.isOpened():
             self.close()
             hint = ("check the cable, `ls /dev/video*`, and that no other program uses it"
@@ -109,6 +95,9 @@ class PicameraSource:
             self.close()
             raise CaptureError(f"could not start the Pi camera ({e}); check the ribbon cable and "
                                "`rpicam-hello --list-cameras`.") from e
+
+    def fresh(self) -> PicameraSource:
+        return PicameraSource(self.size)
 
     def read(self) -> np.ndarray | None:
         try:
@@ -180,121 +169,3 @@ def open_source(camera: str | None = None, source: str | None = None) -> FrameSo
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
         return ImageFolderSource(path)
     return OpenCVSource(str(path), live=False, name=str(path))
-
-
-def open_with_retry(src: FrameSource, retry: Retry | None = None) -> None:
-    """Open ``src``, retrying transient failures with backoff; then a clear error."""
-    retry = retry or DEFAULT_RETRY
-    delays = retry.delays()
-    for i in range(len(delays) + 1):
-        try:
-            src.open()
-            return
-        except CaptureError as e:
-            if i == len(delays):
-                raise CaptureError(f"{e} (gave up after {i + 1} attempts)") from e
-            time.sleep(delays[i])
-
-
-_END = object()
-
-
-class FrameReader:
-    """Reads a source on its own thread.
-
-    Live sources keep only the newest frame (older ones are counted in ``dropped``),
-    so latency doesn't grow when inference is slower than the camera; a live source
-    that stops delivering is reopened with backoff before giving up. Files and
-    folders are read in order through a short queue, so no frame is skipped.
-
-    Args:
-        src: An opened source.
-        retry: Backoff policy for a live source that stops delivering.
-    """
-
-    def __init__(self, src: FrameSource, retry: Retry | None = None) -> None:
-        self.src, self.retry = src, retry or DEFAULT_RETRY
-        self.dropped = 0
-        self.captured = 0
-        self.error: BaseException | None = None
-        self._stop = threading.Event()
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=1 if src.live else 4)
-        self._thread = threading.Thread(target=self._loop, name="edgeseg-capture", daemon=True)
-        self._thread.start()
-
-    def _recover(self) -> np.ndarray | None:
-        """Reopen a live source that returned no frame; None when it stays silent."""
-        for delay in self.retry.delays():
-            if self._stop.wait(delay):
-                return None
-            self.src.close()
-            try:
-                self.src.open()
-            except CaptureError:
-                continue
-            frame = self.src.read()
-            if frame is not None:
-                return frame
-        self.error = CaptureError(
-            f"{self.src.name} stopped delivering frames after {self.captured} frames and "
-            f"{self.retry.attempts} reconnection attempts; check the connection.")
-        return None
-
-    def _put(self, item: Any) -> None:
-        if self.src.live:
-            try:  # replace the unread frame with the newer one
-                self._queue.get_nowait()
-                self.dropped += item is not _END
-            except queue.Empty:
-                pass
-            self._queue.put_nowait(item)
-            return
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def _loop(self) -> None:
-        try:
-            while not self._stop.is_set():
-                frame = self.src.read()
-                if frame is None and self.src.live:
-                    frame = self._recover()
-                if frame is None:
-                    break
-                self.captured += 1
-                self._put(frame)
-        except Exception as e:  # noqa: BLE001 - handed to the consumer, raised there
-            self.error = e
-        finally:
-            self._put(_END)
-
-    def read(self, timeout: float = 30.0) -> np.ndarray | None:
-        """The next frame (the newest, for live sources); None at the end of a file.
-
-        Raises:
-            EdgesegError: When the source failed or went silent for ``timeout`` seconds.
-        """
-        try:
-            item = self._queue.get(timeout=timeout)
-        except queue.Empty:
-            raise CaptureError(f"no frame from {self.src.name} for {timeout:.0f} s.") from None
-        if item is _END:
-            self._queue.put_nowait(_END)  # later reads see the end too
-            if self.error is not None:
-                raise self.error
-            return None
-        return item
-
-    def close(self) -> None:
-        """Stop the thread and release the source."""
-        self._stop.set()
-        try:
-            while True:
-                self._queue.get_nowait()
-        except queue.Empty:
-            pass
-        self._thread.join(timeout=5)
-        self.src.close()

@@ -42,6 +42,8 @@ class ModelMetadata:
         description: The whole edgeseg description (``{"edgeseg": ..., "tflite": ...}``),
             None for a model edgeseg did not write.
         notes: Settings the model states that are not used, and why.
+        confidence: The convert-time distribution of per-frame confidence
+            (:func:`edgeseg.runtime.confidence.summarize`), or None.
     """
 
     mean: tuple[float, float, float] | None = None
@@ -55,6 +57,7 @@ class ModelMetadata:
     sources: dict[str, str] = field(default_factory=dict)
     description: dict[str, Any] | None = None
     notes: tuple[str, ...] = ()
+    confidence: dict[str, Any] | None = field(default=None, hash=False, compare=False)
 
 
 def _triple(v: Any) -> tuple[float, float, float] | None:
@@ -99,6 +102,7 @@ def parse(data: dict[str, Any], source: str, labels: tuple[str, ...] = ()) -> Mo
                  "labels": where if own_labels else (f"embedded {EMBEDDED_LABELS}" if labels
                                                      else "none"),
                  "head": where if head else "none"},
+        confidence=(data.get("tflite") or {}).get("confidence"),
     )
 
 

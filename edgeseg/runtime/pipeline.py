@@ -92,7 +92,9 @@ class JsonLog:
 
 def run_pipeline(segmenter: Any, reader: Any, draw: Callable[..., np.ndarray] | None = None,
                  sinks: tuple[Sink, ...] = (), max_frames: int | None = None,
-                 json_log: JsonLog | None = None) -> PipelineStats:
+                 json_log: JsonLog | None = None,
+                 on_frame: Callable[[Any, np.ndarray, float], Any] | None = None,
+                 idle: Callable[[], Any] | None = None) -> PipelineStats:
     """Capture → segment → draw → sinks until the source ends, ``max_frames``, Ctrl-C or a stop.
 
     Args:
@@ -103,6 +105,9 @@ def run_pipeline(segmenter: Any, reader: Any, draw: Callable[..., np.ndarray] | 
         sinks: Called with each drawn image; one returning False ends the run.
         max_frames: Stop after this many frames.
         json_log: Receives one record per frame.
+        on_frame: Called after the sinks as ``on_frame(segmentation, frame, e2e_ms)``,
+            ``e2e_ms`` being capture → output (health, confidence, collection).
+        idle: Called about twice a second while no frame comes (watchdog pings).
 
     Returns:
         The run's statistics. A capture failure is raised after the frames so far have
@@ -114,7 +119,7 @@ def run_pipeline(segmenter: Any, reader: Any, draw: Callable[..., np.ndarray] | 
     try:
         while max_frames is None or stats.frames < max_frames:
             t0 = time.perf_counter()
-            frame = reader.read()
+            frame = reader.read(idle=idle) if idle is not None else reader.read()
             t1 = time.perf_counter()
             if frame is None:
                 stats.ended = "end-of-source"
@@ -138,6 +143,10 @@ def run_pipeline(segmenter: Any, reader: Any, draw: Callable[..., np.ndarray] | 
             if stats.frames > 1 and dt > 0:
                 ema_fps = 1 / dt if not ema_fps else 0.9 * ema_fps + 0.1 / dt
             stats.frame_ms.add(dt * 1e3)
+            if on_frame is not None:
+                captured_at = getattr(reader, "frame_time", 0.0)
+                e2e = (time.monotonic() - captured_at) * 1e3 if captured_at else dt * 1e3
+                on_frame(seg, frame, e2e)
             if json_log is not None:
                 json_log.write({"frame": stats.frames, "t": round(t4 - start, 4),
                                 **{f"{k}_ms": round(v, 3) for k, v in zip(STAGES, values)},

@@ -1,18 +1,34 @@
-"""A tiny MJPEG server so a headless Pi can be watched from a browser."""
+"""A tiny MJPEG server so a headless Pi can be watched from a browser, with its health."""
 
 from __future__ import annotations
 
+import hmac
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import cv2
 import numpy as np
 
 from edgeseg.errors import EdgesegError
 
-_PAGE = b"""<!doctype html><html><head><title>edgeseg</title></head>
-<body style="margin:0;background:#111"><img src="/stream.mjpg" style="max-width:100%"></body></html>
+# The page polls /stats once a second and shows it beside the video. TOKEN is replaced
+# by "?token=..." when the server requires one (a browser can't send a header for <img>).
+_PAGE = """<!doctype html><html><head><title>edgeseg</title><meta charset="utf-8"></head>
+<body style="margin:0;background:#111;color:#ddd;font:14px monospace;display:flex">
+<img src="/stream.mjpgTOKEN" style="max-width:75%">
+<pre id="stats" style="padding:8px;margin:0">waiting for /stats…</pre>
+<script>
+async function poll() {
+  try {
+    const r = await fetch("/statsTOKEN");
+    document.getElementById("stats").textContent = JSON.stringify(await r.json(), null, 1);
+  } catch (e) { document.getElementById("stats").textContent = "no answer: " + e; }
+}
+poll(); setInterval(poll, 1000);
+</script></body></html>
 """
 _BOUNDARY = "edgesegframe"
 
@@ -27,10 +43,16 @@ class MjpegServer:
         port: TCP port (0 picks a free one; see ``port``).
         host: Interface to listen on: 127.0.0.1 (this machine only) unless opened up.
         quality: JPEG quality 1-100.
+        token: When set, every request must carry it (``?token=`` or
+            ``Authorization: Bearer``); others get 401.
+        stats: Returns the ``/stats`` dict (:meth:`Health.snapshot`); None: no stats.
+        metrics: Returns the ``/metrics`` body (Prometheus text format).
     """
 
-    def __init__(self, port: int, host: str = "127.0.0.1", quality: int = 80) -> None:
-        self.quality = quality
+    def __init__(self, port: int, host: str = "127.0.0.1", quality: int = 80,
+                 token: str | None = None, stats: Any = None, metrics: Any = None) -> None:
+        self.quality, self.token = quality, token
+        self.stats, self.metrics = stats, metrics
         self._cond = threading.Condition()
         self._frame: np.ndarray | None = None
         self._seq = 0
@@ -50,7 +72,16 @@ class MjpegServer:
     @property
     def url(self) -> str:
         host = "localhost" if self.host in ("127.0.0.1", "0.0.0.0", "") else self.host
-        return f"http://{host}:{self.port}/"
+        return f"http://{host}:{self.port}/" + (f"?token={self.token}" if self.token else "")
+
+    def authorized(self, query: str, header: str | None) -> bool:
+        """Whether a request carries the token (always, when there is none)."""
+        if self.token is None:
+            return True
+        given = parse_qs(query).get("token", [""])[0]
+        if header and header.lower().startswith("bearer "):
+            given = header[7:].strip()
+        return hmac.compare_digest(given.encode(), self.token.encode())
 
     def publish(self, frame: np.ndarray) -> None:
         """Make ``frame`` (BGR) the one clients see next. The caller must not modify it after."""
@@ -102,9 +133,22 @@ def _handler(server: MjpegServer) -> Any:
             self.wfile.write(body)
 
         def do_GET(self) -> None:  # noqa: N802 - the http.server API
-            path = self.path.split("?")[0]
+            url = urlsplit(self.path)
+            path = url.path
+            if not server.authorized(url.query, self.headers.get("Authorization")):
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Bearer realm="edgeseg"')
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.end_headers()
+                self.wfile.write(b"401: add ?token=TOKEN (printed by edgeseg run at start)\n")
+                return
             if path in ("/", "/index.html"):
-                self._send(_PAGE, "text/html; charset=utf-8")
+                tok = f"?token={server.token}" if server.token else ""
+                self._send(_PAGE.replace("TOKEN", tok).encode(), "text/html; charset=utf-8")
+            elif path == "/stats" and server.stats is not None:
+                self._send(json.dumps(server.stats()).encode(), "application/json")
+            elif path == "/metrics" and server.metrics is not None:
+                self._send(server.metrics(), "text/plain; version=0.0.4; charset=utf-8")
             elif path == "/frame.jpg":
                 got = server.jpeg(after=0, timeout=5.0)
                 if got is None:
