@@ -4,7 +4,7 @@
                                          [--work DIR] [--json out.json] [--only presets]
 
 Every model has random weights (latency does not depend on them), is converted to int8
-with uint8 I/O on 8 images of calibration/, and timed with ``edgeseg.runtime.bench``
+with uint8 I/O on 8 images of the shipped calibration set, and timed with ``edgeseg.runtime.bench``
 (XNNPACK, ``--threads``) in interleaved rounds: round r times every model once, so a
 load spike hits all of them. The figure per model is the minimum over rounds of the
 median invoke time; ratios are against the seed preset at the same size.
@@ -93,12 +93,13 @@ def convert_int8(model: Any, out: Path, size: int) -> Path:
     import numpy as np
     import tensorflow as tf
 
+    from edgeseg.convert.calibration import DEFAULT_DIR
     from edgeseg.data.dataset import read_image
     from edgeseg.preprocess import Preprocessing, preprocess
 
     spec = Preprocessing(size, size)
     calib = [preprocess(read_image(f), spec)[None].astype(np.float32)
-             for f in sorted((ROOT / "calibration").glob("*.jpg"))[:8]]
+             for f in sorted(DEFAULT_DIR.glob("*.jpg"))[:8]]
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = lambda: ([c] for c in calib)
