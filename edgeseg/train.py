@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -148,12 +148,15 @@ def _dtype_policy(name: str) -> Iterator[None]:
 
 
 def train(cfg: ModelConfig, tcfg: TrainConfig,
-          log: Callable[[str], None] = print) -> TrainResult:
+          log: Callable[[str], None] = print, notes: Sequence[str] = ()) -> TrainResult:
     """Train a model for ``cfg`` on ``tcfg.data`` and save the best checkpoint to ``tcfg.output``.
 
     The learning rate warms up then follows a cosine decay; with a time limit the
     number of epochs is fitted to the budget after each epoch, so the schedule
     still completes, and the run stops after the epoch that crosses it.
+
+    ``notes`` (how the CLI chose the size and model) are logged once the data has
+    passed its check, so a data error stays the run's only line.
     """
     from edgeseg.data.pipeline import (
         Augment,
@@ -174,6 +177,8 @@ def train(cfg: ModelConfig, tcfg: TrainConfig,
                         [Path(tcfg.data)] + ([val_dir] if val_dir else []))
     train_pairs, val_pairs = checked_split(Path(tcfg.data), val_dir, cfg.n_classes, enc,
                                            tcfg.val_fraction, tcfg.seed, tcfg.skip_bad, log)
+    for note in notes:
+        log(note)
     from edgeseg.deps import keras
 
     k = keras()

@@ -55,16 +55,17 @@ def train(
     from edgeseg.train import train as run_training
 
     names = mo.parse_labels(labels) or _labels_from(data, classes)
+    notes = []  # said once the data has passed its check, so a data error stays one line
     if height is None or width is None:
         h, w, note = input_size_of(data, val, height, width)
         height, width = h, w
-        console.print(note, markup=False)
+        notes.append(note)
     cfg = mo.model_config(preset or "realtime", classes, height, width, names, alpha=alpha,
                           encoder_level=encoder_level, head=head, decoder=decoder,
                           decoder_width=decoder_width)
-    console.print(f"model: {'--preset ' + (preset or 'realtime') + ('' if preset else ' (default)')}"
-                  f" -> alpha {cfg.alpha}, {cfg.decoder} decoder at 1/{2 ** (cfg.encoder_level + 1)}, "
-                  f"{cfg.head} head, {cfg.height}x{cfg.width}", markup=False)
+    notes.append(f"model: {'--preset ' + (preset or 'realtime') + ('' if preset else ' (default)')}"
+                 f" -> alpha {cfg.alpha}, {cfg.decoder} decoder at 1/{2 ** (cfg.encoder_level + 1)}, "
+                 f"{cfg.head} head, {cfg.height}x{cfg.width}")
     tcfg = TrainConfig(data=str(data), output=str(output), val=str(val) if val else None,
                        val_fraction=val_fraction, epochs=epochs, batch_size=batch_size, lr=lr,
                        augment=not no_augment, backbone_weights=backbone_weights,
@@ -72,7 +73,8 @@ def train(
                        strategy=strategy, precision=precision, seed=seed, ignore_index=ignore_index,
                        binary=binary, mask_colors=str(mask_colors) if mask_colors else None,
                        skip_bad=skip_bad)
-    result = run_training(cfg, tcfg, log=lambda s: console.print(s, markup=False, soft_wrap=True))
+    result = run_training(cfg, tcfg, log=lambda s: console.print(s, markup=False, soft_wrap=True),
+                          notes=notes)
     console.print(f"best val mIoU {result.best_miou:.4f} at epoch {result.best_epoch} "
                   f"({result.epochs_run} epochs, {result.seconds / 60:.1f} min) -> {result.model_path}")
     console.print(f"log: {result.history_csv}" + (f", plot: {result.history_png}"
