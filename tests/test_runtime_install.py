@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 
 from edgeseg.bundle import BundleSettings, make_bundle, parse_env
 
@@ -207,8 +208,8 @@ def test_bundle_with_a_wheelhouse_installs_without_any_package_index(
         installed: dict[str, Path], tmp_path: Path) -> None:
     """The device has no internet: only the bundle's wheels/ (pip would fail on the dead index)."""
     house = tmp_path / "wheelhouse"
-    deps = ["numpy", "typer", "rich", "opencv-python-headless", "ai-edge-litert",
-            "prometheus_client"]
+    # The runtime profile's own list, so a new dependency can't be left out here.
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     r = sh(installed["bin"] / "python", "-m", "pip", "download", "-q", "-d", house, *deps,
            timeout=600)
     if r.returncode:
