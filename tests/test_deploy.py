@@ -351,3 +351,43 @@ def test_bundle_force_replaces_and_failure_leaves_nothing(tmp_path: Path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "seg.tflite", "seg.tflite.json"]
     with pytest.raises(EdgesegError, match="already exists"):
         make_bundle(model, out)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("holds-model", "holds the input model"),
+    ("user-files", "is not a bundle edgeseg wrote"),
+    ("dot", "holds the input model"),
+])
+def test_bundle_force_never_deletes_user_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               case: str, message: str) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mydata.txt").write_text("precious")
+    model = fake_model((out if case != "user-files" else tmp_path) / "seg.tflite",
+                       sidecar=description())
+    target = str(out)
+    if case == "dot":
+        monkeypatch.chdir(out)
+        target = "."
+    r = runner.invoke(app, ["bundle", str(model), "-o", target, "--no-wheel", "--force"])
+    assert r.exit_code == 2, r.output
+    text = " ".join(r.output.split())
+    assert message in text, r.output
+    assert "Traceback" not in r.output and "pass --force" not in text
+    assert (out / "mydata.txt").read_text() == "precious" and model.is_file()
+
+
+def test_bundle_force_replaces_only_a_bundle_with_nothing_added(tmp_path: Path) -> None:
+    model = fake_model(tmp_path / "seg.tflite", sidecar=description())
+    out = tmp_path / "out"
+    make_bundle(model, out)
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(EdgesegError, match="is not a bundle edgeseg wrote"):
+        make_bundle(model, out, force=True)
+    assert (out / "notes.txt").read_text() == "mine"
+    (out / "notes.txt").unlink()
+    make_bundle(model, out, BundleSettings(threads=2), force=True)
+    assert parse_env((out / "edgeseg.env").read_text())["EDGESEG_THREADS"] == "2"
+    with pytest.raises(EdgesegError, match="holds the input model"):
+        make_bundle(out / "models" / "seg.tflite", out, force=True)
+    assert (out / "models" / "seg.tflite").is_file()
