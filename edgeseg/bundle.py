@@ -275,6 +275,22 @@ def _build(dest: Path, model: Path, data: dict[str, Any], labels: list[str],
             shutil.copyfile(w, dest / "wheels" / w.name)
 
 
+def _check_edgeseg_wheel(wheel: Path) -> None:
+    """Refuse a --wheel that is not an edgeseg wheel (install-pi.sh would fail on the device)."""
+    fix = "give an edgeseg wheel (pip wheel --no-deps . in the edgeseg source) or leave out --wheel"
+    if not wheel.name.startswith("edgeseg-"):
+        raise EdgesegError(f"--wheel {wheel}: not an edgeseg wheel (its name must start with "
+                           f"edgeseg-); {fix}.")
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            names = set(zf.namelist())
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise EdgesegError(f"--wheel {wheel}: not a wheel (not a zip file: {exc}); {fix}.") from None
+    if "edgeseg/__init__.py" not in names:
+        raise EdgesegError(f"--wheel {wheel}: holds no edgeseg/__init__.py, so it is not an "
+                           f"edgeseg wheel; {fix}.")
+
+
 def _is_bundle(folder: Path) -> bool:
     """Whether ``folder`` holds exactly what :func:`_build` writes, and nothing of the user's."""
     top = {p.name for p in folder.iterdir()}
@@ -346,6 +362,7 @@ def make_bundle(model: str | Path, output: str | Path, settings: BundleSettings 
         if not wheel.is_file() or wheel.suffix != ".whl":
             raise EdgesegError(
                 f"--wheel {wheel}: no such .whl file; build one: pip wheel --no-deps .")
+        _check_edgeseg_wheel(wheel)
     house: list[Path] = []
     if wheelhouse is not None:
         house = sorted(Path(wheelhouse).glob("*.whl")) if Path(wheelhouse).is_dir() else []

@@ -48,6 +48,12 @@ def unit_sections(text: str) -> dict[str, dict[str, list[str]]]:
     return sections
 
 
+def fake_wheel(path: Path, member: str = "edgeseg/__init__.py") -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(member, "")
+    return path
+
+
 def fake_model(path: Path, *, sidecar: dict | None = None, embed: dict | None = None) -> Path:
     """A file with a TFLite header (the bundle never parses the flatbuffer) and its sidecar."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -277,7 +283,7 @@ def test_bundle_of_a_compiled_model_takes_the_description_of_its_source(tmp_path
     fake_model(tmp_path / "seg.tflite", sidecar=description("edgetpu"))
     compiled = fake_model(tmp_path / "seg_edgetpu.tflite")  # what edgetpu_compiler writes
     wheel = tmp_path / "edgeseg-0.1.0-py3-none-any.whl"
-    wheel.write_bytes(b"PK")
+    fake_wheel(wheel)
     b = make_bundle(compiled, tmp_path / "b", wheel=wheel)
     assert b.sidecar_source == str(tmp_path / "seg.tflite.json") and not b.notes
     assert (b.path / "wheels" / wheel.name).is_file()
@@ -297,7 +303,7 @@ def test_bundle_notes_an_edgetpu_model_that_was_not_compiled(tmp_path: Path) -> 
 def test_bundle_install_script_finds_the_bundle(tmp_path: Path) -> None:
     model = fake_model(tmp_path / "seg.tflite", sidecar=description())
     wheel = tmp_path / "edgeseg-0.1.0-py3-none-any.whl"
-    wheel.write_bytes(b"PK")
+    fake_wheel(wheel)
     b = make_bundle(model, tmp_path / "b", wheel=wheel)
     r = sh(b.path / "install-pi.sh", "--dry-run", "--no-service", "--prefix", tmp_path / "p")
     assert r.returncode == 0, r.stderr
@@ -316,6 +322,9 @@ def test_bundle_install_script_finds_the_bundle(tmp_path: Path) -> None:
     ("ok", ["--camera", "usb0"], "use a V4L2 index"),
     ("ok", ["--threads", "0"], "must be at least 1"),
     ("ok", ["--wheel", "nope.whl"], "no such .whl file"),
+    ("fake-wheel", ["--wheel", "fake-1.0-py3-none-any.whl"], "not an edgeseg wheel"),
+    ("junk-wheel", ["--wheel", "edgeseg-1.0-py3-none-any.whl"], "not a wheel (not a zip"),
+    ("other-wheel", ["--wheel", "edgeseg-1.0-py3-none-any.whl"], "holds no edgeseg/__init__.py"),
 ])
 def test_bundle_errors(tmp_path: Path, setup: str, args: list[str], message: str) -> None:
     model = tmp_path / "seg.tflite"
@@ -327,6 +336,14 @@ def test_bundle_errors(tmp_path: Path, setup: str, args: list[str], message: str
         model.with_name("seg.tflite.json").write_text("{oops")
     if setup == "exists":
         (tmp_path / "out").mkdir()
+    if setup.endswith("-wheel"):
+        fake_model(model, sidecar=description())
+        whl = tmp_path / args[1]
+        args = [args[0], str(whl)]
+        if setup == "other-wheel":
+            fake_wheel(whl, "other/__init__.py")
+        else:
+            whl.write_bytes(b"junk")
     r = runner.invoke(app, ["bundle", str(model), "-o", str(tmp_path / "out"), *args])
     assert r.exit_code == 2, r.output
     assert message in " ".join(r.output.split()), r.output
