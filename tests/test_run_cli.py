@@ -137,7 +137,7 @@ def test_picam_without_picamera2_says_what_to_install(models: Path) -> None:
     ("bad-save", "--save"),
     ("bad-camera", "must be a device number"),
     ("port-too-big", "--stream 99999: a port must be 1-65535"),
-    ("port-zero", "--stream 0: a port must be 1-65535"),
+    ("port-negative", "--stream -1: a port must be 1-65535"),
     ("bad-host", "--host nosuchhost.invalid: no such host or address"),
     ("missing-delegate", "--delegate /nonexist.so: no such file"),
 ])
@@ -159,7 +159,7 @@ def test_bad_inputs_get_one_line_and_exit_2(models: Path, tmp_path: Path, case: 
         "bad-save": [good, "--source", video, "--save", tmp_path / "out.gif"],
         "bad-camera": [good, "--camera", "front"],
         "port-too-big": [good, "--source", video, "--stream", "99999"],
-        "port-zero": [good, "--source", video, "--stream", "0"],
+        "port-negative": [good, "--source", video, "--stream=-1"],
         "bad-host": [good, "--source", video, "--stream", "18091", "--host",
                      "nosuchhost.invalid", "--no-auth"],
         "missing-delegate": [good, "--source", video, "--delegate", "/nonexist.so"],

@@ -61,7 +61,8 @@ class MjpegServer:
         self._jpeg: tuple[int, bytes] = (-1, b"")
         self._closed = False
         if not 0 <= port <= 65535:
-            raise EdgesegError(f"--stream {port}: a port must be 1-65535 (8080, say).")
+            raise EdgesegError(f"--stream {port}: a port must be 1-65535 (8080, say; 0 picks a "
+                               "free one).")
         try:
             self._httpd = ThreadingHTTPServer((host, port), _handler(self))
         except OSError as e:
