@@ -275,6 +275,56 @@ def _build(dest: Path, model: Path, data: dict[str, Any], labels: list[str],
             shutil.copyfile(w, dest / "wheels" / w.name)
 
 
+def _check_edgeseg_wheel(wheel: Path) -> None:
+    """Refuse a --wheel that is not an edgeseg wheel (install-pi.sh would fail on the device)."""
+    fix = "give an edgeseg wheel (pip wheel --no-deps . in the edgeseg source) or leave out --wheel"
+    if not wheel.name.startswith("edgeseg-"):
+        raise EdgesegError(f"--wheel {wheel}: not an edgeseg wheel (its name must start with "
+                           f"edgeseg-); {fix}.")
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            names = set(zf.namelist())
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise EdgesegError(f"--wheel {wheel}: not a wheel (not a zip file: {exc}); {fix}.") from None
+    if "edgeseg/__init__.py" not in names:
+        raise EdgesegError(f"--wheel {wheel}: holds no edgeseg/__init__.py, so it is not an "
+                           f"edgeseg wheel; {fix}.")
+
+
+def _is_bundle(folder: Path) -> bool:
+    """Whether ``folder`` holds exactly what :func:`_build` writes, and nothing of the user's."""
+    top = {p.name for p in folder.iterdir()}
+    if not {"edgeseg.env", "install-pi.sh", "models"} <= top:
+        return False
+    if not top <= {*TEMPLATES, "README.md", "models", "wheels"}:
+        return False
+    models = [p for p in (folder / "models").iterdir()]
+    tflites = [p for p in models if p.suffix == ".tflite"]
+    if len(tflites) != 1 or not all(p.is_file() for p in models):
+        return False
+    allowed = {tflites[0].name, sidecar_path(tflites[0]).name, "labels.txt"}
+    if not {p.name for p in models} <= allowed:
+        return False
+    wheels = folder / "wheels"
+    return not wheels.exists() or all(p.is_file() and p.suffix == ".whl"
+                                      for p in wheels.iterdir())
+
+
+def _check_replaceable(out: Path, model: Path, force: bool) -> None:
+    """Refuse an existing ``-o`` unless --force and it is an edgeseg bundle (or empty)
+    that does not hold the input model."""
+    if not out.is_dir():
+        raise EdgesegError(f"{out} exists and is not a folder; pick another -o.")
+    if model.resolve().is_relative_to(out.resolve()):
+        raise EdgesegError(f"-o {out} holds the input model {model}; replacing it would "
+                           "delete the model: pick another -o (a new folder).")
+    if any(out.iterdir()) and not _is_bundle(out):
+        raise EdgesegError(f"-o {out} already exists and is not a bundle edgeseg wrote "
+                           "(it holds other files); pick another -o (a new folder).")
+    if not force:
+        raise EdgesegError(f"{out} already exists; pass --force to replace it.")
+
+
 def make_bundle(model: str | Path, output: str | Path, settings: BundleSettings | None = None,
                 *, wheel: str | Path | None = None, force: bool = False,
                 include_wheel: bool = False, wheelhouse: str | Path | None = None) -> Bundle:
@@ -289,7 +339,8 @@ def make_bundle(model: str | Path, output: str | Path, settings: BundleSettings 
         output: The folder to create.
         settings: What goes into ``edgeseg.env``.
         wheel: An edgeseg wheel to ship in ``wheels/`` (install-pi.sh then installs it).
-        force: Replace ``output`` if it exists.
+        force: Replace ``output`` if it exists; only a bundle edgeseg wrote (or an empty
+            folder) that does not hold ``model`` is ever replaced.
         include_wheel: Without ``wheel``, ship a wheel of the running edgeseg
             (:func:`edgeseg.own_wheel.own_wheel`; ``edgeseg bundle`` does by default).
         wheelhouse: A folder of wheels for the runtime's dependencies (``pip download
@@ -300,7 +351,8 @@ def make_bundle(model: str | Path, output: str | Path, settings: BundleSettings 
         The finished Bundle.
 
     Raises:
-        EdgesegError: Missing model or description, bad settings, or ``output`` exists.
+        EdgesegError: Missing model or description, bad settings, or ``output`` exists
+            (and is not a bundle that ``force`` may replace).
     """
     model, out = Path(model), Path(output)
     settings = settings or BundleSettings()
@@ -310,6 +362,7 @@ def make_bundle(model: str | Path, output: str | Path, settings: BundleSettings 
         if not wheel.is_file() or wheel.suffix != ".whl":
             raise EdgesegError(
                 f"--wheel {wheel}: no such .whl file; build one: pip wheel --no-deps .")
+        _check_edgeseg_wheel(wheel)
     house: list[Path] = []
     if wheelhouse is not None:
         house = sorted(Path(wheelhouse).glob("*.whl")) if Path(wheelhouse).is_dir() else []
@@ -319,10 +372,10 @@ def make_bundle(model: str | Path, output: str | Path, settings: BundleSettings 
                 "--platform manylinux2014_aarch64 --python-version 3.11 --only-binary=:all: "
                 f"-d {wheelhouse} numpy typer rich opencv-python-headless ai-edge-litert "
                 "prometheus_client")
-    if out.exists() and not force:
-        raise EdgesegError(f"{out} already exists; pass --force to replace it.")
-    if out.exists() and not out.is_dir():
-        raise EdgesegError(f"{out} exists and is not a folder; pick another -o.")
+    if out.exists():
+        _check_replaceable(out, model, force)
+    if out.name in ("", ".."):
+        out = out.resolve()  # "-o ." has no name to build the new folder beside
     templates = find_templates()
     delegate = settings.delegate if settings.delegate is not None else auto_delegate(model)
     out.parent.mkdir(parents=True, exist_ok=True)

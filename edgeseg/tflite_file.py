@@ -137,13 +137,23 @@ def read_tflite(path: str | Path) -> TfliteModel:
         from ai_edge_litert import schema_py_generated as schema
     except ImportError:
         schema = None
-    if schema is not None:
-        tensors, inputs, outputs, ops = _parse_with_schema(schema, data)
-    else:
-        tensors, inputs, outputs, ops = _parse_with_interpreter(data)
+    try:
+        if schema is not None:
+            tensors, inputs, outputs, ops = _parse_with_schema(schema, data)
+        else:
+            tensors, inputs, outputs, ops = _parse_with_interpreter(data)
+        names = tuple(metadata_buffers(data))
+    except EdgesegError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a cut or corrupt flatbuffer fails anywhere inside
+        # The same one line bench and run give for a model the runtime cannot load.
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise EdgesegError(
+            f"{path} could not be loaded as a TFLite model ({detail}); check that the file is "
+            "complete (re-copy or re-run `edgeseg convert`).") from None
     return TfliteModel(
         path=Path(path), size=len(data), tensors=tensors, inputs=inputs, outputs=outputs,
-        ops=ops, metadata_names=tuple(metadata_buffers(data)),
+        ops=ops, metadata_names=names,
     )
 
 

@@ -135,3 +135,41 @@ def test_bench_errors_exit_2(models: Path, tmp_path: Path) -> None:
     r = runner.invoke(app, ["bench", str(models / "int8_softmax.tflite"), "--delegate", "gpu",
                             "--fallback", "--runs", "3"], env=WIDE)
     assert r.exit_code == 0 and "warning:" in r.output and "Falling back" in r.output
+
+
+def test_pipeline_on_a_too_short_source_says_so(models: Path, tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(6):  # 5 go to the warm-up: 1 frame is timed
+        cv2.imwrite(str(folder / f"{i}.png"), np.full((48, 64, 3), 30 * i, np.uint8))
+    r = runner.invoke(app, ["bench", str(models / "int8_softmax.tflite"), "--runs", "20",
+                            "--pipeline", str(folder)], env=WIDE)
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert (f"pipeline on {folder}: only 1 frame timed after the 5 warm-up ones: too few for "
+            "the FPS and efficiency to mean anything; give --pipeline a source of 15+ frames"
+            in text), text
+    assert "efficiency 0" not in text and "% of raw invoke FPS" not in text
+    r = runner.invoke(app, ["bench", str(models / "int8_softmax.tflite"), "--runs", "20",
+                            "--pipeline", str(folder), "--json"], env=WIDE)
+    assert r.exit_code == 0, r.output
+    assert "only 1 frame timed" in r.output
+
+
+def test_plot_with_a_name_that_is_not_an_image_is_refused_up_front(
+        models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import edgeseg.runtime.bench as rb
+
+    def never(*_a: object, **_k: object) -> None:
+        raise AssertionError("benchmarked before checking --plot")
+
+    monkeypatch.setattr(rb, "bench_model", never)
+    r = runner.invoke(app, ["bench", str(models / "int8_softmax.tflite"), "--plot",
+                            str(tmp_path / "p.txt")], env=WIDE)
+    assert r.exit_code == 2, r.output
+    assert f"--plot {tmp_path / 'p.txt'}: the chart is an image; end the name in .png, .svg, .pdf" \
+        in " ".join(r.output.split())
+    assert "Traceback" not in r.output and not (tmp_path / "p.txt").exists()

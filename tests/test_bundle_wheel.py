@@ -103,7 +103,8 @@ def test_bundle_no_wheel_and_wheelhouse_options(tmp_path: Path) -> None:
     house = tmp_path / "house"
     house.mkdir()
     (house / "numpy-2.0.0-cp311-cp311-manylinux_2_17_aarch64.whl").write_bytes(b"PK")
-    (house / "edgeseg-0.0.1-py3-none-any.whl").write_bytes(b"PK")  # stale: ours is shipped
+    with zipfile.ZipFile(house / "edgeseg-0.0.1-py3-none-any.whl", "w") as zf:
+        zf.writestr("edgeseg/__init__.py", "")  # stale: ours is shipped
     r = runner.invoke(app, ["bundle", str(model), "-o", str(tmp_path / "off"), "--wheel",
                             str(house / "edgeseg-0.0.1-py3-none-any.whl"), "--wheelhouse",
                             str(house)], env={"COLUMNS": "300"})

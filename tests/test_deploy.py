@@ -48,6 +48,12 @@ def unit_sections(text: str) -> dict[str, dict[str, list[str]]]:
     return sections
 
 
+def fake_wheel(path: Path, member: str = "edgeseg/__init__.py") -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(member, "")
+    return path
+
+
 def fake_model(path: Path, *, sidecar: dict | None = None, embed: dict | None = None) -> Path:
     """A file with a TFLite header (the bundle never parses the flatbuffer) and its sidecar."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -277,7 +283,7 @@ def test_bundle_of_a_compiled_model_takes_the_description_of_its_source(tmp_path
     fake_model(tmp_path / "seg.tflite", sidecar=description("edgetpu"))
     compiled = fake_model(tmp_path / "seg_edgetpu.tflite")  # what edgetpu_compiler writes
     wheel = tmp_path / "edgeseg-0.1.0-py3-none-any.whl"
-    wheel.write_bytes(b"PK")
+    fake_wheel(wheel)
     b = make_bundle(compiled, tmp_path / "b", wheel=wheel)
     assert b.sidecar_source == str(tmp_path / "seg.tflite.json") and not b.notes
     assert (b.path / "wheels" / wheel.name).is_file()
@@ -297,7 +303,7 @@ def test_bundle_notes_an_edgetpu_model_that_was_not_compiled(tmp_path: Path) -> 
 def test_bundle_install_script_finds_the_bundle(tmp_path: Path) -> None:
     model = fake_model(tmp_path / "seg.tflite", sidecar=description())
     wheel = tmp_path / "edgeseg-0.1.0-py3-none-any.whl"
-    wheel.write_bytes(b"PK")
+    fake_wheel(wheel)
     b = make_bundle(model, tmp_path / "b", wheel=wheel)
     r = sh(b.path / "install-pi.sh", "--dry-run", "--no-service", "--prefix", tmp_path / "p")
     assert r.returncode == 0, r.stderr
@@ -316,6 +322,9 @@ def test_bundle_install_script_finds_the_bundle(tmp_path: Path) -> None:
     ("ok", ["--camera", "usb0"], "use a V4L2 index"),
     ("ok", ["--threads", "0"], "must be at least 1"),
     ("ok", ["--wheel", "nope.whl"], "no such .whl file"),
+    ("fake-wheel", ["--wheel", "fake-1.0-py3-none-any.whl"], "not an edgeseg wheel"),
+    ("junk-wheel", ["--wheel", "edgeseg-1.0-py3-none-any.whl"], "not a wheel (not a zip"),
+    ("other-wheel", ["--wheel", "edgeseg-1.0-py3-none-any.whl"], "holds no edgeseg/__init__.py"),
 ])
 def test_bundle_errors(tmp_path: Path, setup: str, args: list[str], message: str) -> None:
     model = tmp_path / "seg.tflite"
@@ -327,6 +336,14 @@ def test_bundle_errors(tmp_path: Path, setup: str, args: list[str], message: str
         model.with_name("seg.tflite.json").write_text("{oops")
     if setup == "exists":
         (tmp_path / "out").mkdir()
+    if setup.endswith("-wheel"):
+        fake_model(model, sidecar=description())
+        whl = tmp_path / args[1]
+        args = [args[0], str(whl)]
+        if setup == "other-wheel":
+            fake_wheel(whl, "other/__init__.py")
+        else:
+            whl.write_bytes(b"junk")
     r = runner.invoke(app, ["bundle", str(model), "-o", str(tmp_path / "out"), *args])
     assert r.exit_code == 2, r.output
     assert message in " ".join(r.output.split()), r.output
@@ -351,3 +368,43 @@ def test_bundle_force_replaces_and_failure_leaves_nothing(tmp_path: Path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "seg.tflite", "seg.tflite.json"]
     with pytest.raises(EdgesegError, match="already exists"):
         make_bundle(model, out)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("holds-model", "holds the input model"),
+    ("user-files", "is not a bundle edgeseg wrote"),
+    ("dot", "holds the input model"),
+])
+def test_bundle_force_never_deletes_user_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               case: str, message: str) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mydata.txt").write_text("precious")
+    model = fake_model((out if case != "user-files" else tmp_path) / "seg.tflite",
+                       sidecar=description())
+    target = str(out)
+    if case == "dot":
+        monkeypatch.chdir(out)
+        target = "."
+    r = runner.invoke(app, ["bundle", str(model), "-o", target, "--no-wheel", "--force"])
+    assert r.exit_code == 2, r.output
+    text = " ".join(r.output.split())
+    assert message in text, r.output
+    assert "Traceback" not in r.output and "pass --force" not in text
+    assert (out / "mydata.txt").read_text() == "precious" and model.is_file()
+
+
+def test_bundle_force_replaces_only_a_bundle_with_nothing_added(tmp_path: Path) -> None:
+    model = fake_model(tmp_path / "seg.tflite", sidecar=description())
+    out = tmp_path / "out"
+    make_bundle(model, out)
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(EdgesegError, match="is not a bundle edgeseg wrote"):
+        make_bundle(model, out, force=True)
+    assert (out / "notes.txt").read_text() == "mine"
+    (out / "notes.txt").unlink()
+    make_bundle(model, out, BundleSettings(threads=2), force=True)
+    assert parse_env((out / "edgeseg.env").read_text())["EDGESEG_THREADS"] == "2"
+    with pytest.raises(EdgesegError, match="holds the input model"):
+        make_bundle(out / "models" / "seg.tflite", out, force=True)
+    assert (out / "models" / "seg.tflite").is_file()

@@ -268,3 +268,23 @@ def test_inspect_and_export_do_not_import_tensorflow(models, tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+REAL_MODEL = Path("/work/shared/realdata/models/selfie_segmentation.tflite")
+
+
+@pytest.mark.skipif(not REAL_MODEL.is_file(), reason="needs the shared selfie model")
+def test_a_cut_short_model_is_one_line_not_a_struct_error(tmp_path):
+    data = REAL_MODEL.read_bytes()
+    half = tmp_path / "half.tflite"
+    half.write_bytes(data[: len(data) // 2])
+    with pytest.raises(EdgesegError, match="could not be loaded as a TFLite model"):
+        read_tflite(half)
+    for args in (["inspect", str(half)], ["export", str(half), "--c-array", "-o",
+                                            str(tmp_path / "x")]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        text = " ".join(result.output.split())
+        assert f"{half} could not be loaded as a TFLite model" in text, text
+        assert "check that the file is complete" in text and "Traceback" not in result.output
+    assert not (tmp_path / "x").exists()

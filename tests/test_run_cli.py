@@ -94,6 +94,13 @@ def test_image_folder_source_and_headless_note(models: Path, tmp_path: Path,
     r = run(models / "int8_softmax.tflite", "--source", folder)
     assert r.exit_code == 0, r.output
     assert "running headless" in r.output and "end of the source: 3 frames" in r.output
+    # a dataset folder (images/ + annotations/) plays its images/, as convert --calib reads it
+    dataset = tmp_path / "ds"
+    (dataset / "annotations").mkdir(parents=True)
+    folder.rename(dataset / "images")
+    r = run(models / "int8_softmax.tflite", "--source", dataset)
+    assert r.exit_code == 0, r.output
+    assert "end of the source: 3 frames" in r.output
 
 
 def test_window_that_cannot_open_falls_back_to_headless(models: Path, tmp_path: Path,
@@ -129,6 +136,10 @@ def test_picam_without_picamera2_says_what_to_install(models: Path) -> None:
     ("no-source", "give exactly one of --camera"),
     ("bad-save", "--save"),
     ("bad-camera", "must be a device number"),
+    ("port-too-big", "--stream 99999: a port must be 1-65535"),
+    ("port-negative", "--stream -1: a port must be 1-65535"),
+    ("bad-host", "--host nosuchhost.invalid: no such host or address"),
+    ("missing-delegate", "--delegate /nonexist.so: no such file"),
 ])
 def test_bad_inputs_get_one_line_and_exit_2(models: Path, tmp_path: Path, case: str,
                                             message: str) -> None:
@@ -147,6 +158,11 @@ def test_bad_inputs_get_one_line_and_exit_2(models: Path, tmp_path: Path, case: 
         "no-source": [good],
         "bad-save": [good, "--source", video, "--save", tmp_path / "out.gif"],
         "bad-camera": [good, "--camera", "front"],
+        "port-too-big": [good, "--source", video, "--stream", "99999"],
+        "port-negative": [good, "--source", video, "--stream=-1"],
+        "bad-host": [good, "--source", video, "--stream", "18091", "--host",
+                     "nosuchhost.invalid", "--no-auth"],
+        "missing-delegate": [good, "--source", video, "--delegate", "/nonexist.so"],
     }[case]
     r = run(*args, "--no-display")
     assert r.exit_code == 2, r.output

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from edgeseg.cli._common import console, err_console, handle_errors
+from edgeseg.errors import EdgesegError
 
 
 def _table(results: list[Any]) -> Any:
@@ -49,10 +50,15 @@ def _table(results: list[Any]) -> Any:
 def _pipeline_lines(r: Any) -> str:
     p = r.pipeline
     stages = ", ".join(f"{k} {v:.2f}" for k, v in p["stage_ms"].items())
+    if p.get("note"):
+        return f"{Path(r.model).name} pipeline on {p['source']}: {p['note']}."
     return (f"{Path(r.model).name} pipeline on {p['source']}: {p['frames']} frames, "
             f"{p['fps']:.1f} FPS, efficiency {p['efficiency']:.0%} of raw invoke FPS "
             f"({p['efficiency_in_run']:.0%} of this run's invoke FPS); "
             f"per stage (ms): {stages}; {p['dropped']} dropped")
+
+
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
 def _plot(results: list[Any], path: Path) -> None:
@@ -96,13 +102,16 @@ def bench(
         help="Also time the frame pipeline on this video/folder/URL/camera.",
         metavar="SOURCE")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
-    plot: Annotated[Optional[Path], typer.Option(help="Save a bar chart (.png).")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Save a bar chart (.png, .svg or .pdf).")] = None,
 ) -> None:
     """Benchmark .tflite models: latency percentiles, FPS, init time, memory, delegate nodes."""
     import warnings
 
     from edgeseg.runtime.bench import bench_model, bench_pipeline
 
+    if plot is not None and plot.suffix.lower() not in PLOT_SUFFIXES:
+        raise EdgesegError(f"--plot {plot}: the chart is an image; end the name in "
+                           f"{', '.join(PLOT_SUFFIXES)} (bench.png, say).")
     results = []
     for model in models:
         with warnings.catch_warnings(record=True) as caught:
@@ -117,6 +126,11 @@ def bench(
     if plot:
         _plot(results, plot)
     if as_json:
+        for r in results:  # the text output says it in the pipeline line
+            if r.pipeline and r.pipeline.get("note"):
+                err_console.print(f"warning: {Path(r.model).name} pipeline on "
+                                  f"{r.pipeline['source']}: {r.pipeline['note']}",
+                                  markup=False, soft_wrap=True)
         typer.echo(json.dumps([r.to_dict() for r in results], indent=2))
         return
     console.print(_table(results))

@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from edgeseg.cli._common import console, err_console, handle_errors
+from edgeseg.errors import EdgesegError
 
 _ENDINGS = {
     "end-of-source": "end of the source",
@@ -87,6 +88,9 @@ def run(
     from edgeseg.runtime.app import RunOptions
     from edgeseg.runtime.app import run as run_app
 
+    if stream is not None and not 0 <= stream <= 65535:
+        raise EdgesegError(f"--stream {stream}: a port must be 1-65535 (8080, say; 0 picks a "
+                           "free one).")
     opts = RunOptions(
         model=str(model), camera=camera, source=source, threads=threads, delegate=delegate,
         fallback=fallback, alpha=alpha, display=display, save=str(save) if save else None,

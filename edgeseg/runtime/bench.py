@@ -151,6 +151,10 @@ def bench_model(model: str | os.PathLike, threads: int | None = None,
     )
 
 
+# Fewer timed pipeline frames than this and the FPS is noise: the result says so.
+MIN_PIPELINE_FRAMES = 10
+
+
 def bench_pipeline(model: str | os.PathLike, source: str, invoke_ms: float,
                    threads: int | None = None, delegate: str | None = None,
                    fallback: bool = False, frames: int = 100, warmup: int = 5) -> dict[str, Any]:
@@ -169,7 +173,8 @@ def bench_pipeline(model: str | os.PathLike, source: str, invoke_ms: float,
     Returns:
         fps, per-stage mean milliseconds, frame-time percentiles, dropped frames,
         ``efficiency``: pipeline fps over raw invoke fps (1 means no overhead), and
-        ``efficiency_in_run``: the same against the invoke time inside the pipeline.
+        ``efficiency_in_run``: the same against the invoke time inside the pipeline;
+        ``note`` when the source ended before ``MIN_PIPELINE_FRAMES`` frames were timed.
     """
     from edgeseg.runtime import capture
     from edgeseg.runtime.overlay import Overlay
@@ -197,4 +202,9 @@ def bench_pipeline(model: str | os.PathLike, source: str, invoke_ms: float,
     # Against the invokes of this same run: immune to the machine's load changing between
     # the two measurements.
     out["efficiency_in_run"] = round(stats.fps * stats.stages["invoke"].mean / 1000, 3)
+    if stats.frames < min(frames, MIN_PIPELINE_FRAMES):  # the source ended first
+        out["note"] = (f"only {stats.frames} frame{'s' if stats.frames != 1 else ''} timed "
+                       f"after the {warmup} warm-up ones: too few for the FPS and efficiency to "
+                       f"mean anything; give --pipeline a source of {warmup + MIN_PIPELINE_FRAMES}"
+                       "+ frames (a longer video or folder)")
     return out

@@ -122,6 +122,10 @@ class ImageFolderSource:
         self.name, self.fps = str(path), fps
         self.paths = ([path] if path.is_file() else
                       sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+        if not self.paths and (path / "images").is_dir():  # a dataset: images/ + annotations/
+            path = path / "images"
+            self.name = str(path)
+            self.paths = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not self.paths:
             raise EdgesegError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
         self._next = 0

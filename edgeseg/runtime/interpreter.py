@@ -116,6 +116,10 @@ def _delegates_for(delegate: str, model_path: Path) -> list[Any]:
                       f"build {_GPU_LIB} from the TensorFlow sources (bazel build -c opt "
                       "//tensorflow/lite/delegates/gpu:libtensorflowlite_gpu_delegate.so) and "
                       "pass its path with --delegate /path/to/lib.so")]
+    if not Path(delegate).exists() and ("/" in delegate or ".so" in delegate
+                                        or delegate.endswith(".dylib")):
+        raise EdgesegError(f"--delegate {delegate}: no such file; check the path of the "
+                           "delegate library (or use cpu, edgetpu or gpu).")
     if not Path(delegate).exists():
         raise EdgesegError(f"unknown delegate {delegate!r}: use cpu, edgetpu, gpu, or the path of "
                            "a delegate library (.so).")

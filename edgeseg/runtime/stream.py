@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hmac
 import json
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -58,11 +60,18 @@ class MjpegServer:
         self._seq = 0
         self._jpeg: tuple[int, bytes] = (-1, b"")
         self._closed = False
+        if not 0 <= port <= 65535:
+            raise EdgesegError(f"--stream {port}: a port must be 1-65535 (8080, say; 0 picks a "
+                               "free one).")
         try:
             self._httpd = ThreadingHTTPServer((host, port), _handler(self))
         except OSError as e:
-            raise EdgesegError(f"can't serve on {host}:{port} ({e.strerror or e}); "
-                               "pick another port with --stream PORT.") from e
+            if not (isinstance(e, socket.gaierror) or e.errno == errno.EADDRNOTAVAIL):
+                raise EdgesegError(f"can't serve on {host}:{port} ({e.strerror or e}); "
+                                   "pick another port with --stream PORT.") from e
+            raise EdgesegError(f"--host {host}: no such host or address ({e.strerror or e}); "
+                               "use 127.0.0.1 (this machine only), 0.0.0.0 (the network) "
+                               "or an address of this machine.") from e
         self._httpd.daemon_threads = True
         self.host, self.port = host, int(self._httpd.server_address[1])
         self._thread = threading.Thread(target=self._httpd.serve_forever,
