@@ -300,7 +300,7 @@ def check_dataset(root: Path, n_classes: int, progress: Optional[Callable[[int],
 
 def _dataset_findings(root: Path, t: _Tally) -> None:
     """Findings about the whole set: binary 0/255 masks, classes never seen."""
-    if t.binary:
+    if t.binary and t.pixels[0]:  # masks all 255 hold nothing to score: not binary masks
         names = ", ".join(p.name for p in t.binary[:3]) + (", ..." if len(t.binary) > 3 else "")
         if len(t.binary) == len(t.mask_classes) and not t.present[1:].any():
             t.error(root, f"all {len(t.binary)} masks hold only 0 and 255 ({names}): binary masks, "
