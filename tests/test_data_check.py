@@ -68,7 +68,8 @@ def test_void_border_is_ignored_and_counted_other_ids_are_errors(tmp_path: Path)
     assert result.mask_classes == {root / "annotations" / "a.png": {0, 1},
                                    root / "annotations" / "b.png": {0, 2}}
     two = check_dataset(root, 2)
-    assert [(e.path.name, e.message) for e in two.errors] == [("b.png", "class ids 2 (64 px) are >= --classes 2.")]
+    assert [(e.path.name, e.message) for e in two.errors] == [(
+        "b.png", "class ids 2 (64 px) are >= --classes 2; pass --classes 3 if they are classes.")]
     assert two.invalid_pixels == 64
     other = check_dataset(root, 3, encoding=MaskEncoding(ignore_index=254))
     assert [e.message for e in other.errors][0].startswith("class ids 255 (80 px) are >= --classes 3; 255 is")
@@ -189,7 +190,8 @@ def test_checked_split_skip_bad_names_the_image_of_a_bad_mask(tmp_path: Path) ->
     train, val = checked_split(root, None, 2, MaskEncoding(), val_fraction=0.3, skip_bad=True, log=lines.append)
     assert sorted(i.stem for i, _ in train + val) == ["0", "1", "3"]
     assert lines == ["left out 1 of 4 images (--skip-bad):",
-                     "  images/2.png: annotations/2.png: class ids 7 (64 px) are >= --classes 2."]
+                     "  images/2.png: annotations/2.png: class ids 7 (64 px) are >= --classes 2; "
+                     "pass --classes 8 if they are classes."]
 
 
 def test_checked_split_whole_set_error_is_not_skippable(tmp_path: Path) -> None:

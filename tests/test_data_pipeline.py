@@ -189,7 +189,8 @@ def test_evaluate_and_compare_thread_the_mask_options(trained, converted, tmp_pa
     assert plain.exit_code == 2 and "pass --binary" in plain.output  # as data check says
     assert binary.sum() == 2 * 32 * 32 and binary[1].sum() == 2 * 16 * 16
     res = runner.invoke(app, args + ["--ignore-index", "254"])
-    assert res.exit_code == 2 and "0.png: class ids 255 (1,024 px) are >= --classes 4" in res.output
+    assert res.exit_code == 2
+    assert "0.png: class ids 255 (1,024 px) are >= 4 (the model predicts 4 classes)" in res.output
     res = runner.invoke(app, ["compare", str(model), str(converted["int8"]), "--data", str(tmp_path / "d"),
                               "--json", "--binary"])
     assert res.exit_code == 0, res.output
@@ -245,3 +246,12 @@ def test_evaluate_and_compare_refuse_masks_with_nothing_to_score(tmp_path: Path,
     assert res.exit_code == 2, res.output
     assert "no labelled pixels to score" in res.output and "nan" not in res.output.lower()
     assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_evaluate_names_the_models_classes_not_a_classes_option(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("edgeseg.verify.predict.load_predictor", _FakePredictor)
+    data = _masks_of(tmp_path / "d", 3)
+    res = runner.invoke(app, ["evaluate", "m.tflite", "--data", str(data), "--json"])
+    assert res.exit_code == 2, res.output
+    assert "class ids 3 (64 px) are >= 3 (the model predicts 3 classes)" in res.output
+    assert "--classes" not in res.output

@@ -29,9 +29,14 @@ def truth_at(mask_path: Path, shape: tuple[int, int], encoding: Optional[MaskEnc
         EdgesegError: Unreadable mask, ids outside the classes, or a size that differs from the image.
     """
     from edgeseg.data.dataset import read_mask
+    from edgeseg.data.readers import invalid_ids, invalid_ids_message
     from edgeseg.preprocess import resize_mask
 
-    ids = read_mask(mask_path, encoding, n_classes)
+    ids = read_mask(mask_path, encoding)
+    enc = encoding or MaskEncoding()
+    bad = invalid_ids(ids, n_classes, enc) if n_classes is not None else {}
+    if bad:  # said as what the model predicts: evaluate and compare have no --classes
+        raise EdgesegError(f"{mask_path}: {invalid_ids_message(bad, n_classes, enc, model=True)}")
     if image_shape is not None and tuple(image_shape) != ids.shape:
         raise EdgesegError(f"{mask_path}: size {ids.shape[1]}x{ids.shape[0]} differs from its image's "
                            f"{image_shape[1]}x{image_shape[0]}; masks must match pixel for pixel.")
