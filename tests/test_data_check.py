@@ -258,3 +258,25 @@ def test_checked_split_error_groups_files_with_the_same_problem(tmp_path: Path) 
         "changes class ids at every edge); save it as annotations/a.png (the same in annotations/b.jpg, "
         f"annotations/c.jpg). `edgeseg data check {root} --classes 2` lists them all; fix them or pass "
         "--skip-bad to train on the good pairs.")
+
+
+def test_masks_all_ignore_are_an_error_not_binary_masks(tmp_path: Path) -> None:
+    root = _dataset(tmp_path / "d", {f"{i}": np.full((16, 16), 255, np.uint8) for i in range(3)})
+    result = check_dataset(root, 3)
+    assert [(e.path, e.message) for e in result.errors] == [(root, (
+        "no labelled pixels to score or learn: every pixel of the 3 masks is the ignore index 255; "
+        "check the masks (or --ignore-index)."))]
+
+
+def test_train_names_the_val_folder_its_error_is_in(tmp_path: Path) -> None:
+    data = _dataset(tmp_path / "D", {f"{i}": _square(1) for i in range(4)})
+    val = _dataset(tmp_path / "ign", {f"{i}": np.full((16, 16), 255, np.uint8) for i in range(2)})
+    with pytest.raises(EdgesegError) as e:
+        checked_split(data, val, 2, MaskEncoding())
+    assert str(e.value).startswith(f"{val}: no labelled pixels")
+    cv2.imwrite(str(val / "annotations" / "0.png"), _square(7))
+    cv2.imwrite(str(val / "annotations" / "1.png"), _square(1))
+    with pytest.raises(EdgesegError) as e:
+        checked_split(data, val, 2, MaskEncoding())
+    assert str(e.value).startswith(f"{val}: 1 data error(s): annotations/0.png: class ids 7")
+    assert f"edgeseg data check {val} --classes 2" in str(e.value)
