@@ -68,7 +68,8 @@ def test_void_border_is_ignored_and_counted_other_ids_are_errors(tmp_path: Path)
     assert result.mask_classes == {root / "annotations" / "a.png": {0, 1},
                                    root / "annotations" / "b.png": {0, 2}}
     two = check_dataset(root, 2)
-    assert [(e.path.name, e.message) for e in two.errors] == [("b.png", "class ids 2 (64 px) are >= --classes 2.")]
+    assert [(e.path.name, e.message) for e in two.errors] == [(
+        "b.png", "class ids 2 (64 px) are >= --classes 2; pass --classes 3 if they are classes.")]
     assert two.invalid_pixels == 64
     other = check_dataset(root, 3, encoding=MaskEncoding(ignore_index=254))
     assert [e.message for e in other.errors][0].startswith("class ids 255 (80 px) are >= --classes 3; 255 is")
@@ -189,7 +190,8 @@ def test_checked_split_skip_bad_names_the_image_of_a_bad_mask(tmp_path: Path) ->
     train, val = checked_split(root, None, 2, MaskEncoding(), val_fraction=0.3, skip_bad=True, log=lines.append)
     assert sorted(i.stem for i, _ in train + val) == ["0", "1", "3"]
     assert lines == ["left out 1 of 4 images (--skip-bad):",
-                     "  images/2.png: annotations/2.png: class ids 7 (64 px) are >= --classes 2."]
+                     "  images/2.png: annotations/2.png: class ids 7 (64 px) are >= --classes 2; "
+                     "pass --classes 8 if they are classes."]
 
 
 def test_checked_split_whole_set_error_is_not_skippable(tmp_path: Path) -> None:
@@ -256,3 +258,25 @@ def test_checked_split_error_groups_files_with_the_same_problem(tmp_path: Path) 
         "changes class ids at every edge); save it as annotations/a.png (the same in annotations/b.jpg, "
         f"annotations/c.jpg). `edgeseg data check {root} --classes 2` lists them all; fix them or pass "
         "--skip-bad to train on the good pairs.")
+
+
+def test_masks_all_ignore_are_an_error_not_binary_masks(tmp_path: Path) -> None:
+    root = _dataset(tmp_path / "d", {f"{i}": np.full((16, 16), 255, np.uint8) for i in range(3)})
+    result = check_dataset(root, 3)
+    assert [(e.path, e.message) for e in result.errors] == [(root, (
+        "no labelled pixels to score or learn: every pixel of the 3 masks is the ignore index 255; "
+        "check the masks (or --ignore-index)."))]
+
+
+def test_train_names_the_val_folder_its_error_is_in(tmp_path: Path) -> None:
+    data = _dataset(tmp_path / "D", {f"{i}": _square(1) for i in range(4)})
+    val = _dataset(tmp_path / "ign", {f"{i}": np.full((16, 16), 255, np.uint8) for i in range(2)})
+    with pytest.raises(EdgesegError) as e:
+        checked_split(data, val, 2, MaskEncoding())
+    assert str(e.value).startswith(f"{val}: no labelled pixels")
+    cv2.imwrite(str(val / "annotations" / "0.png"), _square(7))
+    cv2.imwrite(str(val / "annotations" / "1.png"), _square(1))
+    with pytest.raises(EdgesegError) as e:
+        checked_split(data, val, 2, MaskEncoding())
+    assert str(e.value).startswith(f"{val}: 1 data error(s): annotations/0.png: class ids 7")
+    assert f"edgeseg data check {val} --classes 2" in str(e.value)

@@ -153,3 +153,44 @@ def test_cli_import_coco_and_voc(tmp_path: Path) -> None:
     _voc(tmp_path / "v", {"x": 4}, None)
     res = runner.invoke(app, ["data", "import", "voc", str(tmp_path / "v"), "-o", str(tmp_path / "vo")])
     assert res.exit_code == 0 and "Wrote 1 pairs" in res.output and "21 classes" in res.output
+
+
+def test_import_coco_with_no_pairs_is_an_error_and_writes_nothing(tmp_path: Path) -> None:
+    ann = _coco(tmp_path)
+    res = runner.invoke(app, ["data", "import", "coco", str(ann), "--images", str(tmp_path / "nonexist"),
+                              "-o", str(tmp_path / "co3")])
+    assert res.exit_code == 2, res.output
+    assert f"{ann}: no image/mask pairs to import (4 left out, e.g. a.jpg: not in" in res.output
+    assert not (tmp_path / "co3").exists() and not list(tmp_path.glob(".co3.*"))
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"images": [], "annotations": [], "categories": [{"id": 1, "name": "x"}]}))
+    with pytest.raises(EdgesegError, match=r"no image/mask pairs to import \(no images listed\)"):
+        import_coco(empty, tmp_path / "imgs", tmp_path / "co4")
+    assert not (tmp_path / "co4").exists()
+
+
+def test_import_coco_unknown_category_names_the_id_and_file(tmp_path: Path) -> None:
+    ann = _coco(tmp_path)
+    doc = json.loads(ann.read_text())
+    doc["annotations"][0]["category_id"] = 7
+    ann.write_text(json.dumps(doc))
+    with pytest.raises(EdgesegError) as e:
+        import_coco(ann, tmp_path / "imgs", tmp_path / "out")
+    assert str(e.value) == (f"{ann}: annotation 1 of a.jpg has category_id 7, which 'categories' does "
+                            "not list; add it or fix the id.")
+    assert not (tmp_path / "out").exists()
+
+
+def test_import_voc_colour_mask_without_labelmap_gives_a_fix_that_exists(tmp_path: Path) -> None:
+    voc = tmp_path / "voc"
+    for sub in ("JPEGImages", "SegmentationClass"):
+        (voc / sub).mkdir(parents=True)
+    rgb = np.zeros((10, 12, 3), np.uint8)
+    rgb[2:5, 2:5] = (128, 0, 0)
+    Image.fromarray(rgb).save(voc / "SegmentationClass" / "f1.png")
+    cv2.imwrite(str(voc / "JPEGImages" / "f1.jpg"), np.zeros((10, 12, 3), np.uint8))
+    res = runner.invoke(app, ["data", "import", "voc", str(voc), "-o", str(tmp_path / "out")])
+    assert res.exit_code == 2, res.output
+    assert "--mask-colors" not in res.output
+    assert "put a labelmap.txt (lines name:r,g,b" in " ".join(res.output.split())
+    assert not (tmp_path / "out").exists()

@@ -170,7 +170,7 @@ def test_run_image_folder_source_reads_like_training(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_evaluate_and_compare_thread_the_mask_options(trained, converted, tmp_path: Path) -> None:
-    """0/255 masks: ignored by default, class 1 with --binary, an error with another ignore index."""
+    """0/255 masks: an error by default, class 1 with --binary, an error with another ignore index."""
     model, _ = trained
     for sub in ("images", "annotations"):
         (tmp_path / "d" / sub).mkdir(parents=True)
@@ -185,13 +185,73 @@ def test_evaluate_and_compare_thread_the_mask_options(trained, converted, tmp_pa
         assert res.exit_code == 0, res.output
         return np.array(json.loads(res.output.strip().splitlines()[-1])["confusion"])
 
-    plain, binary = scored(runner.invoke(app, args)), scored(runner.invoke(app, args + ["--binary"]))
-    assert plain.sum() == 2 * (32 * 32 - 16 * 16) and plain[1:].sum() == 0
+    plain, binary = runner.invoke(app, args), scored(runner.invoke(app, args + ["--binary"]))
+    assert plain.exit_code == 2 and "pass --binary" in plain.output  # as data check says
     assert binary.sum() == 2 * 32 * 32 and binary[1].sum() == 2 * 16 * 16
     res = runner.invoke(app, args + ["--ignore-index", "254"])
-    assert res.exit_code == 2 and "0.png: class ids 255 (1,024 px) are >= --classes 4" in res.output
+    assert res.exit_code == 2
+    assert "0.png: class ids 255 (1,024 px) are >= 4 (the model predicts 4 classes)" in res.output
     res = runner.invoke(app, ["compare", str(model), str(converted["int8"]), "--data", str(tmp_path / "d"),
                               "--json", "--binary"])
     assert res.exit_code == 0, res.output
     rep = json.loads(res.output.strip().splitlines()[-1])
     assert np.array(rep["float"]["confusion"]).sum() == 2 * 32 * 32
+
+
+# --- evaluate/compare check the data like data check ----------------------------------------
+
+
+class _FakePredictor:
+    """Predicts class 1 everywhere at the mask size (stands in for a model)."""
+
+    def __init__(self, path, *args, **kwargs) -> None:
+        self.path, self.labels, self.head = Path(path), ("background", "person", "dog"), "softmax"
+
+    def predict(self, rgbs, scores: bool = False):
+        return [(np.ones(r.shape[:2], np.uint8), None) for r in rgbs]
+
+
+def _masks_of(root: Path, value_block: int, fill: int = 0) -> Path:
+    for sub in ("images", "annotations"):
+        (root / sub).mkdir(parents=True)
+    for i in range(2):
+        m = np.full((16, 16), fill, np.uint8)
+        m[4:12, 4:12] = value_block
+        cv2.imwrite(str(root / "images" / f"{i}.png"), np.full((16, 16, 3), 200, np.uint8))
+        cv2.imwrite(str(root / "annotations" / f"{i}.png"), m)
+    return root
+
+
+@pytest.mark.parametrize("command", ["evaluate", "compare"])
+def test_evaluate_and_compare_stop_on_binary_masks_like_data_check(tmp_path: Path, monkeypatch,
+                                                                   command: str) -> None:
+    monkeypatch.setattr("edgeseg.verify.predict.load_predictor", _FakePredictor)
+    data = _masks_of(tmp_path / "d", 255)
+    models = ["m.tflite"] if command == "evaluate" else ["m.tflite", "q.tflite"]
+    res = runner.invoke(app, [command, *models, "--data", str(data), "--json"])
+    assert res.exit_code == 2, res.output
+    assert "all 2 masks hold only 0 and 255" in res.output and "pass --binary" in res.output
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+    res = runner.invoke(app, [command, *models, "--data", str(data), "--json", "--binary"])
+    assert res.exit_code == 0, res.output
+
+
+@pytest.mark.parametrize("command", ["evaluate", "compare"])
+def test_evaluate_and_compare_refuse_masks_with_nothing_to_score(tmp_path: Path, monkeypatch,
+                                                                  command: str) -> None:
+    monkeypatch.setattr("edgeseg.verify.predict.load_predictor", _FakePredictor)
+    data = _masks_of(tmp_path / "d", 255, fill=255)
+    models = ["m.tflite"] if command == "evaluate" else ["m.tflite", "q.tflite"]
+    res = runner.invoke(app, [command, *models, "--data", str(data), "--json"])
+    assert res.exit_code == 2, res.output
+    assert "no labelled pixels to score" in res.output and "nan" not in res.output.lower()
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_evaluate_names_the_models_classes_not_a_classes_option(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("edgeseg.verify.predict.load_predictor", _FakePredictor)
+    data = _masks_of(tmp_path / "d", 3)
+    res = runner.invoke(app, ["evaluate", "m.tflite", "--data", str(data), "--json"])
+    assert res.exit_code == 2, res.output
+    assert "class ids 3 (64 px) are >= 3 (the model predicts 3 classes)" in res.output
+    assert "--classes" not in res.output

@@ -307,3 +307,13 @@ def test_readers_import_no_tensorflow_and_no_other_edgeseg_module() -> None:
     assert {n for n in names if n.startswith("edgeseg")} == {"edgeseg.errors"}
     package = ast.parse((Path(readers.__file__).parent / "__init__.py").read_text())
     assert not [n for n in ast.walk(package) if isinstance(n, (ast.Import, ast.ImportFrom))]
+
+
+def test_ids_over_classes_name_the_classes_that_fit() -> None:
+    from edgeseg.data.readers import MaskEncoding, invalid_ids_message
+
+    msg = invalid_ids_message({2: 10, 4: 3}, 2, MaskEncoding())
+    assert msg == "class ids 2 (10 px), 4 (3 px) are >= --classes 2; pass --classes 5 if they are classes."
+    msg = invalid_ids_message({3: 10}, 3, MaskEncoding(), model=True)
+    assert msg == "class ids 3 (10 px) are >= 3 (the model predicts 3 classes)."
+    assert "--classes" not in msg

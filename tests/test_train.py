@@ -119,15 +119,35 @@ def test_time_limit_decides_the_epochs_unless_they_are_given():
     assert max_epochs(TrainConfig(data="d", output="m.keras", time_limit=10)) > 1000
 
 
-def test_train_takes_class_names_from_labels_txt_of_the_dataset_or_its_train_split(tmp_path):
-    from edgeseg.cli.train import _labels_from
+def test_train_takes_classes_and_names_from_labels_txt_or_the_colour_map(tmp_path):
+    from edgeseg.cli.train import _classes_and_names
+    from edgeseg.data.readers import MaskEncoding
 
+    plain = MaskEncoding()
     (tmp_path / "train").mkdir()
     (tmp_path / "train" / "labels.txt").write_text("background\nellipse\nbox\nbar\n")
-    assert _labels_from(tmp_path, 4) == ("background", "ellipse", "box", "bar")
-    assert _labels_from(tmp_path, 3) == ()  # a different class count: not these names
-    (tmp_path / "labels.txt").write_text("bg\na\nb\nc\n")
-    assert _labels_from(tmp_path, 4) == ("bg", "a", "b", "c")
+    assert _classes_and_names(tmp_path, 4, (), plain) == (4, ("background", "ellipse", "box", "bar"), None)
+    assert _classes_and_names(tmp_path, None, (), plain)[:2] == (4, ("background", "ellipse", "box", "bar"))
+    (tmp_path / "labels.txt").write_text("bg\na\nb\n")
+    assert _classes_and_names(tmp_path, None, (), plain) == (3, ("bg", "a", "b"), None)  # not 2
+    n, names, note = _classes_and_names(tmp_path, 5, (), plain)  # said, not silent
+    assert (n, names) == (5, ()) and note == (f"note: --classes 5 but {tmp_path / 'labels.txt'} names 3 "
+                                              "classes; the model's classes are named class0..class4.")
+    colours = MaskEncoding(colors=(("background", (0, 0, 0)), ("cat", (255, 0, 0)), ("dog", (0, 255, 0))),
+                           colors_source="labelmap.txt")
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    assert _classes_and_names(bare, None, (), colours) == (3, ("background", "cat", "dog"), None)
+    assert _classes_and_names(bare, 3, (), colours) == (3, ("background", "cat", "dog"), None)
+    assert _classes_and_names(bare, None, (), plain) == (2, (), None)
+
+
+def test_train_refuses_zero_epochs_and_batch_size(tmp_path):
+    for opt in ("--epochs", "--batch-size"):
+        r = CliRunner().invoke(app, ["train", "--data", str(tmp_path), "-o", str(tmp_path / "m.keras"),
+                                     opt, "0"])
+        assert r.exit_code == 2 and f"Invalid value for '{opt}'" in r.output and "Traceback" not in r.output
+        assert "greater than or equal to 1" in r.output
 
 
 def test_training_and_evaluation_see_the_same_labels(tmp_path):

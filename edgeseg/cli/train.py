@@ -17,7 +17,9 @@ def train(
     data: Annotated[Path, typer.Option(help="Dataset folder (images/ + annotations/, or train/ + val/).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to save the best .keras model.")],
     preset: mo.Preset = None,
-    classes: mo.Classes = 2,
+    classes: Annotated[Optional[int], typer.Option(
+        "--classes", "-c", help="Classes, background included [default: the lines of labels.txt, "
+                                "else the classes of the colour map, else 2].", show_default=False)] = None,
     height: mo.Height = None,
     width: mo.Width = None,
     alpha: mo.Alpha = None,
@@ -29,8 +31,10 @@ def train(
     val: Annotated[Optional[Path], typer.Option(help="Validation folder (default: split --data).")] = None,
     val_fraction: Annotated[float, typer.Option(help="Share of --data held out for validation.")] = 0.1,
     epochs: Annotated[Optional[int], typer.Option(
-        help="Maximum epochs [default: 30, or as many as --time-limit allows].", show_default=False)] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per step (8 learns faster per minute on a CPU).")] = 8,
+        min=1, help="Maximum epochs [default: 30, or as many as --time-limit allows].",
+        show_default=False)] = None,
+    batch_size: Annotated[int, typer.Option(
+        min=1, help="Images per step (8 learns faster per minute on a CPU).")] = 8,
     lr: Annotated[float, typer.Option(help="Peak learning rate (warm-up, then cosine decay).")] = 2e-3,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="Turn augmentation off.")] = False,
     backbone_weights: mo.BackboneWeights = "imagenet",
@@ -54,8 +58,12 @@ def train(
     from edgeseg.train import TrainConfig, input_size_of
     from edgeseg.train import train as run_training
 
-    names = mo.parse_labels(labels) or _labels_from(data, classes)
     notes = []  # said once the data has passed its check, so a data error stays one line
+    classes, names, note = _classes_and_names(data, classes, mo.parse_labels(labels),
+                                              do.encoding(ignore_index, binary, mask_colors, data,
+                                                          *([val] if val else [])))
+    if note:
+        notes.append(note)
     if height is None or width is None:
         h, w, note = input_size_of(data, val, height, width)
         height, width = h, w
@@ -81,16 +89,29 @@ def train(
                                                     if result.history_png else ""))
 
 
-def _labels_from(data: Path, classes: int) -> tuple[str, ...]:
-    """labels.txt of the dataset (or of its train/ split), when it names exactly ``classes`` classes."""
-    for f in (data / "labels.txt", data / "train" / "labels.txt"):
-        if f.exists():
-            from edgeseg.labels import read_labels_file
+def _classes_and_names(data: Path, classes: Optional[int], given: tuple[str, ...],
+                       enc: object) -> tuple[int, tuple[str, ...], Optional[str]]:
+    """Classes and their names: --labels, else labels.txt (of the dataset or its train/
+    split), else the colour map (--mask-colors or the dataset's labelmap.txt); the number of
+    classes defaults to how many names those give (2 without any). Returns a note when
+    ``--classes`` disagrees with the names found, which are then replaced by ``class0…``."""
+    from edgeseg.labels import read_labels_file
 
-            names = read_labels_file(f)
-            if len(names) == classes:
-                return names
-    return ()
+    if given:  # model_config says when they don't fit --classes
+        return (classes if classes is not None else len(given)), given, None
+    found, source = (), ""
+    for f in (data / "labels.txt", data / "train" / "labels.txt"):
+        if not found and f.is_file():
+            found, source = read_labels_file(f), str(f)
+    colours = getattr(enc, "class_names", ()) if getattr(enc, "colors", None) else ()
+    if not found and colours:
+        found, source = tuple(colours), str(getattr(enc, "colors_source", None) or "the colour map")
+    if classes is None:
+        return (len(found) if len(found) >= 2 else 2), found if len(found) >= 2 else (), None
+    if found and len(found) != classes:
+        return classes, (), (f"note: --classes {classes} but {source} names {len(found)} classes; "
+                             f"the model's classes are named class0..class{classes - 1}.")
+    return classes, found, None
 
 
 def register(app: typer.Typer) -> None:

@@ -299,8 +299,13 @@ def check_dataset(root: Path, n_classes: int, progress: Optional[Callable[[int],
 
 
 def _dataset_findings(root: Path, t: _Tally) -> None:
-    """Findings about the whole set: binary 0/255 masks, classes never seen."""
-    if t.binary:
+    """Findings about the whole set: only ignored pixels, binary 0/255 masks, classes never seen."""
+    ignore = t.enc.ignore_index
+    if ignore is not None and t.pixels.sum() and t.pixels[ignore] == t.pixels.sum():
+        t.error(root, f"no labelled pixels to score or learn: every pixel of the {len(t.mask_classes)} "
+                      f"masks is the ignore index {ignore}; check the masks (or --ignore-index).")
+        return
+    if t.binary and t.pixels[0]:  # masks all 255 hold nothing to score: not binary masks
         names = ", ".join(p.name for p in t.binary[:3]) + (", ..." if len(t.binary) > 3 else "")
         if len(t.binary) == len(t.mask_classes) and not t.present[1:].any():
             t.error(root, f"all {len(t.binary)} masks hold only 0 and 255 ({names}): binary masks, "

@@ -137,15 +137,39 @@ def import_voc(folder: Path, out: Path,
                 elif not mask.is_file():
                     left.append((stem, f"no SegmentationClass/{stem}.png"))
                 else:
-                    ids = read_mask(mask, enc, len(labels))
+                    ids = _read_voc_mask(mask, enc, len(labels), root)
                     _write_mask(dest / ANNOTATIONS_DIR / f"{stem}.png", ids)
                     _copy_image(images[stem], dest / IMAGES_DIR, stem)
                     written[split] += 1
                 done += 1
                 if progress:
                     progress(done, total)
+        if not any(written.values()):
+            raise EdgesegError(f"{folder}: no image/mask pairs to import ({_why_none(left)}); "
+                               "nothing written.")
         (tmp / "labels.txt").write_text("\n".join(labels) + "\n")
     return ImportReport(Path(out), written, tuple(labels), tuple(left))
+
+
+def _why_none(left: list[tuple[str, str]]) -> str:
+    """``3 left out, e.g. a.jpg: not in imgs`` or ``no images listed``."""
+    if not left:
+        return "no images listed"
+    return f"{len(left)} left out, e.g. {left[0][0]}: {left[0][1]}"
+
+
+def _read_voc_mask(mask: Path, enc: MaskEncoding, n_classes: int, root: Path) -> np.ndarray:
+    """A VOC mask's ids; a colour mask without a labelmap.txt gets the fix that fits the import."""
+    try:
+        return read_mask(mask, enc, n_classes)
+    except EdgesegError as e:
+        if enc.colors or "is a colour mask" not in str(e):
+            raise
+        shown = str(e).split("(colours ", 1)[1].split(")", 1)[0]
+        raise EdgesegError(
+            f"{mask} is a colour mask (colours {shown}), not palette indices; put a {LABELMAP} "
+            f"(lines name:r,g,b, one per class id, as CVAT's VOC export writes it) in {root} "
+            "and import again, or save the masks as palette PNGs.") from None
 
 
 def _coco(annotations: Path) -> Any:
@@ -209,6 +233,10 @@ def import_coco(annotations: Path, images: Path, out: Path,
                 m = coco.annToMask(ann).astype(bool)
                 if ann.get("iscrowd"):
                     crowd |= m
+                elif ann["category_id"] not in index:
+                    raise EdgesegError(f"{annotations}: annotation {ann.get('id')} of "
+                                       f"{info['file_name']} has category_id {ann['category_id']}, "
+                                       "which 'categories' does not list; add it or fix the id.")
                 else:
                     ids[m] = index[ann["category_id"]]
             crowd &= ids == 0
@@ -219,6 +247,9 @@ def import_coco(annotations: Path, images: Path, out: Path,
             _copy_image(src, tmp / IMAGES_DIR, stem)
             if progress:
                 progress(done, len(img_ids))
+        if len(img_ids) == len(left):
+            raise EdgesegError(f"{annotations}: no image/mask pairs to import ({_why_none(left)}); "
+                               "check --images; nothing written.")
         (tmp / "labels.txt").write_text("\n".join(labels) + "\n")
     notes = []
     if n_empty:

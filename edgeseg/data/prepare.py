@@ -92,12 +92,14 @@ def checked_split(data: Path, val: Optional[Path], n_classes: int, encoding: Mas
     if errors and (not skip_bad or fatal):
         first = fatal or errors
         quoted = "; ".join(f"{_where(root, i.path)}{i.message.rstrip('.')}" for root, i in first[:SHOWN])
-        command = _command(data, n_classes, encoding)
+        # Name the folder the (first) errors are in: --val's, not --data's, when it is that one.
+        where = first[0][0] if fatal or len({root for root, _ in errors}) == 1 else data
+        command = _command(where, n_classes, encoding)
         if fatal:
             others = len(errors) - min(len(fatal), SHOWN)
             more = f" ({others} more data error(s): `{command}` lists them)" if others else ""
-            raise EdgesegError(f"{data}: {quoted}.{more}")
-        raise EdgesegError(f"{data}: {len(errors)} data error(s): {_grouped(errors)}. `{command}` lists "
+            raise EdgesegError(f"{where}: {quoted}.{more}")
+        raise EdgesegError(f"{where}: {len(errors)} data error(s): {_grouped(errors)}. `{command}` lists "
                            "them all; fix them or pass --skip-bad to train on the good pairs.")
     for r in results:
         for w in r.warnings:

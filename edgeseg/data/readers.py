@@ -284,14 +284,21 @@ def check_ignore_index(encoding: MaskEncoding, n_classes: int) -> None:
                            f"{n_classes} are classes).")
 
 
-def invalid_ids_message(bad: dict[int, int], n_classes: int, encoding: MaskEncoding) -> str:
-    """``class ids 5 (1,234 px), 7 (3 px) are >= --classes 3 ...`` with the likely fix."""
+def invalid_ids_message(bad: dict[int, int], n_classes: int, encoding: MaskEncoding,
+                        model: bool = False) -> str:
+    """``class ids 5 (1,234 px), 7 (3 px) are >= --classes 3 ...`` with the likely fix.
+
+    With ``model`` the limit is what a model predicts (``evaluate`` has no ``--classes``).
+    """
     shown = ", ".join(f"{v} ({n:,} px)" for v, n in list(bad.items())[:6])
     more = ", ..." if len(bad) > 6 else ""
+    limit = f"{n_classes} (the model predicts {n_classes} classes)" if model else f"--classes {n_classes}"
     hint = ""
     if 255 in bad and encoding.ignore_index != 255:
         hint = "; 255 is usually the 'ignore' label: drop --ignore-index or pass --ignore-index 255"
-    return f"class ids {shown}{more} are >= --classes {n_classes}{hint}."
+    elif not model:
+        hint = f"; pass --classes {max(bad) + 1} if they are classes"
+    return f"class ids {shown}{more} are >= {limit}{hint}."
 
 
 def read_labelmap(path: Path) -> tuple[tuple[str, Color], ...]:

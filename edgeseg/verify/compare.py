@@ -85,7 +85,14 @@ def compare(float_model: str | Path, quant_model: str | Path, data: str | Path,
     Raises:
         EdgesegError: Models that predict different classes or label-map sizes, no data.
     """
-    from edgeseg.verify.evaluate import eval_pairs, iter_images, n_classes_of, truth_at
+    from edgeseg.verify.evaluate import (
+        check_eval_data,
+        eval_pairs,
+        iter_images,
+        n_classes_of,
+        require_scored,
+        truth_at,
+    )
     from edgeseg.verify.predict import load_predictor
 
     ref = load_predictor(float_model, output=output)
@@ -94,6 +101,7 @@ def compare(float_model: str | Path, quant_model: str | Path, data: str | Path,
     if n_classes_of(quant) != n:
         raise EdgesegError(f"{float_model} predicts {n} classes and {quant_model} "
                            f"{len(quant.labels)}; compare a model with its own conversion.")
+    check_eval_data(Path(data), n, encoding)
     pairs = eval_pairs(Path(data))[:limit]
     ignore = (encoding or MaskEncoding()).ignore_index
     acc_f, acc_q = MetricAccumulator(n, ignore), MetricAccumulator(n, ignore)
@@ -122,6 +130,7 @@ def compare(float_model: str | Path, quant_model: str | Path, data: str | Path,
             progress(done, len(pairs))
     if not done:
         raise EdgesegError(f"{data} has no image/mask pairs to compare on.")
+    require_scored(acc_f, Path(data))
     cm = agree.cm
     with np.errstate(invalid="ignore", divide="ignore"):
         flips = 1.0 - np.diag(cm) / cm.sum(axis=1)

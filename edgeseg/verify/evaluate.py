@@ -29,9 +29,14 @@ def truth_at(mask_path: Path, shape: tuple[int, int], encoding: Optional[MaskEnc
         EdgesegError: Unreadable mask, ids outside the classes, or a size that differs from the image.
     """
     from edgeseg.data.dataset import read_mask
+    from edgeseg.data.readers import invalid_ids, invalid_ids_message
     from edgeseg.preprocess import resize_mask
 
-    ids = read_mask(mask_path, encoding, n_classes)
+    ids = read_mask(mask_path, encoding)
+    enc = encoding or MaskEncoding()
+    bad = invalid_ids(ids, n_classes, enc) if n_classes is not None else {}
+    if bad:  # said as what the model predicts: evaluate and compare have no --classes
+        raise EdgesegError(f"{mask_path}: {invalid_ids_message(bad, n_classes, enc, model=True)}")
     if image_shape is not None and tuple(image_shape) != ids.shape:
         raise EdgesegError(f"{mask_path}: size {ids.shape[1]}x{ids.shape[0]} differs from its image's "
                            f"{image_shape[1]}x{image_shape[0]}; masks must match pixel for pixel.")
@@ -66,6 +71,34 @@ def eval_pairs(data: Path) -> list[tuple[Path, Path]]:
 
     data = Path(data)
     return list_pairs(data / "val" if (data / "val" / "images").is_dir() else data)
+
+
+def check_eval_data(data: Path, n_classes: int, encoding: Optional[MaskEncoding] = None) -> None:
+    """Stop on what ``data check`` finds wrong with the scored folder as a whole (0/255 masks
+    read with 255 as 'ignore', no pairs), with its message and fix.
+
+    Raises:
+        EdgesegError: ``check_dataset`` reports an error about the whole folder.
+    """
+    from edgeseg.data.check import check_dataset
+
+    data = Path(data)
+    folder = data / "val" if (data / "val" / "images").is_dir() else data
+    result = check_dataset(folder, n_classes, encoding=encoding)
+    fatal = [i for i in result.errors if i.path.is_dir()]
+    if fatal:
+        raise EdgesegError(f"{fatal[0].path}: {fatal[0].message}")
+
+
+def require_scored(acc: MetricAccumulator, data: Path) -> None:
+    """Raise when every truth pixel was the ignore index (the metrics would be NaN).
+
+    Raises:
+        EdgesegError: No labelled pixels were scored.
+    """
+    if not acc.cm.sum():
+        raise EdgesegError(f"{data}: no labelled pixels to score: every mask pixel is the ignore "
+                           f"index {acc.ignore_index}; check the masks or pass --ignore-index.")
 
 
 def n_classes_of(predictor: Any) -> int:
@@ -115,6 +148,7 @@ def evaluate(model_path: str | Path, data: str | Path, limit: Optional[int] = No
     predictor = load_predictor(model_path, threads, output)
     pairs = eval_pairs(Path(data))[:limit]
     n = n_classes_of(predictor)
+    check_eval_data(Path(data), n, encoding)
     acc = MetricAccumulator(n, (encoding or MaskEncoding()).ignore_index)
     done = 0
     for rgbs, masks in iter_images(pairs):
@@ -125,4 +159,5 @@ def evaluate(model_path: str | Path, data: str | Path, limit: Optional[int] = No
             progress(done, len(pairs))
     if not done:
         raise EdgesegError(f"{data} has no image/mask pairs to score.")
+    require_scored(acc, Path(data))
     return acc.result(), predictor
