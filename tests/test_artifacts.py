@@ -121,7 +121,7 @@ def test_label_files_parse_one_way() -> None:
 
 @pytest.mark.parametrize("flags, message", [
     ({"int8": True, "fp16": True}, "pick one of --int8, --fp16, --dynamic"),
-    ({"upsampling": "bicubic"}, "--upsampling must be resize or tile"),
+    ({"upsampling": "bicubic"}, "--upsampling 'bicubic' must be auto or one of tile, resize, concat_reshape"),
     ({"verify": True}, "--verify compares a quantized model"),
     ({"fp16": True, "target": "edgetpu"}, "--target edgetpu needs a full-integer model"),
 ])
