@@ -121,7 +121,7 @@ def test_label_files_parse_one_way() -> None:
 
 @pytest.mark.parametrize("flags, message", [
     ({"int8": True, "fp16": True}, "pick one of --int8, --fp16, --dynamic"),
-    ({"upsampling": "bicubic"}, "--upsampling 'bicubic' must be auto or one of"),
+    ({"upsampling": "bicubic"}, "--upsampling 'bicubic' must be auto or one of tile, resize, concat_reshape"),
     ({"verify": True}, "--verify compares a quantized model"),
     ({"fp16": True, "target": "edgetpu"}, "--target edgetpu needs a full-integer model"),
 ])
@@ -132,3 +132,19 @@ def test_convert_options_are_checked_by_the_config(flags: dict, message: str) ->
         ConvertConfig.from_options(**flags)
     ok = ConvertConfig.from_options(int8=True, keep_float="dec_conv_4, dec_conv_3,", verify=True)
     assert (ok.mode, ok.keep_float, ok.head) == ("int8", ("dec_conv_4", "dec_conv_3"), "softmax")
+
+
+def test_stale_sidecar_warning_is_one_clean_line(models: Path, tmp_path: Path) -> None:
+    """Through the CLI the note is ``warning: …``, not Python's ``file:line: RuntimeWarning``."""
+    from edgeseg.config import save_sidecar
+
+    model = tmp_path / "m.tflite"
+    shutil.copy(models / "int8_embedded.tflite", model)
+    save_sidecar(model, json.loads((models / "int8_softmax.tflite.json").read_text()))
+    model.write_bytes(model.read_bytes() + b"\0")
+    result = CliRunner().invoke(app, ["inspect", str(model)])
+    assert result.exit_code == 0, result.output
+    lines = [ln for ln in result.output.splitlines() if "belongs to another version" in ln]
+    assert lines == ["warning: m.tflite.json belongs to another version of m.tflite (its "
+                     "model_sha256 differs); ignoring it and using the model's own description."]
+    assert "RuntimeWarning" not in result.output and "config.py" not in result.output

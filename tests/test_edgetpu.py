@@ -73,6 +73,24 @@ def test_deployment_upsamplings_compute_the_same_values():
     np.testing.assert_array_equal(outs["concat_reshape"], outs["tile"])
 
 
+def test_fast_decoder_edgetpu_resize_computes_keras_values():
+    """The realtime preset's Edge TPU copy (RESIZE_BILINEAR v2 ×2N, then every 2nd sample)
+    gives Keras' half-pixel-centre bilinear logits."""
+    pytest.importorskip("tensorflow")
+    from edgeseg.config import ModelConfig, preset
+    from edgeseg.model.build import build_model, deployment_copy
+
+    cfg = ModelConfig(n_classes=3, height=64, width=96, **{**preset("realtime"), "alpha": 0.25})
+    model = build_model(cfg)
+    x = np.random.default_rng(7).normal(size=(1, 64, 96, 3)).astype("float32")
+    tpu = deployment_copy(model, cfg, "logits", "resize", edgetpu=True)
+    keras_out = np.asarray(deployment_copy(model, cfg, "logits", "resize")(x))
+    got = np.asarray(tpu(x))
+    assert got.shape == keras_out.shape == (1, 32, 48, 3)
+    assert "seg_upsample" in [layer.name for layer in tpu.layers]
+    np.testing.assert_allclose(got, keras_out, rtol=0, atol=1e-6 * np.abs(keras_out).max())
+
+
 def test_keras_resizing_v3_is_where_the_preflight_stops(tiny):
     report = edgetpu_preflight(tiny["int8_keras_resize_logits"])
     stop = report.ops[report.fallback_at].support

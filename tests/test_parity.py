@@ -45,6 +45,28 @@ def test_edgetpu_target_file_segments_like_float(trained, synth_data: Path,
     assert rep.pixel_agreement >= 0.98 and rep.miou_drop <= 1.0, rep.to_dict()
 
 
+def test_realtime_edgetpu_file_maps_whole_and_segments_like_float(shipped, synth_data: Path,
+                                                                  tmp_path: Path) -> None:
+    """The fast decoder's bilinear resize as RESIZE_BILINEAR v2 (no half-pixel centres)."""
+    from edgeseg.convert.edgetpu import edgetpu_preflight
+    from edgeseg.tflite_file import read_tflite
+    from edgeseg.verify.compare import compare
+
+    name, path, _ = shipped
+    if name != "realtime":
+        pytest.skip("the seed's edgetpu file: test_edgetpu_target_file_segments_like_float")
+    tpu = convert_quiet(path, tmp_path / "rt_tpu.tflite", target="edgetpu",
+                        calib=str(synth_data / "train"), calib_count=100)
+    resize = [op for op in read_tflite(tpu).ops if op.name == "RESIZE_BILINEAR"]
+    assert [(op.version, op.options["half_pixel_centers"]) for op in resize] == [(2, False)]
+    report = edgetpu_preflight(tpu)
+    assert report.fully_mapped, report.summary()
+    rep = compare(path, tpu, synth_data)
+    print(f"realtime edgetpu: int8 agreement {rep.pixel_agreement:.4f}, "
+          f"drop {rep.miou_drop:+.2f} points")
+    assert rep.pixel_agreement >= 0.98 and rep.miou_drop <= 1.0, rep.to_dict()
+
+
 @pytest.mark.parametrize("io", ["int8", "float32"])
 def test_int8_model_with_other_io_types(trained, synth_data: Path, tmp_path: Path,
                                         io: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -25,13 +26,23 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _show_warning(message: Any, category: Any, filename: str, lineno: int,
+                  file: Any = None, line: Any = None) -> None:
+    """A warning as one ``warning: …`` line, without Python's source location."""
+    err_console.print(f"warning: {message}", markup=False, soft_wrap=True)
+
+
 def handle_errors(fn: F) -> F:
-    """Turn EdgesegError, a missing file and Ctrl-C into one line and an exit code."""
+    """Turn EdgesegError, a missing file and Ctrl-C into one line and an exit code;
+    print warnings as one line each (with ``--debug``, Python's default format)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():
+                if not DEBUG:
+                    warnings.showwarning = _show_warning
+                return fn(*args, **kwargs)
         except EdgesegError as e:
             if DEBUG:  # the cause an EdgesegError wraps may be edgeseg's own bug
                 import traceback

@@ -289,7 +289,8 @@ def convert(model_path: str | Path, output: str | Path, ccfg: ConvertConfig,
 
         calib = load_calibration(ccfg.calib, ccfg.calib_count, ccfg.seed, warn=log)
         log(f"calibrating on {len(calib.files)} images from {calib.folder}")
-    deploy = deployment_copy(model, cfg, ccfg.head, ccfg.upsampling)
+    deploy = deployment_copy(model, cfg, ccfg.head, ccfg.upsampling,
+                             edgetpu=ccfg.target == "edgetpu")
     source_cfg = cfg
     from edgeseg.convert.fold import fold_normalization, needs_folding
 

@@ -44,7 +44,7 @@ def _head(logits: Any, cfg: ModelConfig, head: str) -> Any:
 
 
 def build_model(cfg: ModelConfig, batch_size: int | None = None, head: str | None = None,
-                upsampling: str | bool = "tile") -> Any:
+                upsampling: str | bool = "tile", edgetpu: bool = False) -> Any:
     """Build mobilenet_segnet for ``cfg``.
 
     Args:
@@ -57,6 +57,8 @@ def build_model(cfg: ModelConfig, batch_size: int | None = None, head: str | Non
             ops; see ``edgeseg.model.decoder.UPSAMPLING``): ``tile`` (UpSampling2D,
             for training), ``resize`` (RESIZE_NEAREST_NEIGHBOR v2, the Edge TPU's)
             or ``concat_reshape`` (XNNPACK's); ``True``/``False`` mean resize/tile.
+        edgetpu: The ``fast`` decoder's bilinear resize as RESIZE_BILINEAR version 2
+            (no half-pixel centres), which edgetpu_compiler maps.
 
     Returns:
         A functional ``keras.Model`` named ``mobilenet_segnet``.
@@ -72,7 +74,7 @@ def build_model(cfg: ModelConfig, batch_size: int | None = None, head: str | Non
     if cfg.decoder == "seed":
         logits = seed_decoder(feats, cfg.n_classes, n_up, upsampling)
     elif cfg.decoder == "fast":
-        logits = fast_decoder(feats, cfg.n_classes, n_up, cfg.decoder_width)
+        logits = fast_decoder(feats, cfg.n_classes, n_up, cfg.decoder_width, edgetpu)
     else:
         logits = lite_decoder(feats, cfg.n_classes, n_up, cfg.decoder_width, upsampling)
     outputs = _head(logits, cfg, head or cfg.head)
@@ -80,11 +82,14 @@ def build_model(cfg: ModelConfig, batch_size: int | None = None, head: str | Non
 
 
 def deployment_copy(model: Any, cfg: ModelConfig, head: str = "softmax",
-                    upsampling: str | bool = "tile") -> Any:
-    """A batch-1 copy of a trained model with a 4-D deployment head, weights copied by name."""
+                    upsampling: str | bool = "tile", edgetpu: bool = False) -> Any:
+    """A batch-1 copy of a trained model with a 4-D deployment head, weights copied by name.
+
+    ``edgetpu``: build the Edge TPU's graph (see :func:`build_model`).
+    """
     if head not in DEPLOY_HEADS:
         raise ValueError(f"head must be one of {DEPLOY_HEADS}, got {head!r}")
-    copy = build_model(cfg, batch_size=1, head=head, upsampling=upsampling)
+    copy = build_model(cfg, batch_size=1, head=head, upsampling=upsampling, edgetpu=edgetpu)
     copy_weights_by_name(model, copy)
     return copy
 

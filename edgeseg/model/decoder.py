@@ -75,6 +75,49 @@ def _upsample_layers() -> dict[str, Any]:
     return {"resize": NearestResize2x, "concat_reshape": ConcatReshape2x}
 
 
+@functools.cache
+def _edgetpu_bilinear_layer() -> Any:
+    """The fast decoder's ×N bilinear logits resize with RESIZE_BILINEAR version 2.
+
+    Keras' Resizing(bilinear) samples source ``(d + 0.5) / N - 0.5`` (half-pixel
+    centres: op version 3, which edgetpu_compiler refuses). Version 2 samples
+    ``d / N``: a grid shifted by ``(N - 1) / 2`` output pixels, and for even N no
+    integer crop of a ×N resize lands on Keras' grid. A ×2N resize does: replicate
+    the first row and column (the edge clamping half-pixel centres do), resize that
+    ``(h + 1)×(w + 1)`` tensor ×2N (source ``d2 / 2N``) and keep ``d2 = 2d + N + 1``,
+    which is ``(d + 0.5) / N + 0.5`` in the padded grid: Keras' values. The crop is a
+    stride-1 slice plus a 1×1 max pool of stride 2 (STRIDED_SLICE takes only strides
+    of 1 on the Edge TPU); CONCATENATION, STRIDED_SLICE, RESIZE_BILINEAR v2 and
+    MAX_POOL_2D all map to it.
+    """
+    import keras
+    import tensorflow as tf
+
+    class EdgeTpuBilinearResize(keras.layers.Layer):
+        def __init__(self, factor: int, **kw: Any) -> None:
+            super().__init__(**kw)
+            self.factor = factor
+
+        def call(self, x: Any) -> Any:
+            n, (_, h, w, _) = self.factor, x.shape
+            x = tf.concat([x[:, :1], x], axis=1)
+            x = tf.concat([x[:, :, :1], x], axis=2)
+            y = tf.compat.v1.image.resize_bilinear(
+                x, (2 * n * (h + 1), 2 * n * (w + 1)), align_corners=False,
+                half_pixel_centers=False)
+            k = n + 1
+            y = y[:, k:k + 2 * n * h - 1, k:k + 2 * n * w - 1]
+            return tf.nn.max_pool2d(y, 1, 2, "VALID")
+
+        def compute_output_shape(self, s: Any) -> Any:
+            return (s[0], self.factor * s[1], self.factor * s[2], s[3])
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "factor": self.factor}
+
+    return EdgeTpuBilinearResize
+
+
 def _upsample(x: Any, name: str, upsampling: str | bool) -> Any:
     from keras import layers
 
@@ -118,20 +161,23 @@ def lite_decoder(x: Any, n_classes: int, n_up: int, width: float = 0.5,
     return layers.Conv2D(n_classes, 3, padding="same", name="seg_logits")(x)
 
 
-def fast_decoder(x: Any, n_classes: int, n_up: int, width: float = 0.5) -> Any:
+def fast_decoder(x: Any, n_classes: int, n_up: int, width: float = 0.5,
+                 edgetpu: bool = False) -> Any:
     """One 3×3 conv (BN + ReLU6) at the tap's resolution, then the logits upsampled once.
 
     Decoding at the tap (1/8 for ``encoder_level`` 2) and resizing only the
     ``n_classes``-channel logits bilinearly to half the input removes the large
     decoder activations that bound the seed and lite decoders by memory traffic:
     at 416² int8 the realtime preset runs ~4× faster than the seed (benchmarks/RESULTS.md §6c).
-    RESIZE_BILINEAR runs in int8 under XNNPACK and on the Edge TPU.
+    RESIZE_BILINEAR runs in int8 under XNNPACK and, as version 2 (``edgetpu``), on the Edge TPU.
 
     Args:
         x: Encoder features, N×h×w×C.
         n_classes: Output channels.
         n_up: Upsamplings to half the input (the tap's ``encoder_level``): ×2**n_up.
         width: Filters of the conv, as a multiple of 128 (0.5: 64, an XNNPACK-friendly width).
+        edgetpu: Resize with RESIZE_BILINEAR version 2 (the Edge TPU deployment copy's;
+            Keras' values, see ``_edgetpu_bilinear_layer``).
 
     Returns:
         Logits, N×(h·2**n_up)×(w·2**n_up)×n_classes.
@@ -144,6 +190,8 @@ def fast_decoder(x: Any, n_classes: int, n_up: int, width: float = 0.5) -> Any:
     x = layers.ReLU(6.0, name="dec_relu_1")(x)
     x = layers.Conv2D(n_classes, 1, name="seg_logits")(x)
     h, w = x.shape[1], x.shape[2]
+    if edgetpu:
+        return _edgetpu_bilinear_layer()(1 << n_up, name="seg_upsample")(x)
     # Bilinear, not nearest: smooth class boundaries from 1/8-resolution logits, and
     # XNNPACK delegates it in int8 (nearest via Resizing measured slower here).
     return layers.Resizing(h << n_up, w << n_up, interpolation="bilinear", name="seg_upsample")(x)
