@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections import deque
@@ -10,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edgeseg.config import file_sha256  # one definition: the sidecar names the same hash
 
 THERMAL = Path("/sys/class/thermal")
 
@@ -35,15 +36,6 @@ def _read(path: Path) -> str:
         return path.read_text().strip()
     except OSError:
         return ""
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file (the model hash shown on ``/stats``)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class _Window:
