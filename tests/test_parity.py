@@ -45,6 +45,7 @@ def test_edgetpu_target_file_segments_like_float(trained, synth_data: Path,
     assert rep.pixel_agreement >= 0.98 and rep.miou_drop <= 1.0, rep.to_dict()
 
 
+@pytest.mark.parametrize("shipped", ["realtime"], indirect=True)  # seed: the test above
 def test_realtime_edgetpu_file_maps_whole_and_segments_like_float(shipped, synth_data: Path,
                                                                   tmp_path: Path) -> None:
     """The fast decoder's bilinear resize as RESIZE_BILINEAR v2 (no half-pixel centres)."""
@@ -53,8 +54,7 @@ def test_realtime_edgetpu_file_maps_whole_and_segments_like_float(shipped, synth
     from edgeseg.verify.compare import compare
 
     name, path, _ = shipped
-    if name != "realtime":
-        pytest.skip("the seed's edgetpu file: test_edgetpu_target_file_segments_like_float")
+    assert name == "realtime"
     tpu = convert_quiet(path, tmp_path / "rt_tpu.tflite", target="edgetpu",
                         calib=str(synth_data / "train"), calib_count=100)
     resize = [op for op in read_tflite(tpu).ops if op.name == "RESIZE_BILINEAR"]
