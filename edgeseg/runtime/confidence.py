@@ -177,7 +177,7 @@ class ConfidenceMonitor:
         out = []
         for name, value in (("top1", top1), ("margin", margin)):
             if value is not None and name in ref and value < ref[name]["p05"]:
-                out.append(f"mean {name} {value:.2f} < {ref[name]['p05']:.2f}")
+                out.append(f"mean {name} {value:.3f} < {ref[name]['p05']:.3f}")
         if "shares" in ref and len(ref["shares"]["p05"]) == len(shares):
             for i, s in enumerate(shares):
                 lo = ref["shares"]["p05"][i] - SHARE_SLACK
