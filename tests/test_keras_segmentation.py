@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pip_cache import cache_dir, pip_install_or_skip
 from typer.testing import CliRunner
 
 from edgeseg.cli import app
@@ -23,17 +24,10 @@ runner = CliRunner()
 
 def _ks_site() -> Path:
     """keras-segmentation installed --no-deps into a cache folder (its deps pin h5py<=2.10)."""
-    cache = Path(os.environ.get("EDGESEG_TEST_CACHE", Path.home() / ".cache" / "edgeseg-tests"))
-    site = cache / f"keras-segmentation-{KS_VERSION}"
+    site = cache_dir() / f"keras-segmentation-{KS_VERSION}"
     if not (site / "keras_segmentation").is_dir():
-        proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
-                               str(site), f"keras-segmentation=={KS_VERSION}"],
-                              capture_output=True, text=True)
-        if proc.returncode:
-            text = proc.stdout + proc.stderr
-            if any(s in text for s in ("No matching distribution", "Could not find", "connection")):
-                pytest.skip(f"the package registry is unreachable: {text.strip().splitlines()[-1]}")
-            raise RuntimeError(f"pip install keras-segmentation failed:\n{text}")
+        pip_install_or_skip(sys.executable, "--no-deps", "--target", str(site),
+                            f"keras-segmentation=={KS_VERSION}", what="keras-segmentation")
     return site
 
 

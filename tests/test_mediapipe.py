@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pip_cache import cache_dir, pip_install_or_skip
 
 HERE = Path(__file__).resolve().parent
 MEDIAPIPE = "mediapipe==0.10.14"
@@ -22,18 +23,11 @@ def _mediapipe_python() -> str:
     given = os.environ.get("EDGESEG_MEDIAPIPE_PYTHON")
     if given:
         return given
-    cache = Path(os.environ.get("EDGESEG_TEST_CACHE", Path.home() / ".cache" / "edgeseg-tests"))
-    venv = cache / "venv-mediapipe"
+    venv = cache_dir() / "venv-mediapipe"
     python = venv / "bin" / "python"
     if not (venv / "ok").exists():
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        proc = subprocess.run([str(python), "-m", "pip", "install", "-q", MEDIAPIPE],
-                              capture_output=True, text=True)
-        if proc.returncode:
-            text = proc.stdout + proc.stderr
-            if any(s in text for s in ("No matching distribution", "Could not find", "connection")):
-                pytest.skip(f"the package registry is unreachable: {text.strip().splitlines()[-1]}")
-            raise RuntimeError(f"pip install {MEDIAPIPE} failed:\n{text}")
+        pip_install_or_skip(python, MEDIAPIPE, what=MEDIAPIPE)
         (venv / "ok").write_text(MEDIAPIPE)
     return str(python)
 
