@@ -42,10 +42,26 @@ def test_several_models_json_and_ratios(models: Path) -> None:
         assert x["runs"] == 8
         assert x["peak_rss_mb"] > 0 and x["init_ms"] > 0 and x["runtime_version"]
         assert x["delegate"] == "xnnpack" and 0 < x["delegated_nodes"] <= x["total_nodes"]
-    assert [x["output"] for x in rows] == ["[1, 32, 32, 4] uint8 softmax",
-                                           "[1, 32, 32, 4] float32 softmax"]
+    assert [x["output"] for x in rows] == ["32×32 (H×W), 4 channels, uint8, softmax",
+                                           "32×32 (H×W), 4 channels, float32, softmax"]
+    assert [x["input"] for x in rows] == ["64×64 (H×W), uint8", "64×64 (H×W), float32"]
     r = runner.invoke(app, ["bench", *paths, "--runs", "5"], env=WIDE)
     assert r.exit_code == 0 and "mean vs first" in r.output and "1.00x" in r.output
+
+
+SELFIE = Path(__file__).resolve().parents[1].parent / "shared/realdata/models/selfie_segmentation.tflite"
+
+
+@pytest.mark.skipif(not SELFIE.is_file(), reason=f"{SELFIE} is absent (CI has it)")
+def test_a_third_party_head_is_described_by_what_is_known() -> None:
+    r = runner.invoke(app, ["bench", str(SELFIE), "--runs", "2", "--warmup", "0", "--threads",
+                            "1"], env=WIDE)
+    assert r.exit_code == 0, r.output
+    row = next(line for line in r.output.splitlines() if line.lstrip("│ ").startswith("output"))
+    assert "?" not in row
+    for part in ("256×256 (H×W)", "1 channel", "float32", "head not stated in its metadata",
+                 "read as one probability map (sigmoid)"):
+        assert part in row, (part, row)
 
 
 def test_latency_statistics_by_hand() -> None:

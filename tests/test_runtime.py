@@ -21,7 +21,8 @@ from edgeseg.runtime.interpreter import delegated_nodes, make_interpreter
 RUNTIME = Path(__file__).resolve().parent.parent / "edgeseg" / "runtime"
 CV2_MODULES = {"capture", "overlay", "stream", "sinks", "segmenter"}
 TF_FREE_EDGESEG = {"edgeseg.errors", "edgeseg.atomic", "edgeseg.config", "edgeseg.preprocess",
-                   "edgeseg.data.readers", "edgeseg.convert.metadata", "edgeseg.labels"}
+                   "edgeseg.data.readers", "edgeseg.convert.metadata", "edgeseg.labels",
+                   "edgeseg.sizes"}
 SCORE_MODELS = ["float_softmax", "float_logits", "float_flat", "float_argmax", "int8_softmax",
                 "int8_embedded", "int8_int8io", "int8_flat"]
 SIGMOID_MODELS = ["float_sigmoid", "int8_sigmoid"]
@@ -203,7 +204,8 @@ def test_metadata_sidecar_then_embedded_then_defaults(models: Path, tmp_path: Pa
     assert flat.feeds_pixels  # uint8 input, scale 1/128, zp 128: the pixel is the tensor value
     meta["edgeseg"]["preprocessing"]["height"] = 128
     copy.with_name(copy.name + ".json").write_text(json.dumps(meta))
-    with pytest.warns(RuntimeWarning, match="describes a 128x64 input but the model takes 64x64"):
+    with pytest.warns(RuntimeWarning,
+                      match=r"describes a 128×64 \(H×W\) input but the model takes 64×64 \(H×W\)"):
         Segmenter(copy)
     copy.with_name(copy.name + ".json").write_text("{not json")
     with pytest.raises(EdgesegError, match="not valid JSON"):

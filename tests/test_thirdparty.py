@@ -129,6 +129,15 @@ def test_evaluate_and_compare_score_a_sigmoid_model_of_any_size(tmp_path: Path) 
     assert rep["pixel_agreement"] == 1.0 and rep["prob_max_error"] == 0.0
 
 
+@needs_realdata
+def test_sizes_are_written_height_by_width_in_the_run_line() -> None:
+    from edgeseg.runtime.app import describe
+
+    line = describe(Segmenter(MODELS / "selfie_segmentation_landscape.tflite"))
+    assert "input 144×256 (H×W) float32" in line, line  # the model takes 144 rows, 256 columns
+    assert "output 144×256 (H×W) ×1 binary" in line, line
+
+
 def test_output_option_picks_the_mask_of_a_multi_output_model(models: Path,
                                                               tmp_path: Path) -> None:
     import cv2
@@ -144,15 +153,38 @@ def test_output_option_picks_the_mask_of_a_multi_output_model(models: Path,
     cv2.imwrite(str(tmp_path / "images" / "a.png"), frame)
     cv2.imwrite(str(tmp_path / "annotations" / "a.png"), expected)
     ok = CliRunner().invoke(app, ["evaluate", str(model), "--data", str(tmp_path), "--json",
-                                  "--output", str(seg_index)])
+                                  "--output-index", str(seg_index)])
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.output)["mean_iou"] == pytest.approx(1.0)
     bad = CliRunner().invoke(app, ["evaluate", str(model), "--data", str(tmp_path),
-                                   "--output", str(other)])
-    assert bad.exit_code == 2 and "pick another with --output N" in bad.output
+                                   "--output-index", str(other)])
+    assert bad.exit_code == 2 and "pick another with --output-index N" in bad.output
     assert "Traceback" not in bad.output
-    with pytest.raises(EdgesegError, match="--output 5: the model has 2 output"):
+    with pytest.raises(EdgesegError, match="--output-index 5: the model has 2 output"):
         Segmenter(model, output=5)
+
+
+def test_run_and_bench_take_output_index_the_flag_their_errors_name(models: Path,
+                                                                    tmp_path: Path) -> None:
+    model = models / "two_outputs.tflite"
+    shapes = [len(d["shape"]) for d in make_interpreter(model).get_output_details()]
+    seg_index, other = shapes.index(4), shapes.index(2)
+    video = tflite_fixtures.video(tmp_path / "in.avi", 4, (64, 64))
+    runner = CliRunner()
+    ok = runner.invoke(app, ["run", str(model), "--source", str(video), "--no-display",
+                             "--max-frames", "2", "--output-index", str(seg_index)])
+    assert ok.exit_code == 0, ok.output
+    assert "2 frames" in ok.output
+    bad = runner.invoke(app, ["run", str(model), "--source", str(video), "--no-display",
+                              "--output-index", str(other)])
+    assert bad.exit_code == 2 and "pick another with --output-index N" in bad.output, bad.output
+    b = runner.invoke(app, ["bench", str(model), "--runs", "2", "--warmup", "0", "--json",
+                            "--output-index", str(seg_index)])
+    assert b.exit_code == 0, b.output
+    assert json.loads(b.output)[0]["output"].startswith(f"output {seg_index} of 2: 32×32 (H×W), "
+                                                        "4 channels")
+    b = runner.invoke(app, ["bench", str(model), "--runs", "2", "--output-index", "7"])
+    assert b.exit_code == 2 and "--output-index 7: the model has 2 output(s)" in b.output
 
 
 @needs_realdata

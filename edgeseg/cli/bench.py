@@ -9,6 +9,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from edgeseg.cli import _run_options as ro
 from edgeseg.cli._common import console, err_console, handle_errors
 from edgeseg.errors import EdgesegError
 
@@ -34,7 +35,7 @@ def _table(results: list[Any]) -> Any:
     ]
     if len(results) > 1:
         rows.append(("mean vs first", lambda r: f"{r.mean_ms / first.mean_ms:.2f}x"))
-    rows.insert(0, ("output", lambda r: r.output))
+    rows[:0] = [("input", lambda r: r.input), ("output", lambda r: r.output)]
     if all(r.pipeline for r in results):
         # End to end: on a Pi the argmax/softmax post-processing is a larger share.
         rows += [("pipeline FPS", lambda r: f"{r.pipeline['fps']:.1f}"),
@@ -103,6 +104,7 @@ def bench(
         metavar="SOURCE")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
     plot: Annotated[Optional[Path], typer.Option(help="Save a bar chart (.png, .svg or .pdf).")] = None,
+    output_index: ro.OutputIndex = None,
 ) -> None:
     """Benchmark .tflite models: latency percentiles, FPS, init time, memory, delegate nodes."""
     import warnings
@@ -116,10 +118,12 @@ def bench(
     for model in models:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            r = bench_model(model, threads, delegate, fallback, runs, warmup, min_seconds)
+            r = bench_model(model, threads, delegate, fallback, runs, warmup, min_seconds,
+                            output_index)
             if pipeline:
                 r = replace(r, pipeline=bench_pipeline(model, pipeline, r.mean_ms, threads,
-                                                       delegate, fallback, runs, warmup))
+                                                       delegate, fallback, runs, warmup,
+                                                       output_index))
         for w in caught:
             err_console.print(f"warning: {w.message}", markup=False, soft_wrap=True)
         results.append(r)

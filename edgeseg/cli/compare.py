@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from edgeseg.cli import _data_options as do
+from edgeseg.cli import _run_options as ro
 from edgeseg.cli._common import console, handle_errors
 
 
@@ -71,15 +72,17 @@ def compare(
         help="Gate: exit 1 when mIoU drops more than this many points.")] = None,
     layers: Annotated[bool, typer.Option("--layers", help="Rank layers by quantization error.")] = False,
     limit: Annotated[Optional[int], typer.Option(help="Compare only the first N images.")] = None,
-    output: Annotated[Optional[int], typer.Option(
-        "--output", help="Which output of a .tflite holds the segmentation.")] = None,
+    output_index: ro.OutputIndex = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     ignore_index: do.IgnoreIndex = 255,
     binary: do.Binary = False,
     mask_colors: do.MaskColors = None,
+    old_output: ro.OldOutput = None,
 ) -> None:
     """Compare a quantized model with its float source: agreement, mIoU drop, layer errors."""
-    report_compare(float_model, quant_model, data, max_miou_drop, layers, as_json, limit, output,
+    ro.refuse_old_output(old_output)
+    report_compare(float_model, quant_model, data, max_miou_drop, layers, as_json, limit,
+                   output_index,
                    do.encoding(ignore_index, binary, mask_colors, data))
 
 

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from edgeseg.cli import _data_options as do
+from edgeseg.cli import _run_options as ro
 from edgeseg.cli._common import console, handle_errors
 
 
@@ -33,25 +34,25 @@ def evaluate(
     model: Annotated[Path, typer.Argument(help="A .keras or .tflite model.")],
     data: Annotated[Path, typer.Option(help="Dataset folder (uses its val/ split when present).")],
     limit: Annotated[Optional[int], typer.Option(help="Score only the first N images.")] = None,
-    output: Annotated[Optional[int], typer.Option(
-        "--output", help="Which output of a .tflite holds the segmentation (e.g. 2 for "
-                         "MediaPipe's pose model).")] = None,
+    output_index: ro.OutputIndex = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     ignore_index: do.IgnoreIndex = 255,
     binary: do.Binary = False,
     mask_colors: do.MaskColors = None,
+    old_output: ro.OldOutput = None,
 ) -> None:
     """Score a model: per-class IoU, mIoU, fwIoU, pixel accuracy, confusion matrix."""
     from rich.progress import Progress
 
     from edgeseg.verify.evaluate import evaluate as run_eval
 
+    ro.refuse_old_output(old_output)
     enc = do.encoding(ignore_index, binary, mask_colors, data)
     with Progress(console=console, transient=True, disable=as_json) as bar:
         task = bar.add_task("evaluating", total=None)
         metrics, pred = run_eval(model, data, limit,
                                  progress=lambda d, n: bar.update(task, completed=d, total=n),
-                                 output=output, encoding=enc)
+                                 output=output_index, encoding=enc)
     labels = tuple(pred.labels)
     if as_json:
         typer.echo(json.dumps(metrics.to_dict(labels)))

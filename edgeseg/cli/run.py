@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from edgeseg.cli import _run_options as ro
 from edgeseg.cli._common import console, err_console, handle_errors
 from edgeseg.errors import EdgesegError
 
@@ -83,6 +84,7 @@ def run(
         help="Most frames --collect keeps (the oldest go first).")] = 200,
     collect_max_mb: Annotated[float, typer.Option(
         help="Most megabytes --collect keeps.")] = 200.0,
+    output_index: ro.OutputIndex = None,
 ) -> None:
     """Segment camera frames or a video with a .tflite model; overlay, save or stream."""
     from edgeseg.runtime.app import RunOptions
@@ -97,7 +99,7 @@ def run(
         stream=stream, host=host, max_frames=max_frames,
         json_log=str(json_log) if json_log else None, reconnect=reconnect, stall_s=stall,
         token=token, no_auth=no_auth, collect=str(collect) if collect else None,
-        collect_max=collect_max, collect_max_mb=collect_max_mb,
+        collect_max=collect_max, collect_max_mb=collect_max_mb, output_index=output_index,
     )
     with _stop_on_sigterm():
         stats = run_app(opts, note=lambda msg: err_console.print(msg, markup=False,

@@ -98,7 +98,7 @@ def _grid(n: int, in_h: int, in_w: int, shape: list[int]) -> tuple[int, int]:
     if w and n % w == 0:
         return n // w, w
     raise EdgesegError(f"can't tell the label map size of output {shape}: {n} pixels don't "
-                       f"match the {in_h}x{in_w} input's aspect ratio.")
+                       f"match the {in_h}×{in_w} (H×W) input's aspect ratio.")
 
 
 def output_details(interpreter: Any, index: int = 0) -> dict[str, Any]:
@@ -110,8 +110,8 @@ def output_details(interpreter: Any, index: int = 0) -> dict[str, Any]:
     outputs = interpreter.get_output_details()
     if not 0 <= index < len(outputs):
         shapes = ", ".join(f"{i}: {[int(x) for x in d['shape']]}" for i, d in enumerate(outputs))
-        raise EdgesegError(f"--output {index}: the model has {len(outputs)} output(s) ({shapes}); "
-                           "pick the segmentation mask's number.")
+        raise EdgesegError(f"--output-index {index}: the model has {len(outputs)} output(s) "
+                           f"({shapes}); pick the segmentation mask's number.")
     return outputs[index]
 
 
@@ -135,7 +135,7 @@ def output_layout(interpreter: Any, head: str | None = None, index: int = 0) -> 
     more = len(interpreter.get_output_details()) > 1
     bad = EdgesegError(f"output {index} shape {shape} ({dtype.name}) is not a segmentation "
                        "output; expected [1, h, w, classes], [1, h*w, classes], [1, h, w] or "
-                       "[1, h, w, 1]" + ("; pick another with --output N." if more else "."))
+                       "[1, h, w, 1]" + ("; pick another with --output-index N." if more else "."))
     if not shape or shape[0] != 1 or len(shape) not in (3, 4) or min(shape) < 1:
         raise bad
     if len(shape) == 4:

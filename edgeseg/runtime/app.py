@@ -14,6 +14,7 @@ from edgeseg.runtime.health import Health, prometheus_text
 from edgeseg.runtime.pipeline import JsonLog, PipelineStats, run_pipeline
 from edgeseg.runtime.sdnotify import SystemdNotifier
 from edgeseg.runtime.segmenter import Segmenter
+from edgeseg.sizes import hw
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class RunOptions:
     collect: str | None = None
     collect_max: int = 200
     collect_max_mb: float = 200.0
+    output_index: int | None = None  # which output tensor is the mask (None: the Segmenter's pick)
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -71,11 +73,12 @@ def reconnect_policy(value: int | str | None) -> capture.Retry:
 
 
 def load_segmenter(model: str, threads: int | None, delegate: str | None, fallback: bool,
-                   note: Callable[[str], None]) -> Segmenter:
+                   note: Callable[[str], None], output: int | None = None) -> Segmenter:
     """A Segmenter, with any fallback warning passed to ``note`` as one line."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        seg = Segmenter(model, threads=threads, delegate=delegate, fallback=fallback)
+        seg = Segmenter(model, threads=threads, delegate=delegate, fallback=fallback,
+                        output=output)
     for w in caught:
         note(f"warning: {w.message}")
     return seg
@@ -88,8 +91,8 @@ def describe(seg: Segmenter) -> str:
     feed = "pixels fed directly" if d["feeds_pixels"] else "normalized by lookup table"
     oh, ow, c = d["output"]
     return (f"{d['model']} on {d['runtime']} {d['runtime_version']} ({d['delegate']}, "
-            f"{d['threads']} threads): input {w}x{h} {d['input_dtype']} ({feed}), "
-            f"output {ow}x{oh}x{c} {d['output_kind']} {d['output_dtype']}, "
+            f"{d['threads']} threads): input {hw(h, w)} {d['input_dtype']} ({feed}), "
+            f"output {hw(oh, ow)} ×{c} {d['output_kind']} {d['output_dtype']}, "
             f"{seg.n_classes or '?'} classes, metadata from {d['metadata']} ("
             + "; ".join(f"{k}: {v}" for k, v in d["sources"].items()) + ")"
             + "".join(f"; note: {n}" for n in d["notes"]))
@@ -116,7 +119,8 @@ def run(opts: RunOptions, note: Callable[[str], None] = print,
     src = capture.open_source(opts.camera, opts.source)
     token = stream_token(opts) if opts.stream is not None else None
     saver = VideoSaver(opts.save, 0.0) if opts.save else None  # checks the suffix early
-    seg = load_segmenter(opts.model, opts.threads, opts.delegate, opts.fallback, note)
+    seg = load_segmenter(opts.model, opts.threads, opts.delegate, opts.fallback, note,
+                         opts.output_index)
     note(describe(seg))
     show = opts.display
     if show and not display_available():

@@ -105,24 +105,53 @@ def latency_stats(times_ms: Any) -> dict[str, float]:
             "std_ms": round(float(ms.std()), 4), "fps": round(1000 / float(ms.mean()), 2)}
 
 
-def _output_text(interpreter: Any, model: str | os.PathLike) -> str:
-    """``[1, 208, 208, 4] uint8 softmax``: the segmentation output and its head."""
-    from edgeseg.runtime.metadata import read_metadata
+_ASSUMED = {  # how the runtime reads an output whose head the model does not state
+    "scores": "class scores, argmax per pixel",
+    "binary": "one probability map (sigmoid), foreground at 0.5 or more",
+    "ids": "class ids (an in-graph argmax)",
+}
 
-    d = adapters.output_details(interpreter)
-    head = read_metadata(model).head or "?"
-    return f"{[int(x) for x in d['shape']]} {np.dtype(d['dtype']).name} {head}"
+
+def output_text(interpreter: Any, model: str | os.PathLike, index: int | None = None) -> str:
+    """The segmentation output, its size and how it is read, e.g.
+    ``32×32 (H×W), 4 channels, uint8, softmax`` for an edgeseg model, or for a model
+    whose metadata names no head (MediaPipe's), which reading the runtime assumed.
+
+    Args:
+        interpreter: An allocated interpreter.
+        model: The ``.tflite`` (its description names the head).
+        index: Which output is the mask (None: the one the Segmenter picks).
+    """
+    from edgeseg.runtime.metadata import read_metadata
+    from edgeseg.runtime.segmenter import pick_output
+    from edgeseg.sizes import hw
+
+    head = read_metadata(model).head
+    n_out = len(interpreter.get_output_details())
+    if index is None:
+        index = pick_output(interpreter, head, False)
+    layout = adapters.output_layout(interpreter, head if n_out == 1 else None, index)
+    which = f"output {index} of {n_out}: " if n_out > 1 else ""
+    text = (f"{which}{hw(layout.height, layout.width)}, {layout.channels} "
+            f"channel{'s' if layout.channels != 1 else ''}, {np.dtype(layout.dtype).name}")
+    if head:
+        return f"{text}, {head}"
+    return f"{text}; head not stated in its metadata, read as {_ASSUMED[layout.kind]}"
 
 
 def bench_model(model: str | os.PathLike, threads: int | None = None,
                 delegate: str | None = None, fallback: bool = False, runs: int = 50,
-                warmup: int = 5, min_seconds: float = 0.0) -> BenchResult:
+                warmup: int = 5, min_seconds: float = 0.0,
+                output: int | None = None) -> BenchResult:
     """Time ``invoke()`` on random input: ``warmup`` untimed runs, then at least ``runs``
-    timed runs and at least ``min_seconds`` of them.
+    timed runs and at least ``min_seconds`` of them. ``output`` is the index of the
+    output tensor that holds the mask (None: the Segmenter's pick), for the description.
 
     Raises:
         EdgesegError: Bad counts, or a model that can't be loaded.
     """
+    from edgeseg.sizes import hw
+
     if runs < 1 or warmup < 0 or min_seconds < 0:
         raise EdgesegError("--runs must be ≥ 1, --warmup and --min-seconds ≥ 0.")
     _reset_peak_rss()
@@ -145,9 +174,10 @@ def bench_model(model: str | os.PathLike, threads: int | None = None,
         model=str(model), runtime=be.name, runtime_version=be.version,
         threads=threads or default_threads(), delegate=delegate_name(interpreter),
         delegated_nodes=nodes[0] if nodes else None, total_nodes=nodes[1] if nodes else None,
-        input=f"{list(int(x) for x in details['shape'])} {np.dtype(details['dtype']).name}",
+        input=f"{hw(int(details['shape'][1]), int(details['shape'][2]))}, "
+              f"{np.dtype(details['dtype']).name}",
         init_ms=round(init_ms, 2), warmup=warmup, runs=len(times), **latency_stats(times),
-        peak_rss_mb=round(peak_rss_mb(), 1), output=_output_text(interpreter, model),
+        peak_rss_mb=round(peak_rss_mb(), 1), output=output_text(interpreter, model, output),
     )
 
 
@@ -157,7 +187,8 @@ MIN_PIPELINE_FRAMES = 10
 
 def bench_pipeline(model: str | os.PathLike, source: str, invoke_ms: float,
                    threads: int | None = None, delegate: str | None = None,
-                   fallback: bool = False, frames: int = 100, warmup: int = 5) -> dict[str, Any]:
+                   fallback: bool = False, frames: int = 100, warmup: int = 5,
+                   output: int | None = None) -> dict[str, Any]:
     """Time the whole frame pipeline (capture → preprocess → invoke → postprocess → draw).
 
     Args:
@@ -169,6 +200,7 @@ def bench_pipeline(model: str | os.PathLike, source: str, invoke_ms: float,
         fallback: As for :func:`bench_model`.
         frames: Frames to time (fewer if the source ends first).
         warmup: Untimed frames first.
+        output: Which output tensor holds the mask (None: the Segmenter's pick).
 
     Returns:
         fps, per-stage mean milliseconds, frame-time percentiles, dropped frames,
@@ -181,7 +213,7 @@ def bench_pipeline(model: str | os.PathLike, source: str, invoke_ms: float,
     from edgeseg.runtime.pipeline import run_pipeline
     from edgeseg.runtime.segmenter import Segmenter
 
-    seg = Segmenter(model, threads=threads, delegate=delegate, fallback=fallback)
+    seg = Segmenter(model, threads=threads, delegate=delegate, fallback=fallback, output=output)
     overlay = Overlay(seg.labels)
     src = capture.open_source(source if source.isdigit() else None,
                               None if source.isdigit() else source)

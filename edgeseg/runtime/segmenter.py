@@ -14,6 +14,7 @@ from edgeseg.preprocess import DEFAULT_MEAN, DEFAULT_STD, Preprocessing, pixel_t
 from edgeseg.runtime import adapters
 from edgeseg.runtime.interpreter import backend, default_threads, delegate_name, make_interpreter
 from edgeseg.runtime.metadata import ModelMetadata, read_metadata
+from edgeseg.sizes import hw
 
 
 class Timings(NamedTuple):
@@ -63,7 +64,7 @@ def _labels(meta: ModelMetadata, layout: adapters.OutputLayout,
     return tuple(f"class{i}" for i in range(n))
 
 
-def _pick_output(interpreter: Any, head: str | None, confidence: bool) -> int:
+def pick_output(interpreter: Any, head: str | None, confidence: bool) -> int:
     """The cheapest output that answers: a model offering both an in-graph argmax and
     the scores it came from is read through the argmax unless confidence is asked for."""
     layouts: dict[int, adapters.OutputLayout] = {}
@@ -142,11 +143,11 @@ class Segmenter:
         self.input_size = adapters.input_size(self.interpreter)  # (width, height)
         if self.metadata.size and self.metadata.size != self.input_size[::-1]:
             warnings.warn(f"the model's metadata ({self.metadata.source}) describes a "
-                          f"{self.metadata.size[0]}x{self.metadata.size[1]} input but the model "
-                          f"takes {self.input_size[1]}x{self.input_size[0]}; is it the right "
+                          f"{hw(*self.metadata.size)} input but the model "
+                          f"takes {hw(*self.input_size[::-1])}; is it the right "
                           "sidecar? Using the model's size.", RuntimeWarning, stacklevel=2)
         if output is None:
-            output = _pick_output(self.interpreter, self.metadata.head, confidence)
+            output = pick_output(self.interpreter, self.metadata.head, confidence)
         self.output_index = output
         head = self.metadata.head if len(self.interpreter.get_output_details()) == 1 else None
         self.layout = adapters.output_layout(self.interpreter, head, output)
