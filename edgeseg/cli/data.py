@@ -71,12 +71,44 @@ def check(
     if result.n_pairs:
         console.print(frequency_table(result))
     n_err, n_warn = len(result.errors), len(result.warnings)
+    n_err += _check_instances(folder, result, enc)
     summary = (f"{result.n_pairs} pairs in {', '.join(_rel(f, folder) for f in result.folders)}, "
                f"{classes} classes: {n_err} error(s), {n_warn} warning(s).")
     if n_err:
         console.print(f"[bold red]FAILED[/] {summary}", soft_wrap=True)
         raise typer.Exit(1)
     console.print(f"[bold green]OK[/] {summary}", soft_wrap=True)
+
+
+def _check_instances(folder: Path, result, enc) -> int:  # result: CheckResult; returns errors
+    """Print what ``instances/`` holds (objects per class, thing classes) and where it disagrees."""
+    from rich.table import Table
+
+    from edgeseg.data.instances import INSTANCES_DIR, check_instances
+    from edgeseg.data.readers import read_mask
+
+    found = check_instances(result.folders, lambda p: read_mask(p, enc), enc.ignore_index)
+    if found is None:
+        return 0
+    for path, why in found.problems[:MAX_SHOWN]:
+        console.print(f"[bold red]error:[/] {_rel(path, folder)}: {why}", soft_wrap=True)
+    if found.missing:
+        shown = ", ".join(found.missing[:5]) + (", ..." if len(found.missing) > 5 else "")
+        console.print(f"[bold red]error:[/] {len(found.missing)} class mask(s) without "
+                      f"{INSTANCES_DIR}/NAME.png ({shown}); write one per mask or remove "
+                      f"{INSTANCES_DIR}/.", soft_wrap=True)
+    table = Table(title=f"Instances ({found.n_files} masks in {INSTANCES_DIR}/)")
+    table.add_column("id", justify="right")
+    table.add_column("class")
+    table.add_column("objects", justify="right")
+    table.add_column("kind")
+    for i, name in enumerate(result.labels):
+        n = found.instances.get(i, 0)
+        table.add_row(str(i), name, f"{n:,}", "thing" if i in found.things else "stuff")
+    console.print(table)
+    things = ", ".join(result.labels[t] if t < len(result.labels) else str(t) for t in found.things)
+    console.print(f"thing classes (hold objects class_id*1000+k): {things or 'none'}", soft_wrap=True)
+    return len(found.problems) + (1 if found.missing else 0)
 
 
 @data_app.command("synth")
@@ -92,19 +124,27 @@ def synth(
     video: Annotated[Optional[Path], typer.Option(
         help="Also write an mp4 clip of moving objects here.")] = None,
     frames: Annotated[int, typer.Option(help="Frames in the clip.")] = 60,
+    instances: Annotated[bool, typer.Option(
+        "--instances", help="Scenes of touching same-class objects, with instances/NAME.png "
+                            "(16-bit, class_id*1000+k); the clip then moves touching groups.")] = False,
 ) -> None:
     """Write a synthetic shapes dataset (and optionally a video clip)."""
     from edgeseg.data.synth import synthesize
+    from edgeseg.data.synth_instances import synthesize_instances
 
     with _progress() as bar:
         task = bar.add_task("synthesizing", total=count)
-        report = synthesize(out, n_classes=classes, count=count, height=height, width=width,
-                            seed=seed, video=video, frames=frames,
-                            progress=lambda n: bar.update(task, completed=n))
+        step = lambda n: bar.update(task, completed=n)  # noqa: E731
+        if instances:
+            report = synthesize_instances(out, classes, count, height, width, seed, step, video, frames)
+        else:
+            report = synthesize(out, n_classes=classes, count=count, height=height, width=width,
+                                seed=seed, video=video, frames=frames, progress=step)
     shares = ", ".join(f"{n} {s:.0%}" for n, s in zip(report.labels, report.class_share))
     console.print(
         f"Wrote {report.count} image/mask pairs ({height}x{width}, {classes} classes) to "
-        f"{out}/images and {out}/annotations, labels to {out}/labels.txt "
+        f"{out}/images and {out}/annotations{' (instances in ' + str(out) + '/instances)' if instances else ''}, "
+        f"labels to {out}/labels.txt "
         f"in {report.seconds:.1f} s. Pixel shares: {shares}.", soft_wrap=True,
     )
     if report.video is not None:
