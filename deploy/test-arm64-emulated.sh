@@ -2,6 +2,7 @@
 # Run the edgeseg runtime on aarch64 under qemu user emulation, from an x86_64 Debian machine.
 #
 # Usage: deploy/test-arm64-emulated.sh MODEL.tflite [VIDEO] [--numpy1] [--work DIR]
+#        deploy/test-arm64-emulated.sh --prepare-only [--work DIR]
 #
 # Builds a Debian Bookworm arm64 root (debootstrap, python3 + python3-numpy), downloads the
 # aarch64 wheels edgeseg declares (ai-edge-litert, opencv-python-headless, numpy, ...),
@@ -9,7 +10,8 @@
 # one invoke compared with this machine's x86_64 result, `edgeseg run` on VIDEO and
 # `edgeseg bench`. --numpy1 uses Debian's NumPy 1.24 with numpy<2, as install-pi.sh does on a
 # Pi with picamera2 from apt. Needs root for apt-get; scratch (about 500 MB) goes to
-# --work (default /tmp/edgeseg-arm64).
+# --work (default /tmp/edgeseg-arm64). --prepare-only stops once the root ($WORK/rootfs) and the
+# unpacked aarch64 wheels ($WORK/site-numpy2) are there: benchmarks/a72_count.py counts on them.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,6 +19,7 @@ WORK=/tmp/edgeseg-arm64
 MODEL=""
 VIDEO=""
 NUMPY1=0
+PREPARE_ONLY=0
 
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 say() { printf '==> %s\n' "$*"; }
@@ -24,6 +27,7 @@ say() { printf '==> %s\n' "$*"; }
 while (( $# )); do
     case "$1" in
         --numpy1) NUMPY1=1 ;;
+        --prepare-only) PREPARE_ONLY=1 ;;
         --work) WORK="${2:?--work needs a folder}"; shift ;;
         -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"; exit 0 ;;
         -*) die "unknown option $1" ;;
@@ -31,13 +35,15 @@ while (( $# )); do
     esac
     shift
 done
-[[ -f "$MODEL" ]] || die "give a .tflite model (with its .tflite.json): $0 MODEL [VIDEO]"
-MODEL="$(cd "$(dirname "$MODEL")" && pwd)/$(basename "$MODEL")"
+if (( ! PREPARE_ONLY )); then
+    [[ -f "$MODEL" ]] || die "give a .tflite model (with its .tflite.json): $0 MODEL [VIDEO]"
+    MODEL="$(cd "$(dirname "$MODEL")" && pwd)/$(basename "$MODEL")"
+fi
 [[ -z "$VIDEO" ]] || VIDEO="$(cd "$(dirname "$VIDEO")" && pwd)/$(basename "$VIDEO")"
 ROOT="$WORK/rootfs"
 mkdir -p "$WORK"
 
-if ! command -v qemu-aarch64-static >/dev/null || ! command -v debootstrap >/dev/null; then
+if ! command -v debootstrap >/dev/null || { ((! PREPARE_ONLY)) && ! command -v qemu-aarch64-static >/dev/null; }; then
     say "installing qemu-user-static and debootstrap"
     apt-get install -y --no-install-recommends qemu-user-static debootstrap
 fi
@@ -92,6 +98,11 @@ for whl in "$WHEELS"/*.whl; do
     [[ $NUMPY1 == 1 && "$(basename "$whl")" == numpy-* ]] && continue
     python3 -m zipfile -e "$whl" "$SITE"
 done
+
+if (( PREPARE_ONLY )); then
+    say "prepared: arm64 root $ROOT, aarch64 packages $SITE"
+    exit 0
+fi
 
 arm64() {
     env PYTHONPATH="$SITE" PYTHONNOUSERSITE=1 QEMU_CPU=cortex-a72 \
