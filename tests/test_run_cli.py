@@ -297,3 +297,17 @@ def test_run_with_stream_prints_the_local_url(models: Path, tmp_path: Path) -> N
     r = run(models / "int8_softmax.tflite", "--source", video, "--no-display", "--stream", "0")
     assert r.exit_code == 0, r.output
     assert "streaming on http://localhost:" in r.output and "this machine only" in r.output
+
+
+@pytest.mark.parametrize("name, head", [("model.keras", b"PK\x03\x04"), ("model.h5", b"\x89HDF"),
+                                        ("model.bin", b"PK\x03\x04")])
+def test_a_keras_model_is_met_with_the_convert_command(tmp_path: Path, name: str,
+                                                        head: bytes) -> None:
+    model = tmp_path / name  # a .keras file is a zip, a .h5 one HDF5: by suffix or by bytes
+    model.write_bytes(head + b"\x00" * 60)
+    for args in (["run", str(model), "--source", "x.mp4", "--no-display"],
+                 ["bench", str(model), "--runs", "1"]):
+        r = runner.invoke(app, args, env=WIDE)
+        assert r.exit_code == 2, r.output
+        assert f"edgeseg convert {model} --int8" in r.output and "re-copy" not in r.output
+        assert "runs a .tflite" in r.output and len(r.output.strip().splitlines()) == 1

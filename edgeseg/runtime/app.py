@@ -11,6 +11,7 @@ from edgeseg.errors import EdgesegError
 from edgeseg.runtime import capture
 from edgeseg.runtime.confidence import ConfidenceMonitor
 from edgeseg.runtime.health import Health, prometheus_text
+from edgeseg.runtime.interpreter import check_model_file
 from edgeseg.runtime.pipeline import JsonLog, PipelineStats, run_pipeline
 from edgeseg.runtime.sdnotify import SystemdNotifier
 from edgeseg.runtime.segmenter import Segmenter
@@ -116,6 +117,7 @@ def run(opts: RunOptions, note: Callable[[str], None] = print,
 
     if opts.max_frames is not None and opts.max_frames < 1:
         raise EdgesegError(f"--max-frames must be at least 1 (got {opts.max_frames}).")
+    check_model_file(opts.model)  # a .keras given by mistake is said before the source is opened
     src = capture.open_source(opts.camera, opts.source)
     token = stream_token(opts) if opts.stream is not None else None
     saver = VideoSaver(opts.save, 0.0) if opts.save else None  # checks the suffix early

@@ -153,6 +153,31 @@ def load_error(model_path: Path, error: BaseException) -> EdgesegError:
                         "that the file is complete (re-copy or re-run `edgeseg convert`).")
 
 
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+_KERAS_MAGIC = (b"PK\x03\x04", b"\x89HDF")  # a .keras file is a zip; .h5 is HDF5
+
+
+def check_model_file(path: str | os.PathLike) -> None:
+    """Fail early, before a camera is opened, on a model file that cannot run.
+
+    Raises:
+        EdgesegError: ``path`` is missing, or is a Keras model (by suffix, or a zip/HDF5
+            file whose bytes 4-8 are not the TFLite identifier ``TFL3``): the message
+            gives the convert command.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise EdgesegError(f"{path}: no such model file; check the path.")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head[4:8] == b"TFL3":
+        return
+    if path.suffix.lower() in KERAS_SUFFIXES or head[:4] in _KERAS_MAGIC:
+        raise EdgesegError(f"{path} is a Keras model; this command runs a .tflite (what the Pi "
+                           f"runs, without TensorFlow). Convert it first: edgeseg convert "
+                           f"{path} --int8")
+
+
 def _create(model_path: Path, threads: int, delegates: list[Any], content: bytes | None = None,
             allocate: bool = True) -> Any:
     # numpy's C-API loader prints its own traceback to stderr before the call fails;
@@ -201,8 +226,7 @@ def make_interpreter(model_path: str | os.PathLike | bytes, threads: int | None 
         _DELEGATE_USED[interpreter] = "xnnpack"
         return interpreter
     path = Path(model_path)
-    if not path.is_file():
-        raise EdgesegError(f"{path}: no such model file; check the path.")
+    check_model_file(path)
     threads = threads or default_threads()
     if threads < 1:
         raise EdgesegError(f"--threads must be at least 1 (got {threads}).")
