@@ -139,6 +139,27 @@ def test_preflight_reads_versions_options_and_shapes(tiny, tmp_path, case):
     assert all(p.device == "CPU" for p in report.ops[report.fallback_at:])
 
 
+@pytest.mark.parametrize("op, version, top", [("RESIZE_NEAREST_NEIGHBOR", 3, 2),
+                                               ("CONV_2D", 4, 3)])
+def test_inspect_says_the_op_its_version_the_highest_mapped_and_the_fix(tiny, tmp_path, op,
+                                                                        version, top):
+    def edit(schema, model):
+        codes, _ = _ops_named(schema, model, op)
+        for i in codes:
+            model.operatorCodes[i].version = version
+
+    path = _rewrite(tiny["int8_resize_logits"], tmp_path / "v.tflite", edit)
+    r = CliRunner().invoke(app, ["inspect", str(path), "--ops"], env={"COLUMNS": "400"})
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())  # the table may wrap a cell
+    want = (f"op version {version} > {top} (the Edge TPU compiler maps {op} up to version "
+            f"{top} [ver]; later versions add")
+    assert want in text, text
+    fix = "--target edgetpu" if op.startswith("RESIZE") else "8-bit (int8/uint8) tensors"
+    assert "); fix: " in text and fix in text
+    assert "(:" not in text and "()" not in text  # no field lost to Rich markup
+
+
 @pytest.mark.slow
 def test_edgetpu_file_obeys_the_rules_op_by_op(trained, synth_data, tmp_path):
     """Every op's version and options read back from a converted file, checked independently."""

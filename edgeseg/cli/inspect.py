@@ -54,6 +54,7 @@ def _metadata_table(meta: dict[str, Any]) -> Any:
 
 
 def _targets_table(targets: dict[str, dict[str, Any]], edgetpu: dict[str, Any]) -> Any:
+    from rich.markup import escape
     from rich.table import Table
 
     from edgeseg.convert.targets import TARGET_TITLES
@@ -69,7 +70,7 @@ def _targets_table(targets: dict[str, dict[str, Any]], edgetpu: dict[str, Any]) 
                   str(r["partitions"]), missing or "-")
     t.caption = ("runs: stretches of consecutive supported ops, one delegate kernel each "
                  "(the GPU delegate takes only the largest by default).\n"
-                 f"Edge TPU pre-flight: {edgetpu['summary']}.")
+                 f"Edge TPU pre-flight: {escape(edgetpu['summary'])}.")
     return t
 
 
@@ -81,6 +82,7 @@ def inspect(
     = False,
 ) -> None:
     """Show a .tflite's tensors, quantization, ops, metadata and per-target compatibility."""
+    from rich.markup import escape
     from rich.table import Table
 
     from edgeseg.inspect_model import human_size, inspect_tflite
@@ -113,7 +115,8 @@ def inspect(
             detail.add_column(col)
         rows = zip(*(info["targets"][t]["ops"] for t in ("xnnpack", "gpu", "edgetpu")))
         for x, g, e in rows:
-            cells = [("yes" if s["supported"] else f"[red]no[/]: {s['reason']}")
+            # reasons cite their sources as [ver], [ops]…: text, not Rich markup
+            cells = [("yes" if s["supported"] else f"[red]no[/]: {escape(s['reason'])}")
                      for s in (x, g, e)]
             detail.add_row(str(x["index"]), x["op"], *cells)
         console.print(detail)

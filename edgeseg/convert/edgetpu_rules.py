@@ -114,6 +114,19 @@ def _options_problem(model: TfliteModel, op: OpInfo) -> str:
     return ""
 
 
+def version_reason(name: str, version: int) -> str:
+    """Why ``name`` at ``version`` does not map: the op, its version, the highest the
+    compiler maps ([ver]), what the later versions add, and the fix."""
+    top, adds = MAX_VERSION[name]
+    added = f"; later versions add {adds}" if adds else ""
+    fix = ("convert with edgeseg's Edge TPU resize: edgeseg convert MODEL.keras --int8 "
+           "--target edgetpu" if name.startswith("RESIZE_") else
+           "re-convert with 8-bit (int8/uint8) tensors, e.g. edgeseg convert MODEL.keras "
+           "--int8 --target edgetpu")
+    return (f"op version {version} > {top} (the Edge TPU compiler maps {name} up to "
+            f"version {top} [ver]{added}); fix: {fix}")
+
+
 def check_edgetpu_op(model: TfliteModel, op: OpInfo) -> tuple[bool, str]:
     """Whether ``edgetpu_compiler`` would map ``op``, by the rules above.
 
@@ -146,8 +159,7 @@ def check_edgetpu_op(model: TfliteModel, op: OpInfo) -> tuple[bool, str]:
                            "innermost dimensions may be larger than 1)")
     ceiling = MAX_VERSION.get(op.name)
     if ceiling is not None and op.version > ceiling[0]:
-        return False, (f"op version {op.version} > {ceiling[0]} ([ver]: later versions add "
-                       f"{ceiling[1]})")
+        return False, version_reason(op.name, op.version)
     problem = _options_problem(model, op)
     if problem:
         return False, problem
