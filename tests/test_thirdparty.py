@@ -258,3 +258,21 @@ def test_evaluate_scores_every_output_layout(models: Path, tmp_path: Path, name:
     assert len(pred.labels) == (2 if name.endswith("sigmoid") else 4)
     assert metrics.mean_iou >= 0.9, metrics.to_dict()  # not all background
     assert metrics.confusion.sum() > 0 and min(metrics.confusion.sum(axis=1)) > 0
+
+
+@needs_realdata
+def test_collect_on_a_third_party_model_says_what_it_needs_and_why_this_file_lacks_it(
+        models: Path, tmp_path: Path) -> None:
+    args = ["--source", str(PHOTOS), "--no-display", "--max-frames", "2", "--collect",
+            str(tmp_path / "c")]
+    r = CliRunner().invoke(app, ["run", str(MODELS / "selfie_segmentation.tflite"), *args])
+    assert r.exit_code == 0, r.output
+    line = next(s for s in r.output.splitlines() if "--collect" in s)
+    assert "confidence falls below the range measured on the calibration images" in line
+    assert "selfie_segmentation.tflite was not converted by edgeseg" in line
+    assert "from TFLite metadata" in line and "re-convert" not in line  # impossible for it
+    # an edgeseg model converted without the distribution: re-converting it is the fix
+    r = CliRunner().invoke(app, ["run", str(models / "int8_softmax.tflite"), *args])
+    assert r.exit_code == 0, r.output
+    line = next(s for s in r.output.splitlines() if "--collect" in s)
+    assert "re-convert it with edgeseg convert MODEL.keras --int8" in line

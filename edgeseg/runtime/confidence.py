@@ -100,6 +100,20 @@ def summarize(frames: list[FrameConfidence]) -> dict[str, Any]:
     return out
 
 
+def _no_reference(seg: Any) -> str:
+    """Why ``seg``'s model has no convert-time confidence range, which --collect needs."""
+    from pathlib import Path
+
+    need = ("--collect keeps the frames whose confidence falls below the range measured on "
+            "the calibration images when `edgeseg convert --int8` wrote the model")
+    name = Path(seg.model_path).name
+    if seg.metadata.description is None:  # MediaPipe's and other third-party files
+        return (f"{need}; {name} was not converted by edgeseg (its description comes from "
+                f"{seg.metadata.source}), so it records no such range")
+    return (f"{need}; {name}'s description records none (converted without --int8, or by an "
+            f"older edgeseg): re-convert it with edgeseg convert MODEL.keras --int8")
+
+
 class ConfidenceMonitor:
     """Rolling per-frame confidence, flagged when it leaves the convert-time distribution.
 
@@ -135,8 +149,7 @@ class ConfidenceMonitor:
             collector = FrameCollector(collect_dir, max_files, max_mb)
         ref = getattr(seg.metadata, "confidence", None)
         if collect_dir and ref is None:
-            note("warning: the model's metadata has no convert-time confidence distribution "
-                 "(re-run `edgeseg convert --int8`); --collect saves nothing without it.")
+            note(f"warning: {_no_reference(seg)}; --collect saves nothing without it.")
         monitor = cls(ref, tuple(seg.labels), note, collector)
         monitor.seg = seg
         return monitor
