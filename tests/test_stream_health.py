@@ -341,3 +341,32 @@ def test_rates_come_from_running_totals_so_a_backlog_is_not_a_burst() -> None:
     assert w.rate(101.0) == pytest.approx(30.0)
     assert w.rate(105.0) == pytest.approx(6.0)  # nothing new for 4 s: the rate falls
     assert w.rate(111.5) == 0.0  # all samples aged out
+
+
+def test_on_all_interfaces_the_addresses_printed_are_this_machines_and_answer(
+        models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeseg.runtime.stream import network_addresses
+
+    ips = network_addresses()
+    assert all(not ip.startswith("127.") for ip in ips)
+    server = MjpegServer(0, "0.0.0.0", token="s3cret-token", stats=lambda: {"frames_out": 1})
+    try:
+        urls = server.urls
+        assert urls[0] == f"http://{socket.gethostname()}:{server.port}/?token=s3cret-token"
+        assert urls[1:] == [f"http://{ip}:{server.port}/?token=s3cret-token" for ip in ips]
+        assert not any("localhost" in u or "0.0.0.0" in u for u in urls)
+        for ip in ips:  # each printed address reaches this server
+            assert get(f"http://{ip}:{server.port}/stats?token=s3cret-token")[0] == 200
+    finally:
+        server.close()
+    monkeypatch.setattr(capture, "open_source", lambda camera, source: PacedCamera())
+    notes: list[str] = []
+    run_app(RunOptions(str(models / "int8_softmax.tflite"), camera="0", display=False, stream=0,
+                       host="0.0.0.0", max_frames=2), note=notes.append)
+    line = next(n for n in notes if "streaming on" in n)
+    assert "listening on all interfaces (0.0.0.0)" in line and "localhost" not in line
+    assert f"http://{socket.gethostname()}:" in line
+    for ip in ips:
+        assert f"http://{ip}:" in line
+    if not ips:
+        assert "no network address found" in line

@@ -157,7 +157,13 @@ def run(opts: RunOptions, note: Callable[[str], None] = print,
             scope = ("this machine only; --host 0.0.0.0 to open it" if opts.host in LOOPBACK
                      else "open to the network, token required" if token
                      else "open to the network WITHOUT a token (--no-auth)")
-            note(f"streaming on {server.url} ({scope}); health at /stats and /metrics")
+            if server.all_interfaces:
+                found = len(server.urls) > 1
+                scope = (f"listening on all interfaces ({opts.host or '0.0.0.0'}); "
+                         + ("" if found else "no network address found, is the network up? ")
+                         + scope)
+            note(f"streaming on {' or '.join(server.urls)} ({scope}); health at /stats and "
+                 "/metrics")
         if show:
             window = Display(note=note)
             sinks.append(window.show)

@@ -16,6 +16,35 @@ import numpy as np
 
 from edgeseg.errors import EdgesegError
 
+ALL_INTERFACES = ("0.0.0.0", "")
+
+
+def network_addresses() -> list[str]:
+    """This machine's IPv4 addresses other than loopback, by interface (Linux: the
+    SIOCGIFADDR ioctl; elsewhere what the hostname resolves to). Empty when the network
+    is down."""
+    found: list[str] = []
+    try:
+        import fcntl
+        import struct
+
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for _, name in socket.if_nameindex():
+                try:
+                    raw = fcntl.ioctl(s.fileno(), 0x8915,  # SIOCGIFADDR
+                                      struct.pack("256s", name.encode()[:15]))
+                except OSError:  # an interface that is down or has no IPv4 address
+                    continue
+                found.append(socket.inet_ntoa(raw[20:24]))
+    except (ImportError, OSError, AttributeError):  # not Linux
+        try:
+            found = [a[4][0] for a in socket.getaddrinfo(socket.gethostname(), None,
+                                                         socket.AF_INET)]
+        except OSError:
+            found = []
+    return list(dict.fromkeys(a for a in found if not a.startswith("127.")))
+
+
 # The page polls /stats once a second and shows it beside the video. TOKEN is replaced
 # by "?token=..." when the server requires one (a browser can't send a header for <img>).
 _PAGE = """<!doctype html><html><head><title>edgeseg</title><meta charset="utf-8"></head>
@@ -79,9 +108,27 @@ class MjpegServer:
         self._thread.start()
 
     @property
+    def all_interfaces(self) -> bool:
+        """Whether the server listens on every interface (``--host 0.0.0.0``)."""
+        return self.host in ALL_INTERFACES
+
+    @property
     def url(self) -> str:
-        host = "localhost" if self.host in ("127.0.0.1", "0.0.0.0", "") else self.host
-        return f"http://{host}:{self.port}/" + (f"?token={self.token}" if self.token else "")
+        """The first of :attr:`urls`."""
+        return self.urls[0]
+
+    @property
+    def urls(self) -> list[str]:
+        """Where a browser can open the stream: on all interfaces, this machine's hostname
+        and each non-loopback IPv4 address (as Jupyter prints them); else the host given."""
+        query = f"?token={self.token}" if self.token else ""
+        if self.host == "127.0.0.1":
+            hosts = ["localhost"]
+        elif self.all_interfaces:
+            hosts = [socket.gethostname(), *network_addresses()]
+        else:
+            hosts = [self.host]
+        return [f"http://{h}:{self.port}/{query}" for h in hosts]
 
     def authorized(self, query: str, header: str | None) -> bool:
         """Whether a request carries the token (always, when there is none)."""
