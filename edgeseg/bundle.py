@@ -139,7 +139,7 @@ def notes_for(model: Path, data: dict[str, Any], delegate: str) -> list[str]:
 def _readme(model: str, data: dict[str, Any], labels: list[str], env: dict[str, str],
             dirname: str) -> str:
     cfg, tfl = data["edgeseg"], data.get("tflite") or {}
-    size = f"{cfg.get('height', '?')}x{cfg.get('width', '?')}"
+    size = f"{cfg.get('height', '?')}×{cfg.get('width', '?')} (H×W)"
     kind = f"{tfl.get('mode', '?')}, target {tfl.get('target', '?')}"
     coral = " --coral" if env.get("EDGESEG_DELEGATE") == "edgetpu" else ""
     port = env.get("EDGESEG_STREAM_PORT") or "8080"

@@ -103,7 +103,7 @@ def input_size_of(data: str | Path, val: str | Path | None, height: Optional[int
         return given if given is not None else max(32, round(n * scale / 32) * 32)
 
     h, w = side(height, ih), side(width, iw)
-    return h, w, (f"input size {h}x{w}, from the training images ({ih}x{iw}"
+    return h, w, (f"input size {h}×{w} (H×W), from the training images ({ih}×{iw}"
                   + (f", scaled to a longer side of {MAX_DEFAULT_SIDE}" if scale < 1 else "")
                   + "); --height/--width to change")
 

@@ -69,7 +69,7 @@ def test_void_border_is_ignored_and_counted_other_ids_are_errors(tmp_path: Path)
                                    root / "annotations" / "b.png": {0, 2}}
     two = check_dataset(root, 2)
     assert [(e.path.name, e.message) for e in two.errors] == [(
-        "b.png", "class ids 2 (64 px) are >= --classes 2; pass --classes 3 if they are classes.")]
+        "b.png", "class ids 2 (64 px) are >= --classes 2.")]
     assert two.invalid_pixels == 64
     other = check_dataset(root, 3, encoding=MaskEncoding(ignore_index=254))
     assert [e.message for e in other.errors][0].startswith("class ids 255 (80 px) are >= --classes 3; 255 is")
@@ -125,7 +125,7 @@ def test_exif_rotated_photo_matches_its_upright_mask(tmp_path: Path) -> None:
     result = check_dataset(root, 2)
     assert result.ok and result.converted == {"EXIF-rotated": 1}
     cv2.imwrite(str(root / "annotations" / "a.png"), np.zeros((16, 24), np.uint8))  # drawn on the raw pixels
-    assert "differs from its image's 16x24" in check_dataset(root, 2).errors[0].message
+    assert "size 16×24 (H×W) differs from its image's 24×16 (H×W)" in check_dataset(root, 2).errors[0].message
 
 
 def test_jpeg_masks_and_renamed_masks_are_named(tmp_path: Path) -> None:
@@ -190,8 +190,9 @@ def test_checked_split_skip_bad_names_the_image_of_a_bad_mask(tmp_path: Path) ->
     train, val = checked_split(root, None, 2, MaskEncoding(), val_fraction=0.3, skip_bad=True, log=lines.append)
     assert sorted(i.stem for i, _ in train + val) == ["0", "1", "3"]
     assert lines == ["left out 1 of 4 images (--skip-bad):",
-                     "  images/2.png: annotations/2.png: class ids 7 (64 px) are >= --classes 2; "
-                     "pass --classes 8 if they are classes."]
+                     "  images/2.png: annotations/2.png: class ids 7 (64 px) are >= --classes 2.",
+                     "hint: 1 mask(s) hold ids >= --classes 2; if they are classes, pass --classes "
+                     "8 for the whole dataset (the highest id, 7, + 1; it is in annotations/2.png)."]
 
 
 def test_checked_split_whole_set_error_is_not_skippable(tmp_path: Path) -> None:
@@ -243,7 +244,7 @@ def test_cli_train_stops_before_tensorflow_on_bad_data(tmp_path: Path) -> None:
     res = runner.invoke(app, ["train", "--data", str(root), "--classes", "2", "--height", "64",
                               "--width", "64", "--epochs", "1", "-o", str(tmp_path / "m.keras")])
     assert res.exit_code == 2
-    assert "annotations/s0.png: size 16x12 differs from its image's 16x16" in res.output
+    assert "annotations/s0.png: size 12×16 (H×W) differs from its image's 16×16 (H×W)" in res.output
     assert "Traceback" not in res.output and not (tmp_path / "m.keras").exists()
 
 

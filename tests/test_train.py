@@ -238,7 +238,7 @@ def test_train_input_size_defaults_to_the_images(tmp_path, hw, expect):
     cv2.imwrite(str(tmp_path / "images" / "a.png"), np.zeros((*hw, 3), np.uint8))
     cv2.imwrite(str(tmp_path / "annotations" / "a.png"), np.zeros(hw, np.uint8))
     h, w, note = input_size_of(tmp_path, None)
-    assert (h, w) == expect and f"{h}x{w}" in note and f"{hw[0]}x{hw[1]}" in note
+    assert (h, w) == expect and f"{h}×{w} (H×W)" in note and f"({hw[0]}×{hw[1]}" in note
     assert input_size_of(tmp_path, None, height=128)[:2] == (128, expect[1])  # a given side is kept
 
 
@@ -252,7 +252,7 @@ def test_train_defaults_offline_say_so_and_train_the_realtime_preset(synth_data,
                                  "--batch-size", "32", "-o", str(out)])
     assert r.exit_code == 0, r.output
     text = " ".join(r.output.split())  # Rich wraps long lines
-    assert "input size 64x64, from the training images (64x64)" in text
+    assert "input size 64×64 (H×W), from the training images (64×64)" in text
     assert "--preset realtime (default) -> alpha 0.5, fast decoder at 1/8" in text
     assert ("no ImageNet MobileNet weights (mobilenet_5_0_128_tf_no_top.h5 is not in Keras' cache"
             in text)

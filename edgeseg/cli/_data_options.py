@@ -29,3 +29,20 @@ def encoding(ignore_index: int = 255, binary: bool = False, mask_colors: Optiona
     from edgeseg.data.readers import mask_encoding
 
     return mask_encoding(ignore_index, binary, mask_colors, [Path(r) for r in roots])
+
+
+def binary_classes(binary: bool, classes: Optional[int]) -> Optional[int]:
+    """``--classes`` as ``--binary`` implies it: 0/255 masks are 2 classes.
+
+    Raises:
+        EdgesegError: ``--binary`` with ``--classes`` other than 2.
+    """
+    if not binary:
+        return classes
+    if classes is not None and classes != 2:
+        from edgeseg.errors import EdgesegError
+
+        raise EdgesegError(f"--binary reads 0/255 masks as 2 classes (background and object); "
+                           f"--classes {classes} contradicts it: leave --classes out (or leave "
+                           "--binary out if the masks hold class ids).")
+    return 2

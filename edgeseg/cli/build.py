@@ -43,7 +43,7 @@ def build(
 
     total, trainable, frozen = count_params(model)
     console.print(
-        f"Built mobilenet_segnet {cfg.height}x{cfg.width}, {classes} classes, alpha {cfg.alpha}, "
+        f"Built mobilenet_segnet {cfg.height}×{cfg.width} (H×W), {classes} classes, alpha {cfg.alpha}, "
         f"{cfg.decoder} decoder at 1/{2 ** (cfg.encoder_level + 1)}: "
         f"{total:,} parameters ({trainable:,} trainable, {frozen:,} non-trainable) -> {output}"
     )

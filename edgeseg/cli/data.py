@@ -36,25 +36,34 @@ def check(
     folder: Annotated[Path, typer.Argument(help="Dataset folder: images/ + annotations/, "
                                                 "or train/ and val/ laid out like that.")],
     classes: Annotated[Optional[int], typer.Option(
-        "--classes", "-c", help="Classes, background included (default: lines of labels.txt).",
+        "--classes", "-c", help="Classes, background included (default: the lines of labels.txt "
+                                "or labelme's class_names.txt; 2 with --binary).",
     )] = None,
     ignore_index: do.IgnoreIndex = 255,
     binary: do.Binary = False,
     mask_colors: do.MaskColors = None,
 ) -> None:
     """Check pairing, readability, sizes and class ids; print the class balance."""
-    from edgeseg.data.check import check_dataset, conversion_note, count_pairs, frequency_table
+    from edgeseg.data.check import (
+        check_dataset,
+        classes_hint,
+        conversion_note,
+        count_pairs,
+        frequency_table,
+    )
     from edgeseg.errors import EdgesegError
+    from edgeseg.labels import find_names_file, read_class_names
 
     enc = do.encoding(ignore_index, binary, mask_colors, folder)
-    if classes is None and enc.colors and not (folder / "labels.txt").is_file():
+    classes = do.binary_classes(binary, classes)
+    names_file = find_names_file(folder, folder / "train")
+    if classes is None and enc.colors and names_file is None:
         classes = len(enc.class_names)
     if classes is None:
-        labels = folder / "labels.txt"
-        if not labels.is_file():
-            raise EdgesegError(f"{folder} has no labels.txt; pass --classes K "
-                               "(the number of classes, background included).")
-        classes = sum(1 for s in labels.read_text(errors="replace").splitlines() if s.strip())
+        if names_file is None:
+            raise EdgesegError(f"{folder} has no labels.txt (or labelme's class_names.txt); pass "
+                               "--classes K (the number of classes, background included).")
+        classes = len(read_class_names(names_file))
     with _progress() as bar:
         task = bar.add_task("checking", total=count_pairs(folder))
         result = check_dataset(folder, classes, progress=lambda n: bar.update(task, completed=n),
@@ -65,6 +74,9 @@ def check(
                       soft_wrap=True)
     if len(result.issues) > MAX_SHOWN:
         console.print(f"... and {len(result.issues) - MAX_SHOWN} more.")
+    hint = classes_hint(result)
+    if hint:
+        console.print(f"hint: {hint}", markup=False, soft_wrap=True)
     note = conversion_note(result)
     if note:
         console.print(note, soft_wrap=True)
@@ -142,7 +154,7 @@ def synth(
                                 seed=seed, video=video, frames=frames, progress=step)
     shares = ", ".join(f"{n} {s:.0%}" for n, s in zip(report.labels, report.class_share))
     console.print(
-        f"Wrote {report.count} image/mask pairs ({height}x{width}, {classes} classes) to "
+        f"Wrote {report.count} image/mask pairs ({height}×{width} (H×W), {classes} classes) to "
         f"{out}/images and {out}/annotations{' (instances in ' + str(out) + '/instances)' if instances else ''}, "
         f"labels to {out}/labels.txt "
         f"in {report.seconds:.1f} s. Pixel shares: {shares}.", soft_wrap=True,

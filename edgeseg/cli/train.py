@@ -18,8 +18,9 @@ def train(
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to save the best .keras model.")],
     preset: mo.Preset = None,
     classes: Annotated[Optional[int], typer.Option(
-        "--classes", "-c", help="Classes, background included [default: the lines of labels.txt, "
-                                "else the classes of the colour map, else 2].", show_default=False)] = None,
+        "--classes", "-c", help="Classes, background included [default: 2 with --binary, else the "
+                                "lines of labels.txt or labelme's class_names.txt, else the classes "
+                                "of the colour map, else 2].", show_default=False)] = None,
     height: mo.Height = None,
     width: mo.Width = None,
     alpha: mo.Alpha = None,
@@ -59,6 +60,7 @@ def train(
     from edgeseg.train import train as run_training
 
     notes = []  # said once the data has passed its check, so a data error stays one line
+    classes = do.binary_classes(binary, classes)
     classes, names, note = _classes_and_names(data, classes, mo.parse_labels(labels),
                                               do.encoding(ignore_index, binary, mask_colors, data,
                                                           *([val] if val else [])))
@@ -73,7 +75,7 @@ def train(
                           decoder_width=decoder_width)
     notes.append(f"model: {'--preset ' + (preset or 'realtime') + ('' if preset else ' (default)')}"
                  f" -> alpha {cfg.alpha}, {cfg.decoder} decoder at 1/{2 ** (cfg.encoder_level + 1)}, "
-                 f"{cfg.head} head, {cfg.height}x{cfg.width}")
+                 f"{cfg.head} head, {cfg.height}×{cfg.width} (H×W)")
     tcfg = TrainConfig(data=str(data), output=str(output), val=str(val) if val else None,
                        val_fraction=val_fraction, epochs=epochs, batch_size=batch_size, lr=lr,
                        augment=not no_augment, backbone_weights=backbone_weights,
@@ -95,14 +97,14 @@ def _classes_and_names(data: Path, classes: Optional[int], given: tuple[str, ...
     split), else the colour map (--mask-colors or the dataset's labelmap.txt); the number of
     classes defaults to how many names those give (2 without any). Returns a note when
     ``--classes`` disagrees with the names found, which are then replaced by ``class0…``."""
-    from edgeseg.labels import read_labels_file
+    from edgeseg.labels import find_names_file, read_class_names
 
     if given:  # model_config says when they don't fit --classes
         return (classes if classes is not None else len(given)), given, None
     found, source = (), ""
-    for f in (data / "labels.txt", data / "train" / "labels.txt"):
-        if not found and f.is_file():
-            found, source = read_labels_file(f), str(f)
+    names_file = find_names_file(data, data / "train")
+    if names_file is not None:
+        found, source = read_class_names(names_file), str(names_file)
     colours = getattr(enc, "class_names", ()) if getattr(enc, "colors", None) else ()
     if not found and colours:
         found, source = tuple(colours), str(getattr(enc, "colors_source", None) or "the colour map")

@@ -22,6 +22,7 @@ from edgeseg.data.readers import (
     read_mask,
 )
 from edgeseg.errors import EdgesegError
+from edgeseg.sizes import hw
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -68,6 +69,8 @@ class CheckResult:
         bad_files: Every file an error is about.
         converted: Images the reader converted to RGB, counted by what they were
             (``grey``, ``CMYK``, ``EXIF-rotated``...).
+        highest_ids: The highest id ``>= n_classes`` (not the ignore index) in each mask
+            that has one.
     """
 
     root: Path
@@ -84,6 +87,7 @@ class CheckResult:
     mask_classes: Mapping[Path, frozenset[int]] = field(default_factory=dict)
     bad_files: frozenset[Path] = frozenset()
     converted: Mapping[str, int] = field(default_factory=dict)
+    highest_ids: Mapping[Path, int] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Issue]:
@@ -120,14 +124,24 @@ def dataset_folders(root: Path) -> tuple[Path, ...]:
     return (root,)
 
 
-def read_labels(root: Path, n_classes: int, encoding: Optional[MaskEncoding] = None) -> tuple[str, ...]:
-    """Class names from ``root/labels.txt``, else the colour map, when either has one per class;
-    else ``class0…``."""
-    path = Path(root) / "labels.txt"
-    if path.is_file():
-        names = [s.strip() for s in path.read_text(errors="replace").splitlines() if s.strip()]
+def read_labels(root: Path, n_classes: int, encoding: Optional[MaskEncoding] = None,
+                issues: Optional[list[Issue]] = None) -> tuple[str, ...]:
+    """Class names from the names file beside the data (``labels.txt``, or labelme's
+    ``class_names.txt``; in ``root`` or ``root/train``), else the colour map, when either has
+    one per class; else ``class0…``. A names file that does not fit ``n_classes`` is said
+    in ``issues`` (a warning), not dropped without a word."""
+    from edgeseg.labels import find_names_file, read_class_names
+
+    root = Path(root)
+    path = find_names_file(root, root / "train")
+    if path is not None:
+        names = read_class_names(path)
         if len(names) == n_classes:
-            return tuple(names)
+            return names
+        if issues is not None:
+            issues.append(Issue(WARNING, path, f"names {len(names)} classes but the check is for "
+                                               f"{n_classes} (--classes): the classes are shown "
+                                               "by number."))
     if encoding is not None and len(encoding.class_names) == n_classes:
         return encoding.class_names
     return tuple(f"class{i}" for i in range(n_classes))
@@ -144,6 +158,7 @@ class _Tally:
         self.mask_classes: dict[Path, frozenset[int]] = {}
         self.converted: dict[str, int] = {}
         self.binary: list[Path] = []
+        self.highest: dict[Path, int] = {}  # the highest id >= n_classes in each mask
 
     def error(self, path: Path, message: str) -> None:
         self.issues.append(Issue(ERROR, path, message))
@@ -172,7 +187,8 @@ class _Tally:
         self.present[list(present)] += 1
         bad = invalid_ids(ids, self.n, self.enc)
         if bad:
-            self.error(path, invalid_ids_message(bad, self.n, self.enc))
+            self.error(path, invalid_ids_message(bad, self.n, self.enc, suggest=False))
+            self.highest[path] = max(bad)
         if (not self.enc.binary and self.enc.ignore_index == 255 and counts[255]
                 and counts[0] + counts[255] == ids.size):
             self.binary.append(path)
@@ -228,7 +244,7 @@ def _check_folder(folder: Path, t: _Tally, progress: Optional[Callable[[int], No
         ids = t.mask(masks[stem])
         if ids is not None and size is not None and tuple(ids.shape) != tuple(size):
             t.error(masks[stem],
-                    f"size {ids.shape[1]}x{ids.shape[0]} differs from its image's {size[1]}x{size[0]} "
+                    f"size {hw(*ids.shape[:2])} differs from its image's {hw(*size)} "
                     f"({images[stem].name}, EXIF orientation applied); masks must match pixel for pixel.")
         done += 1
         if progress is not None:
@@ -280,10 +296,11 @@ def check_dataset(root: Path, n_classes: int, progress: Optional[Callable[[int],
     for folder in folders:
         n, done = _check_folder(folder, t, progress, done)
         n_pairs += n
+    labels = read_labels(root, n_classes, enc, t.issues)
     if n_pairs == 0:
         t.error(root, "no image/mask pairs found.")
     elif t.mask_classes:
-        _dataset_findings(root, t)
+        _dataset_findings(root, t, labels)
     ignore = enc.ignore_index
     pixels = t.pixels.copy()
     ignored = int(pixels[ignore]) if ignore is not None else 0
@@ -293,12 +310,13 @@ def check_dataset(root: Path, n_classes: int, progress: Optional[Callable[[int],
         root=root, n_classes=n_classes, folders=folders, n_pairs=n_pairs, issues=tuple(t.issues),
         pixels=tuple(int(v) for v in pixels[:n_classes]), invalid_pixels=int(pixels[n_classes:].sum()),
         ignored_pixels=ignored, images_per_class=tuple(int(v) for v in t.present),
-        labels=read_labels(root, n_classes, enc), encoding=enc, mask_classes=t.mask_classes,
+        labels=labels, encoding=enc, mask_classes=t.mask_classes,
         bad_files=frozenset(i.path for i in t.issues if i.level == ERROR), converted=t.converted,
+        highest_ids=t.highest,
     )
 
 
-def _dataset_findings(root: Path, t: _Tally) -> None:
+def _dataset_findings(root: Path, t: _Tally, labels: tuple[str, ...]) -> None:
     """Findings about the whole set: only ignored pixels, binary 0/255 masks, classes never seen."""
     ignore = t.enc.ignore_index
     if ignore is not None and t.pixels.sum() and t.pixels[ignore] == t.pixels.sum():
@@ -315,11 +333,32 @@ def _dataset_findings(root: Path, t: _Tally) -> None:
             t.issues.append(Issue(WARNING, root, f"{len(t.binary)} masks hold only 0 and 255 ({names}): "
                                                  "their 255 pixels are ignored; pass --binary if 255 "
                                                  "marks the object."))
-    never = [str(int(c)) for c in np.flatnonzero(t.present == 0)]
+    named = labels != tuple(f"class{i}" for i in range(len(labels)))
+    never = [f"{c} ({labels[c]})" if named else str(int(c)) for c in np.flatnonzero(t.present == 0)]
     if never:
         which = f"class {never[0]} never appears" if len(never) == 1 else \
             f"classes {', '.join(never)} never appear"
         t.issues.append(Issue(WARNING, root, f"{which} in any mask."))
+
+
+def classes_hint(result: CheckResult) -> Optional[str]:
+    """One ``--classes`` value for the whole dataset when masks hold ids ``>= n_classes``:
+    the highest id seen + 1, with the masks that hold it (None when every id fits)."""
+    if not result.highest_ids:
+        return None
+    top = max(result.highest_ids.values())
+    where = sorted(p for p, v in result.highest_ids.items() if v == top)
+    shown = ", ".join(_shown(p, result.root) for p in where[:3]) + (", ..." if len(where) > 3 else "")
+    return (f"{len(result.highest_ids)} mask(s) hold ids >= --classes {result.n_classes}; if they "
+            f"are classes, pass --classes {top + 1} for the whole dataset (the highest id, {top}, "
+            f"+ 1; it is in {shown}).")
+
+
+def _shown(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
 
 
 def frequency_table(result: CheckResult) -> Table:

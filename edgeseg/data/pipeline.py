@@ -16,6 +16,7 @@ from edgeseg.config import ModelConfig
 from edgeseg.data.readers import MaskEncoding, read_image, read_mask
 from edgeseg.errors import EdgesegError
 from edgeseg.preprocess import normalize, resize_mask, resize_rgb
+from edgeseg.sizes import hw
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,8 @@ def _load_pair(img_path: bytes, mask_path: bytes, h: int, w: int, n_classes: int
     ids = read_mask(mask_file, encoding, n_classes)
     if rgb.shape[:2] != ids.shape:
         # Resizing each to the model size would train on misaligned labels.
-        raise EdgesegError(f"{mask_file}: size {ids.shape[1]}x{ids.shape[0]} differs from its image's "
-                           f"{rgb.shape[1]}x{rgb.shape[0]} ({img_file.name}); masks must match pixel for pixel.")
+        raise EdgesegError(f"{mask_file}: size {hw(*ids.shape[:2])} differs from its image's "
+                           f"{hw(*rgb.shape[:2])} ({img_file.name}); masks must match pixel for pixel.")
     return resize_rgb(rgb, h, w), resize_mask(ids, h, w)
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Optional
 
-from edgeseg.data.check import CheckResult, Issue, check_dataset, conversion_note
+from edgeseg.data.check import CheckResult, Issue, check_dataset, classes_hint, conversion_note
 from edgeseg.data.dataset import IMAGES_DIR, Pair, resolve_split
 from edgeseg.data.readers import IMAGE_SUFFIXES, MaskEncoding
 from edgeseg.errors import EdgesegError
@@ -99,8 +99,11 @@ def checked_split(data: Path, val: Optional[Path], n_classes: int, encoding: Mas
             others = len(errors) - min(len(fatal), SHOWN)
             more = f" ({others} more data error(s): `{command}` lists them)" if others else ""
             raise EdgesegError(f"{where}: {quoted}.{more}")
-        raise EdgesegError(f"{where}: {len(errors)} data error(s): {_grouped(errors)}. `{command}` lists "
-                           "them all; fix them or pass --skip-bad to train on the good pairs.")
+        hints = " ".join(h for h in map(classes_hint, results) if h)
+        raise EdgesegError(f"{where}: {len(errors)} data error(s): {_grouped(errors)}. "
+                           + (f"{hints} " if hints else "")
+                           + f"`{command}` lists them all; fix them or pass --skip-bad to train "
+                             "on the good pairs.")
     for r in results:
         for w in r.warnings:
             log(f"warning: {_where(r.root, w.path)}{w.message}")
@@ -112,6 +115,8 @@ def checked_split(data: Path, val: Optional[Path], n_classes: int, encoding: Mas
     train, val_pairs = resolve_split(data, val, val_fraction, seed, classes=classes, exclude=bad)
     if bad:
         _log_left_out(results, bad, train + val_pairs, roots, log)
+        for hint in filter(None, map(classes_hint, results)):
+            log(f"hint: {hint}")
     _warn_missing_classes(train, val_pairs, classes, results[0], log)
     if len(train) < 2 or not val_pairs:
         raise EdgesegError(f"{data}: {len(train)} training and {len(val_pairs)} validation pairs; "

@@ -285,10 +285,12 @@ def check_ignore_index(encoding: MaskEncoding, n_classes: int) -> None:
 
 
 def invalid_ids_message(bad: dict[int, int], n_classes: int, encoding: MaskEncoding,
-                        model: bool = False) -> str:
+                        model: bool = False, suggest: bool = True) -> str:
     """``class ids 5 (1,234 px), 7 (3 px) are >= --classes 3 ...`` with the likely fix.
 
     With ``model`` the limit is what a model predicts (``evaluate`` has no ``--classes``).
+    Without ``suggest`` no ``--classes`` value is offered (a dataset check gives one value
+    for all files: :func:`edgeseg.data.check.classes_hint`).
     """
     shown = ", ".join(f"{v} ({n:,} px)" for v, n in list(bad.items())[:6])
     more = ", ..." if len(bad) > 6 else ""
@@ -296,7 +298,7 @@ def invalid_ids_message(bad: dict[int, int], n_classes: int, encoding: MaskEncod
     hint = ""
     if 255 in bad and encoding.ignore_index != 255:
         hint = "; 255 is usually the 'ignore' label: drop --ignore-index or pass --ignore-index 255"
-    elif not model:
+    elif not model and suggest:
         hint = f"; pass --classes {max(bad) + 1} if they are classes"
     return f"class ids {shown}{more} are >= {limit}{hint}."
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from edgeseg.data.readers import MaskEncoding
 from edgeseg.errors import EdgesegError
+from edgeseg.sizes import hw
 from edgeseg.verify.metrics import MetricAccumulator, SegMetrics
 
 
@@ -113,8 +114,8 @@ def compare(float_model: str | Path, quant_model: str | Path, data: str | Path,
         for (mf, sf), (mq, sq), mask, rgb in zip(ref.predict(rgbs, comparable),
                                                  quant.predict(rgbs, comparable), masks, rgbs):
             if mf.shape != mq.shape:
-                raise EdgesegError(f"{float_model} predicts {mf.shape[1]}x{mf.shape[0]} label maps "
-                                   f"and {quant_model} {mq.shape[1]}x{mq.shape[0]}; compare a "
+                raise EdgesegError(f"{float_model} predicts {hw(*mf.shape[:2])} label maps "
+                                   f"and {quant_model} {hw(*mq.shape[:2])}; compare a "
                                    "model with its own conversion.")
             truth = truth_at(mask, mf.shape, encoding, n, rgb.shape[:2])
             acc_f.update(truth, mf)

@@ -11,6 +11,7 @@ import numpy as np
 from edgeseg.config import ModelConfig
 from edgeseg.data.readers import MaskEncoding
 from edgeseg.errors import EdgesegError
+from edgeseg.sizes import hw
 from edgeseg.verify.metrics import MetricAccumulator, SegMetrics
 
 
@@ -38,8 +39,8 @@ def truth_at(mask_path: Path, shape: tuple[int, int], encoding: Optional[MaskEnc
     if bad:  # said as what the model predicts: evaluate and compare have no --classes
         raise EdgesegError(f"{mask_path}: {invalid_ids_message(bad, n_classes, enc, model=True)}")
     if image_shape is not None and tuple(image_shape) != ids.shape:
-        raise EdgesegError(f"{mask_path}: size {ids.shape[1]}x{ids.shape[0]} differs from its image's "
-                           f"{image_shape[1]}x{image_shape[0]}; masks must match pixel for pixel.")
+        raise EdgesegError(f"{mask_path}: size {hw(*ids.shape[:2])} differs from its image's "
+                           f"{hw(*image_shape[:2])}; masks must match pixel for pixel.")
     return resize_mask(ids, *shape)
 
 
