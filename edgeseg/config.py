@@ -13,6 +13,7 @@ from edgeseg.preprocess import DEFAULT_MEAN, DEFAULT_STD, Preprocessing
 ALPHAS = (0.25, 0.5, 0.75, 1.0)
 HEADS = ("flat", "spatial")
 DECODERS = ("seed", "lite", "fast")
+TASKS = ("semantic", "instance")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,9 @@ class ModelConfig:
         labels: One name per class.
         mean: Per-channel normalization mean (RGB).
         std: Per-channel normalization std (RGB).
+        task: ``semantic`` (class scores) or ``instance`` (also a class-agnostic object-centre
+            heatmap and per-pixel centre offsets, Panoptic-DeepLab style).
+        things: Class ids that are countable objects (instance task), e.g. ``(1, 2, 3)``.
     """
 
     n_classes: int = 2
@@ -45,6 +49,8 @@ class ModelConfig:
     labels: tuple[str, ...] = ()
     mean: tuple[float, float, float] = DEFAULT_MEAN
     std: tuple[float, float, float] = DEFAULT_STD
+    task: str = "semantic"
+    things: tuple[int, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -67,6 +73,11 @@ class ModelConfig:
             raise EdgesegError(f"--decoder {self.decoder!r} must be one of {', '.join(DECODERS)}.")
         if not 0 < self.decoder_width <= 2:
             raise EdgesegError(f"--decoder-width {self.decoder_width} must be in (0, 2].")
+        if self.task not in TASKS:
+            raise EdgesegError(f"--task {self.task!r} must be one of {', '.join(TASKS)}.")
+        bad = [t for t in self.things if not 0 < t < self.n_classes]
+        if bad:
+            raise EdgesegError(f"thing classes {bad} are not class ids 1..{self.n_classes - 1}.")
         if self.labels and len(self.labels) != self.n_classes:
             raise EdgesegError(
                 f"{len(self.labels)} labels given for {self.n_classes} classes; "
@@ -95,6 +106,7 @@ class ModelConfig:
         d.pop("extra")
         d["labels"] = list(self.class_names)
         d["mean"], d["std"] = list(self.mean), list(self.std)
+        d["things"] = list(self.things)
         d["output_size"] = list(self.output_size)
         d["preprocessing"] = self.preprocessing.to_dict()
         return d
@@ -103,7 +115,7 @@ class ModelConfig:
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         names = {f for f in cls.__dataclass_fields__ if f != "extra"}
         kw = {k: v for k, v in d.items() if k in names}
-        for k in ("labels", "mean", "std"):
+        for k in ("labels", "mean", "std", "things"):
             if k in kw:
                 kw[k] = tuple(kw[k])
         return cls(**kw)
@@ -120,7 +132,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "realtime": {"alpha": 0.5, "encoder_level": 2, "decoder": "fast", "decoder_width": 0.5,
                  "head": "spatial"},
 }
-ARCHITECTURE = ("alpha", "encoder_level", "decoder", "decoder_width", "head")
+ARCHITECTURE = ("alpha", "encoder_level", "decoder", "decoder_width", "head", "task")
 
 
 def preset(name: str) -> dict[str, Any]:

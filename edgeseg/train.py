@@ -177,6 +177,16 @@ def train(cfg: ModelConfig, tcfg: TrainConfig,
                         [Path(tcfg.data)] + ([val_dir] if val_dir else []))
     train_pairs, val_pairs = checked_split(Path(tcfg.data), val_dir, cfg.n_classes, enc,
                                            tcfg.val_fraction, tcfg.seed, tcfg.skip_bad, log)
+    if cfg.task == "instance":
+        from edgeseg.data.instance_pipeline import make_instance_dataset as make_dataset  # noqa: F811
+        from edgeseg.data.instance_pipeline import thing_classes
+
+        if tcfg.resume:
+            raise EdgesegError("--resume is not supported for --task instance yet; train anew.")
+        if not cfg.things:
+            cfg = cfg.with_(things=thing_classes([Path(tcfg.data)] + ([val_dir] if val_dir else []), enc))
+        log("instance task: thing classes " + ", ".join(cfg.class_names[t] for t in cfg.things)
+            + "; centre heatmap + offset heads (Panoptic-DeepLab)")
     for note in notes:
         log(note)
     from edgeseg.deps import keras
@@ -265,6 +275,12 @@ def _fresh_model(cfg: ModelConfig, tcfg: TrainConfig, log: Callable[[str], None]
     else:
         log(f"training from scratch{_scratch_note(cfg)}.")
     model = with_fused_batch_norm(model)
+    if cfg.task == "instance":
+        from edgeseg.model.instance_heads import center_loss, offset_loss, semantic_loss
+
+        model.compile(optimizer=k.optimizers.Adam(tcfg.lr),
+                      loss=[semantic_loss, center_loss, offset_loss])
+        return model
     model.compile(optimizer=k.optimizers.Adam(tcfg.lr), loss=k.losses.SparseCategoricalCrossentropy())
     return model
 

@@ -129,6 +129,8 @@ def predict_masks(model: Any, ds: Any, n_classes: int,
     acc = MetricAccumulator(n_classes, ignore_index)
     for x, y in ds:
         probs = model.predict_on_batch(x)
+        if isinstance(probs, (list, tuple)):  # an instance model: [scores, centre, offsets]
+            probs = probs[0]
         acc.update(np.asarray(y), np.argmax(np.asarray(probs), axis=-1))
     return acc
 

@@ -19,7 +19,8 @@ from edgeseg.runtime import Segmenter, adapters, backend
 from edgeseg.runtime.interpreter import delegated_nodes, make_interpreter
 
 RUNTIME = Path(__file__).resolve().parent.parent / "edgeseg" / "runtime"
-CV2_MODULES = {"capture", "overlay", "stream", "sinks", "segmenter", "components"}
+CV2_MODULES = {"capture", "overlay", "stream", "sinks", "segmenter", "components",
+               "instance_draw"}
 TF_FREE_EDGESEG = {"edgeseg.errors", "edgeseg.atomic", "edgeseg.config", "edgeseg.preprocess",
                    "edgeseg.data.readers", "edgeseg.convert.metadata", "edgeseg.labels",
                    "edgeseg.sizes"}

@@ -31,7 +31,8 @@ def metrics_table(metrics: object, labels: tuple[str, ...], title: str) -> objec
 
 @handle_errors
 def evaluate(
-    model: Annotated[Path, typer.Argument(help="A .keras or .tflite model.")],
+    model: Annotated[Path, typer.Argument(help="A .keras or .tflite model, or the output folder of "
+                                               "edgeseg predict.")],
     data: Annotated[Path, typer.Option(help="Dataset folder (uses its val/ split when present).")],
     limit: Annotated[Optional[int], typer.Option(help="Score only the first N images.")] = None,
     output_index: ro.OutputIndex = None,
@@ -40,14 +41,22 @@ def evaluate(
     binary: do.Binary = False,
     mask_colors: do.MaskColors = None,
     old_output: ro.OldOutput = None,
+    task: Annotated[str, typer.Option(
+        help="semantic, or instance: also PQ/SQ/RQ (things and stuff) against DATA/instances/.")] = "semantic",
+    instances: Annotated[Optional[str], typer.Option(
+        help="components: connected-component instances of a semantic model.")] = None,
 ) -> None:
-    """Score a model: per-class IoU, mIoU, fwIoU, pixel accuracy, confusion matrix."""
+    """Score a model: per-class IoU, mIoU, fwIoU, pixel accuracy, confusion matrix (and PQ)."""
     from rich.progress import Progress
 
     from edgeseg.verify.evaluate import evaluate as run_eval
 
     ro.refuse_old_output(old_output)
     enc = do.encoding(ignore_index, binary, mask_colors, data)
+    if task != "semantic" or model.is_dir() or instances:
+        from edgeseg.cli.evaluate_panoptic import evaluate_panoptic
+
+        return evaluate_panoptic(model, data, task, limit, output_index, enc, instances, as_json)
     with Progress(console=console, transient=True, disable=as_json) as bar:
         task = bar.add_task("evaluating", total=None)
         metrics, pred = run_eval(model, data, limit,

@@ -50,6 +50,9 @@ def train(
     binary: do.Binary = False,
     mask_colors: do.MaskColors = None,
     skip_bad: do.SkipBad = False,
+    task: Annotated[str, typer.Option(
+        help="semantic (class per pixel) or instance (also object-centre heatmap and offset "
+             "heads; needs instances/NAME.png, thing classes from them).")] = "semantic",
 ) -> None:
     """Train a model; keeps the best checkpoint by val mIoU, with a CSV log and a PNG plot.
 
@@ -72,7 +75,7 @@ def train(
         notes.append(note)
     cfg = mo.model_config(preset or "realtime", classes, height, width, names, alpha=alpha,
                           encoder_level=encoder_level, head=head, decoder=decoder,
-                          decoder_width=decoder_width)
+                          decoder_width=decoder_width).with_(task=task)
     notes.append(f"model: {'--preset ' + (preset or 'realtime') + ('' if preset else ' (default)')}"
                  f" -> alpha {cfg.alpha}, {cfg.decoder} decoder at 1/{2 ** (cfg.encoder_level + 1)}, "
                  f"{cfg.head} head, {cfg.height}×{cfg.width} (H×W)")

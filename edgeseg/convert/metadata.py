@@ -58,6 +58,8 @@ def mediapipe_blocker(sidecar: dict[str, Any]) -> str | None:
     and mis-reads (or crashes on) a quantized uint8/int8 score output.
     """
     cfg, tfl = sidecar.get("edgeseg", {}), sidecar.get("tflite", {})
+    if tfl.get("instance"):
+        return "it reads one output; this instance model has three (scores, centre, offsets)"
     if tfl.get("head") == "argmax":
         return "it reads an in-graph argmax class mask as category 255; use --head softmax"
     out_dtype = (tfl.get("output") or {}).get("dtype", "float32")

@@ -335,6 +335,11 @@ def convert(model_path: str | Path, output: str | Path, ccfg: ConvertConfig,
             "versions": _versions(),
         },
     }
+    if cfg.task == "instance":  # which output is which head; "output" is the class scores'
+        from edgeseg.convert.instance_layout import head_layout
+
+        info["tflite"]["instance"] = layout = head_layout(flat, cfg)
+        info["tflite"]["output"] = layout["outputs"]["semantic"]
     from edgeseg.convert.confidence import confidence_reference
     from edgeseg.convert.metadata import embed_metadata, mediapipe_blocker
 

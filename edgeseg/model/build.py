@@ -61,7 +61,8 @@ def build_model(cfg: ModelConfig, batch_size: int | None = None, head: str | Non
             (no half-pixel centres), which edgetpu_compiler maps.
 
     Returns:
-        A functional ``keras.Model`` named ``mobilenet_segnet``.
+        A functional ``keras.Model`` named ``mobilenet_segnet``; for ``cfg.task ==
+        "instance"`` its outputs are [class scores, centre heatmap N×h×w×1, offsets N×h×w×2].
     """
     import keras
 
@@ -78,6 +79,11 @@ def build_model(cfg: ModelConfig, batch_size: int | None = None, head: str | Non
     else:
         logits = lite_decoder(feats, cfg.n_classes, n_up, cfg.decoder_width, upsampling)
     outputs = _head(logits, cfg, head or cfg.head)
+    if cfg.task == "instance":  # [class scores, centre heatmap, offsets]
+        from edgeseg.model.instance_heads import instance_heads
+
+        outputs = [outputs, *instance_heads(inputs, feats, cfg.encoder_level, cfg.output_size,
+                                            cfg.decoder_width)]
     return keras.Model(inputs, outputs, name="mobilenet_segnet")
 
 

@@ -49,7 +49,7 @@ def frame_confidence(seg: Any) -> FrameConfidence:
         seg: A :class:`~edgeseg.runtime.Segmenter` that has segmented a frame.
     """
     it = seg.interpreter
-    raw = it.get_tensor(it.get_output_details()[0]["index"])[0]
+    raw = it.get_tensor(it.get_output_details()[seg.output_index]["index"])[0]  # the one it reads
     if raw.shape[0] * raw.shape[1] > FULL_PIXELS:
         raw = raw[::2, ::2]
     lay, head = seg.layout, seg.metadata.head

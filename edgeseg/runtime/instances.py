@@ -190,3 +190,72 @@ def thing_lookup(things: Sequence[int], n_classes: int) -> np.ndarray:
     lut = np.zeros(max(n_classes, 256), bool)
     lut[[t for t in things if 0 <= t < len(lut)]] = True
     return lut
+
+
+def _dequantized(view: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    if view.dtype == np.float32 or not scale:
+        return view.astype(np.float32)
+    return (view.astype(np.float32) - zero_point) * np.float32(scale)
+
+
+class InstanceReader:
+    """Reads the instances of one frame after the interpreter ran.
+
+    ``kind="heads"``: an instance model's centre heatmap and offsets (see the module
+    docstring). ``kind="components"``: connected components of the thing classes of
+    any model's class mask (touching objects of a class merge); ``components`` is the
+    labelling function (the runtime's OpenCV module supplies it).
+
+    Args:
+        interpreter: The interpreter (for ``heads``).
+        layout: The description's ``instance`` block (``heads`` positions), for ``heads``.
+        n_classes: Classes of the model.
+        things: Thing class ids.
+        kind: ``heads`` or ``components``.
+        components: ``(classes, things) -> ids`` for ``components``.
+        threshold: Least centre heat (0-1).
+        kernel: Centre max-pooling window, output pixels.
+        top_k: Most instances per frame.
+        tracker: Renumbers ids to be stable across frames (None: per-frame ids).
+    """
+
+    def __init__(self, interpreter: object, layout: dict | None, n_classes: int,
+                 things: Sequence[int], kind: str = "heads", components: object = None,
+                 threshold: float = 0.1, kernel: int = 7, top_k: int = 64,
+                 tracker: object = None) -> None:
+        self.kind, self.n_classes, self.things = kind, n_classes, tuple(things)
+        self.threshold, self.kernel, self.top_k = threshold, kernel, top_k
+        self._lut = thing_lookup(self.things, n_classes)
+        self._components = components
+        self.tracker = tracker
+        self._views: dict[str, object] = {}
+        if kind == "heads":
+            details = interpreter.get_output_details()  # type: ignore[attr-defined]
+            for head in ("center", "offset"):
+                d = details[layout["heads"][head]]  # type: ignore[index]
+                scale, zp = d["quantization"]
+                self._views[head] = (interpreter.tensor(d["index"]), float(scale), int(zp))  # type: ignore[attr-defined]
+
+    def _head(self, name: str) -> np.ndarray:
+        view, scale, zp = self._views[name]  # type: ignore[misc]
+        return _dequantized(view()[0], scale, zp)  # a copy: never a view of tensor memory
+
+    def read(self, classes: np.ndarray, frame_size: tuple[int, int],
+             confidence: Optional[np.ndarray] = None) -> tuple[np.ndarray, list[Instance], np.ndarray]:
+        """(h×w int32 ids, instances, id → class) for the frame just invoked."""
+        heat = None
+        if self.kind == "heads":
+            heat = self._head("center")[..., 0]
+            centres = find_centres(heat, self.threshold, self.kernel, self.top_k)
+            ids = group(classes, self._head("offset"), centres, self._lut)
+        else:
+            ids = self._components(classes, self.things)  # type: ignore[operator]
+            centres = np.zeros((0, 2), np.int64)
+        instances, id_class = describe(ids, classes, self.n_classes, centres, frame_size,
+                                       confidence, heat)
+        if self.tracker is not None:
+            ids, instances = self.tracker.update(ids, instances)  # type: ignore[attr-defined]
+            id_class = np.zeros(int(ids.max()) + 1 if ids.size else 1, np.int64)
+            for i in instances:
+                id_class[i.id] = i.class_id
+        return ids, instances, id_class

@@ -23,6 +23,7 @@ class Timings(NamedTuple):
     preprocess_ms: float
     invoke_ms: float
     postprocess_ms: float
+    group_ms: float = 0.0  # instance grouping, part of postprocess_ms
 
     @property
     def total_ms(self) -> float:
@@ -36,11 +37,16 @@ class Segmentation(NamedTuple):
         mask: H×W class ids (uint8, uint16 past 255 classes) at the frame's size.
         confidence: H×W float32 score of the winning class, when asked for.
         timings: Where the time went.
+        instance_ids: H×W int32 instance ids (0: none) for an instance model or
+            ``instances="components"``; else None.
+        instances: The frame's :class:`~edgeseg.runtime.instances.Instance` list, or None.
     """
 
     mask: np.ndarray
     confidence: np.ndarray | None
     timings: Timings
+    instance_ids: np.ndarray | None = None
+    instances: list | None = None
 
 
 def _labels(meta: ModelMetadata, layout: adapters.OutputLayout,
@@ -120,6 +126,10 @@ class Segmenter:
         output: Which output holds the segmentation. Default: output 0, or for a model
             that offers an in-graph argmax beside its scores, the argmax (the scores
             when ``confidence`` is asked for).
+        instances: ``None``: an instance model's instances (its centre and offset heads),
+            none for other models; ``"components"``: connected components of the thing
+            classes (every class but 0 unless the model names things); ``"off"``: none.
+        track: Keep instance ids stable across frames (greedy mask-IoU matching).
 
     Raises:
         EdgesegError: Missing/corrupt model, input that isn't an image, unsupported output.
@@ -127,7 +137,8 @@ class Segmenter:
 
     def __init__(self, model_path: str | os.PathLike, threads: int | None = None,
                  delegate: str | None = None, rgb: bool = False, fallback: bool = False,
-                 confidence: bool = False, output: int | None = None) -> None:
+                 confidence: bool = False, output: int | None = None,
+                 instances: str | None = None, track: bool = False) -> None:
         import cv2  # the resize and colour conversions; adapters stay numpy-only
 
         self._cv2 = cv2
@@ -146,6 +157,9 @@ class Segmenter:
                           f"{hw(*self.metadata.size)} input but the model "
                           f"takes {hw(*self.input_size[::-1])}; is it the right "
                           "sidecar? Using the model's size.", RuntimeWarning, stacklevel=2)
+        self.instance_layout = ((self.metadata.description or {}).get("tflite") or {}).get("instance")
+        if output is None and self.instance_layout:
+            output = int(self.instance_layout["heads"]["semantic"])
         if output is None:
             output = pick_output(self.interpreter, self.metadata.head, confidence)
         self.output_index = output
@@ -172,6 +186,27 @@ class Segmenter:
         self._output_view = self.interpreter.tensor(
             adapters.output_details(self.interpreter, output)["index"])
         self._output_shape = (oh, ow) if self.layout.kind == "ids" else (oh, ow, -1)
+        self.instance_reader = self._instance_reader(instances, track)
+
+    def _instance_reader(self, mode: str | None, track: bool) -> Any:
+        from edgeseg.runtime.instances import InstanceReader
+        from edgeseg.runtime.tracking import IoUTracker
+
+        if mode not in (None, "heads", "components", "off"):
+            raise EdgesegError(f"--instances {mode!r} must be components or off.")
+        if mode == "off" or (mode is None and not self.instance_layout):
+            return None
+        if mode == "heads" and not self.instance_layout:
+            raise EdgesegError(f"{self.model_path} has no instance heads; use --instances components.")
+        tracker = IoUTracker() if track else None
+        if mode == "components":
+            from edgeseg.runtime.components import component_ids
+
+            things = (self.instance_layout or {}).get("things") or range(1, max(2, self.n_classes))
+            return InstanceReader(None, None, max(self.n_classes, 2), tuple(things), "components",
+                                  component_ids, tracker=tracker)
+        return InstanceReader(self.interpreter, self.instance_layout, self.n_classes,
+                              self.instance_layout.get("things", ()), tracker=tracker)
 
     @property
     def n_classes(self) -> int:
@@ -292,11 +327,44 @@ class Segmenter:
         t2 = time.perf_counter()
         raw = self._output_view().reshape(self._output_shape)
         ids, conf = self._class_ids(raw)
+        inst_conf = conf
+        if self.instance_reader is not None and conf is None and self.layout.kind == "scores":
+            inst_conf = self._score_confidence(raw)
         del raw
         size = (frame.shape[1], frame.shape[0])
+        tg = time.perf_counter()
+        inst_ids = instances = None
+        if self.instance_reader is not None:
+            inst_ids, instances, _ = self.instance_reader.read(ids, frame.shape[:2], inst_conf)
+            if inst_ids.shape[::-1] != size:
+                inst_ids = self._cv2.resize(inst_ids, size, interpolation=self._nearest)
+        group_ms = (time.perf_counter() - tg) * 1e3
         if ids.shape[::-1] != size:
             ids = self._cv2.resize(ids, size, interpolation=self._nearest)
             if conf is not None:
                 conf = self._cv2.resize(conf, size, interpolation=self._nearest)
         t3 = time.perf_counter()
-        return Segmentation(ids, conf, Timings((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3))
+        return Segmentation(ids, conf, Timings((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3,
+                                               group_ms), inst_ids, instances)
+
+    def panoptic(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Class ids and the Cityscapes-encoded instance map (``class * 1000 + id``) at the
+        model's output resolution, for evaluation and ``predict``.
+
+        Raises:
+            EdgesegError: The Segmenter reads no instances (a semantic model without
+                ``instances="components"``).
+        """
+        from edgeseg.runtime.instances import encode
+
+        if self.instance_reader is None:
+            raise EdgesegError(f"{self.model_path} gives no instances; pass instances='components'.")
+        self._preprocess(frame)
+        self.interpreter.invoke()
+        raw = self._output_view().reshape(self._output_shape)
+        ids, conf = self._class_ids(raw)
+        if conf is None and self.layout.kind == "scores":
+            conf = self._score_confidence(raw)
+        del raw
+        inst_ids, _, id_class = self.instance_reader.read(ids, ids.shape, conf)
+        return ids, encode(ids, inst_ids, id_class)

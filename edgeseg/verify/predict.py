@@ -26,22 +26,46 @@ class Predictor(Protocol):
 class KerasPredictor:
     """A .keras model fed through :func:`edgeseg.preprocess.preprocess` (training's definition)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, instances: Optional[str] = None) -> None:
         from edgeseg.model.io import load_model
 
         self.path = Path(path)
         self.model, self.cfg = load_model(path)
         self.kind, self.head = "keras", "softmax"
         self.labels = self.cfg.class_names
+        self.instance_kind = instance_kind(self.cfg.task == "instance", instances, self.path)
+        self.things = self.cfg.things or tuple(range(1, self.cfg.n_classes))
 
-    def predict(self, rgbs: list[np.ndarray], scores: bool = False) -> list[Prediction]:
-        """Class ids (and softmax probabilities) at the output size for RGB uint8 images."""
+    def _outputs(self, rgbs: list[np.ndarray]) -> list[np.ndarray]:
         from edgeseg.preprocess import preprocess
 
         x = np.stack([preprocess(rgb, self.cfg.preprocessing) for rgb in rgbs])
-        probs = np.asarray(self.model(x, training=False))
+        out = self.model(x, training=False)
+        out = list(out) if isinstance(out, (list, tuple)) else [out]
         oh, ow = self.cfg.output_size
-        probs = probs.reshape(len(rgbs), oh, ow, -1)
+        return [np.asarray(out[0]).reshape(len(rgbs), oh, ow, -1)] + [np.asarray(o) for o in out[1:]]
+
+    def panoptic(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(h×w class ids, h×w int32 Cityscapes-encoded instances) at the output size."""
+        from edgeseg.runtime import instances as ri
+
+        outs = self._outputs([rgb])
+        ids = np.argmax(outs[0][0], axis=-1).astype(np.uint8)
+        conf = outs[0][0].max(-1)
+        if self.instance_kind == "components":
+            from edgeseg.runtime.components import component_ids
+
+            inst, centres, heat = component_ids(ids, self.things), np.zeros((0, 2), np.int64), None
+        else:
+            heat = outs[1][0, ..., 0]
+            centres = ri.find_centres(heat)
+            inst = ri.group(ids, outs[2][0], centres, ri.thing_lookup(self.things, self.cfg.n_classes))
+        _, id_class = ri.describe(inst, ids, self.cfg.n_classes, centres, ids.shape, conf, heat)
+        return ids, ri.encode(ids, inst, id_class)
+
+    def predict(self, rgbs: list[np.ndarray], scores: bool = False) -> list[Prediction]:
+        """Class ids (and softmax probabilities) at the output size for RGB uint8 images."""
+        probs = self._outputs(rgbs)[0]
         ids = np.argmax(probs, axis=-1).astype(np.uint8)
         return [(ids[i], probs[i] if scores else None) for i in range(len(rgbs))]
 
@@ -50,11 +74,15 @@ class TFLitePredictor:
     """A .tflite run by :class:`edgeseg.runtime.Segmenter`: the code path the device runs."""
 
     def __init__(self, path: Path, threads: Optional[int] = None,
-                 output: Optional[int] = None) -> None:
+                 output: Optional[int] = None, instances: Optional[str] = None) -> None:
         from edgeseg.runtime import Segmenter
 
         self.path = Path(path)
-        self.segmenter = Segmenter(path, threads=threads, rgb=True, output=output)
+        self.segmenter = Segmenter(path, threads=threads, rgb=True, output=output,
+                                   instances=instances)
+        self.instance_kind = instance_kind(self.segmenter.instance_layout is not None, instances,
+                                           self.path)
+        self.panoptic = self.segmenter.panoptic
         tfl = (self.segmenter.metadata.description or {}).get("tflite") or {}
         self.kind = str(tfl.get("mode", "tflite"))
         self.head = self.segmenter.metadata.head
@@ -65,8 +93,23 @@ class TFLitePredictor:
         return [self.segmenter.predict(rgb, scores) for rgb in rgbs]
 
 
+def instance_kind(has_heads: bool, asked: Optional[str], path: Path) -> Optional[str]:
+    """``heads`` (an instance model), ``components`` (asked for) or None (no instances).
+
+    Raises:
+        EdgesegError: ``asked`` is not components/off, or heads asked of a model without them.
+    """
+    if asked not in (None, "heads", "components", "off"):
+        raise EdgesegError(f"--instances {asked!r} must be components or off.")
+    if asked == "heads" and not has_heads:
+        raise EdgesegError(f"{path} has no instance heads; use --instances components.")
+    if asked == "off":
+        return None
+    return asked or ("heads" if has_heads else None)
+
+
 def load_predictor(path: str | Path, threads: Optional[int] = None,
-                   output: Optional[int] = None) -> Any:
+                   output: Optional[int] = None, instances: Optional[str] = None) -> Any:
     """A predictor for a .keras or .tflite file.
 
     Raises:
@@ -76,7 +119,7 @@ def load_predictor(path: str | Path, threads: Optional[int] = None,
     if not path.exists():
         raise EdgesegError(f"{path}: no such model file; check the path.")
     if path.suffix == ".keras":
-        return KerasPredictor(path)
+        return KerasPredictor(path, instances)
     if path.suffix == ".tflite":
-        return TFLitePredictor(path, threads, output)
+        return TFLitePredictor(path, threads, output, instances)
     raise EdgesegError(f"{path}: expected a .keras or .tflite model.")

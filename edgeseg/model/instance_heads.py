@@ -1,0 +1,92 @@
+"""Class-agnostic instance heads in the style of Panoptic-DeepLab (Cheng et al., CVPR 2020), and their losses.
+
+A light instance decoder beside the semantic one: the encoder's tap, upsampled to
+1/4 and joined with the 1/4 features (as Panoptic-DeepLab's instance decoder does),
+one depthwise-separable 3×3 block, then two 1×1 heads resized bilinearly to the
+semantic output's size (half the input): the object-centre heatmap (1 channel) and
+the offset from each pixel to its object's centre (2 channels, dy and dx, in output
+pixels).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Loss weights. Panoptic-DeepLab uses 200 (centre MSE) and 0.01 (offset L1 in pixels of
+# 1024×2048 frames); offsets here are in output pixels of 64-208 px outputs, so the
+# offset weight is raised to give the two heads gradients of the same order.
+CENTER_WEIGHT = 200.0
+OFFSET_WEIGHT = 0.1
+HEAD_NAMES = ("instance_center", "instance_offset")
+
+
+def instance_heads(inputs: Any, tap: Any, level: int, output_size: tuple[int, int],
+                   width: float = 0.5) -> tuple[Any, Any]:
+    """The centre heatmap and offset outputs of a model whose encoder ends at ``tap``.
+
+    Args:
+        inputs: The model's input tensor (its graph holds the 1/4 features).
+        tap: The encoder's output at 1/2**(level+1).
+        level: The encoder tap level (1: 1/4 … 4: 1/32).
+        output_size: (h, w) of the semantic output.
+        width: Filters as a multiple of 128.
+
+    Returns:
+        (centre N×h×w×1, offsets N×h×w×2), both float32.
+    """
+    import keras
+    from keras import layers
+
+    from edgeseg.model.encoder import LEVEL_BLOCKS
+
+    f = max(16, int(128 * width))
+    x = layers.Conv2D(f, 1, use_bias=False, name="ins_tap_conv")(tap)
+    x = layers.BatchNormalization(name="ins_tap_bn")(x)
+    x = layers.ReLU(6.0, name="ins_tap_relu")(x)
+    if level > 1:
+        quarter = keras.Model(inputs, tap).get_layer(f"conv_pw_{LEVEL_BLOCKS[1]}_relu").output
+        h4, w4 = quarter.shape[1], quarter.shape[2]
+        x = layers.Resizing(h4, w4, interpolation="bilinear", name="ins_up")(x)
+        s = layers.Conv2D(f // 2, 1, use_bias=False, name="ins_skip_conv")(quarter)
+        s = layers.BatchNormalization(name="ins_skip_bn")(s)
+        s = layers.ReLU(6.0, name="ins_skip_relu")(s)
+        x = layers.Concatenate(name="ins_concat")([x, s])
+    x = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="ins_dw")(x)
+    x = layers.BatchNormalization(name="ins_dw_bn")(x)
+    x = layers.ReLU(6.0, name="ins_dw_relu")(x)
+    x = layers.Conv2D(f, 1, use_bias=False, name="ins_pw")(x)
+    x = layers.BatchNormalization(name="ins_pw_bn")(x)
+    x = layers.ReLU(6.0, name="ins_pw_relu")(x)
+    oh, ow = output_size
+    c = layers.Conv2D(1, 1, name="ins_center_logits")(x)
+    o = layers.Conv2D(2, 1, name="ins_offset_logits")(x)
+    center = layers.Resizing(oh, ow, interpolation="bilinear", name=HEAD_NAMES[0],
+                             dtype="float32")(c)
+    offset = layers.Resizing(oh, ow, interpolation="bilinear", name=HEAD_NAMES[1],
+                             dtype="float32")(o)
+    return center, offset
+
+
+def semantic_loss(y: Any, probs: Any) -> Any:
+    """Weighted cross-entropy: ``y`` is N×h×w×2 (class id, pixel weight; weight 0 = ignored)."""
+    import keras
+    from keras import ops
+
+    ids = ops.cast(y[..., 0], "int32")
+    ce = keras.losses.sparse_categorical_crossentropy(ids, probs)
+    return ops.mean(ce * y[..., 1])
+
+
+def center_loss(y: Any, heat: Any) -> Any:
+    """MSE of the centre heatmap, times ``CENTER_WEIGHT``."""
+    from keras import ops
+
+    return CENTER_WEIGHT * ops.mean(ops.square(heat - y))
+
+
+def offset_loss(y: Any, off: Any) -> Any:
+    """L1 of the offsets over thing pixels: ``y`` is N×h×w×3 (dy, dx, thing mask)."""
+    from keras import ops
+
+    mask = y[..., 2:3]
+    return OFFSET_WEIGHT * ops.sum(ops.abs(off - y[..., :2]) * mask) / ops.maximum(ops.sum(mask), 1.0)

@@ -1,0 +1,78 @@
+"""Instance ids stable across frames: greedy mask-IoU matching to the previous frame's instances."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from edgeseg.runtime.instances import Instance
+
+
+def mask_ious(prev: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """IoU of every (previous id, current id) pair that overlaps.
+
+    Args:
+        prev: h×w int ids of the previous frame (0: none).
+        cur: h×w int ids of this frame, same size.
+
+    Returns:
+        (previous ids, current ids, IoUs) of the overlapping pairs, as 1-D arrays.
+    """
+    a, b = prev.ravel().astype(np.int64), cur.ravel().astype(np.int64)
+    nb = int(b.max()) + 1 if b.size else 1
+    both = (a > 0) & (b > 0)
+    keys, inter = np.unique(a[both] * nb + b[both], return_counts=True)
+    pa, pb = keys // nb, keys % nb
+    area_a = np.bincount(a, minlength=int(a.max()) + 1 if a.size else 1)
+    area_b = np.bincount(b, minlength=nb)
+    iou = inter / (area_a[pa] + area_b[pb] - inter)
+    return pa, pb, iou
+
+
+class IoUTracker:
+    """Gives each instance the id of the previous frame's instance it overlaps most.
+
+    Pairs are taken greedily, highest mask IoU first, when the IoU is at least
+    ``min_iou`` and the class is the same; an instance matching none gets a new id
+    (never reused). Matching is against the previous frame only.
+
+    Args:
+        min_iou: Least IoU (at the model's output resolution) that carries an id over.
+    """
+
+    def __init__(self, min_iou: float = 0.3) -> None:
+        self.min_iou = min_iou
+        self.next_id = 1
+        self._prev: np.ndarray | None = None
+        self._prev_class: dict[int, int] = {}
+
+    def update(self, ids: np.ndarray, instances: Sequence[Instance]) -> tuple[np.ndarray, list[Instance]]:
+        """Renumber this frame's ids (h×w, output resolution) and instances to track ids."""
+        k = int(ids.max()) if ids.size else 0
+        lut = np.zeros(k + 1, np.int32)
+        cls = {i.id: i.class_id for i in instances}
+        taken: set[int] = set()
+        if self._prev is not None and self._prev.shape == ids.shape and k:
+            pa, pb, iou = mask_ious(self._prev, ids)
+            for j in np.argsort(-iou, kind="stable"):
+                p, c = int(pa[j]), int(pb[j])
+                if iou[j] < self.min_iou:
+                    break
+                if lut[c] or p in taken or self._prev_class.get(p) != cls.get(c):
+                    continue
+                lut[c] = p
+                taken.add(p)
+        for inst in instances:
+            if not lut[inst.id]:
+                lut[inst.id] = self.next_id
+                self.next_id += 1
+        out = lut[ids]
+        tracked = [i._replace(id=int(lut[i.id])) for i in instances]
+        self._prev = out
+        self._prev_class = {i.id: i.class_id for i in tracked}
+        return out, tracked
+
+    def reset(self) -> None:
+        """Forget the previous frame (a new clip)."""
+        self._prev, self._prev_class = None, {}
