@@ -11,28 +11,42 @@ import numpy as np
 
 from edgeseg.atomic import write_text
 
+TILE = 256  # pixels per side of each picture in overlays.png
+GRID_TITLES = ("input", "ground truth", "float32 .tflite", "int8 .tflite")
+
 
 def overlay_grid(tflites: dict[str, str], val_dir: Path, out: Path, n: int = 3) -> Path:
-    """input | float32 | int8 overlays for ``n`` validation images, as one PNG."""
+    """input | ground truth | float32 | int8 overlays for ``n`` validation images, one PNG.
+
+    Each picture is TILE×TILE; the ground truth is the validation mask (nearest-neighbour
+    resized, ignored pixels grey), drawn with the same colours as the predictions, so
+    where a model is wrong shows as a colour that differs from the truth column's.
+    """
     import cv2
 
-    from edgeseg.data.dataset import list_pairs, read_image
+    from edgeseg.data.dataset import list_pairs
+    from edgeseg.data.readers import read_image, read_mask
     from edgeseg.runtime import Segmenter
     from edgeseg.runtime.overlay import Overlay
 
     segs = {m: Segmenter(tflites[m]) for m in ("float32", "int8")}
-    ov = Overlay(segs["float32"].labels, alpha=0.55)
+    labels = segs["float32"].labels
+    ov = Overlay(labels, alpha=0.55)
     rows = []
-    for img_path, _ in list_pairs(val_dir)[:n]:
-        # The shared reader (EXIF, grey, RGBA...), then BGR as the Segmenter and OpenCV draw it.
+    for img_path, mask_path in list_pairs(val_dir)[:n]:
+        # The shared readers (EXIF, grey, RGBA, palette masks...), then BGR as the Segmenter
+        # and OpenCV draw it.
         bgr = cv2.cvtColor(read_image(img_path), cv2.COLOR_RGB2BGR)
-        frame = cv2.resize(bgr, (256, 256), interpolation=cv2.INTER_LINEAR)
-        tiles = [frame] + [ov.draw(frame, segs[m].segment(frame).mask) for m in segs]
+        frame = cv2.resize(bgr, (TILE, TILE), interpolation=cv2.INTER_LINEAR)
+        truth = cv2.resize(read_mask(mask_path), (TILE, TILE), interpolation=cv2.INTER_NEAREST)
+        truth_tile = ov.draw(frame, truth)
+        truth_tile[truth >= len(labels)] = 128  # the ignore index: neither right nor wrong
+        tiles = [frame, truth_tile] + [ov.draw(frame, segs[m].segment(frame).mask) for m in segs]
         rows.append(np.hstack(tiles))
     grid = np.vstack(rows)
     head = np.full((28, grid.shape[1], 3), 255, np.uint8)
-    for i, title in enumerate(("input", "float32 .tflite", "int8 .tflite")):
-        cv2.putText(head, title, (i * 256 + 8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1,
+    for i, title in enumerate(GRID_TITLES):
+        cv2.putText(head, title, (i * TILE + 8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1,
                     cv2.LINE_AA)
     from edgeseg.atomic import atomic_path
 
@@ -75,7 +89,7 @@ def write_report(out: Path, s: dict[str, Any], val_dir: Path) -> tuple[Path, Pat
     bars = plot_bars([f"TFLite {m}" for m in s["bench"]], [b["p50_ms"] for b in s["bench"].values()],
                      out / "latency.png", "median invoke latency (lower is better)")
     curve = Path(s["train"]["plot"]) if s["train"].get("plot") else None
-    pics = [(p, t) for p, t in ((grid, "Input, float32 and int8 overlays (validation images)"),
+    pics = [(p, t) for p, t in ((grid, "Input, ground truth, float32 and int8 overlays (validation images)"),
                                 (curve, "Training: loss and validation mIoU per epoch"),
                                 (bars, "Invoke latency on this machine")) if p and p.exists()]
     rows = summary_rows(s)
