@@ -65,6 +65,6 @@ def bench_p50(path: Path, plan: Plan, threads: int) -> float:
 
 
 def count_macs(model: Any) -> dict[str, int]:
-    from edgeseg.macs import count_macs
+    from edgeseg.model.macs import count_macs
 
     return count_macs(model)

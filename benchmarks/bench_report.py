@@ -134,10 +134,10 @@ def _grid_md(g: dict[str, Any]) -> list[str]:
     lines += _table(["input", "alpha", "decoder", "GMACs/frame", "decoder GMACs", "int8 median ms",
                      "achieved GMAC/s"], rows)
     lines += [
-        "- MACs counted from the Keras graph's conv layers (`edgeseg.macs.count_macs`); "
+        "- MACs counted from the Keras graph's conv layers (`edgeseg.model.macs.count_macs`); "
         "achieved GMAC/s = MACs / median latency.",
         f"- Random, untrained weights (latency does not depend on the values); int8 calibrated on "
-        f"{g['calib_count']} images of edgeseg/assets/calibration/; {g['threads']} threads, same timing rule as §1.",
+        f"{g['calib_count']} images of calibration/; {g['threads']} threads, same timing rule as §1.",
         "", "![grid](grid.png)", "",
     ]
     return lines

@@ -32,7 +32,7 @@ DRAM_MTS = {"pi4": 3200, "pi5": 4267}
 
 
 def traffic_of(model: Any) -> dict[str, int]:
-    from edgeseg.macs import count_traffic
+    from edgeseg.model.macs import count_traffic
 
     return count_traffic(model)
 
@@ -106,7 +106,7 @@ def markdown(rows: list[dict[str, Any]], pi4: dict[str, float],
                      f"{_fps(r['pi4_ms'])} | {_ms(lo)}–{_ms(hi)} | {_fps(hi)}–{1000 / lo:.0f} |")
     v1, v2 = profiles["mobilenet_v1"], profiles["mobilenet_v2"]
     lines += ["", f"Fitted Pi 4 terms (int8, 4 threads): C = {pi4['gmacs']:.1f} GMAC/s, "
-              f"B = {pi4['gbs']:.2f} GB/s effective. Anchor profiles counted by `edgeseg.macs`: "
+              f"B = {pi4['gbs']:.2f} GB/s effective. Anchor profiles counted by `edgeseg.model.macs`: "
               f"MobileNet v1 {v1['macs'] / 1e6:.0f} M MACs, {v1['bytes'] / 1e6:.1f} MB; "
               f"v2 {v2['macs'] / 1e6:.0f} M MACs, {v2['bytes'] / 1e6:.1f} MB (224², with top)."]
     return "\n".join(lines)

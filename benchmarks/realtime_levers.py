@@ -114,7 +114,7 @@ def convert_int8(model: Any, out: Path, size: int) -> Path:
 def main(argv: Optional[list[str]] = None) -> None:
     import keras
 
-    from edgeseg.macs import count_traffic
+    from edgeseg.model.macs import count_traffic
     from edgeseg.runtime.bench import bench_model
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -91,7 +91,7 @@ def formats(a: argparse.Namespace, plan: Plan, work: Path) -> dict[str, Any]:
              "size_ratio": sizes[k] / sizes["float32"]} for k in ("keras", *MODES)]
     log("§1 accuracy at the trained size")
     acc = accuracy(Path(a.model), Path(a.data), plan, work, a.calib, "trained")
-    calib_desc = f"{a.calib or 'edgeseg/assets/calibration/'} ({plan.calib_accuracy} images)"
+    calib_desc = f"{a.calib or 'calibration/'} ({plan.calib_accuracy} images)"
     return {
         "size": a.size, "trained_size": cfg.height, "threads": a.threads, "runs": plan.runs,
         "warmup": plan.warmup, "min_seconds": plan.min_seconds, "rounds": plan.rounds,
@@ -113,9 +113,9 @@ def grid(a: argparse.Namespace, plan: Plan, work: Path, reuse: dict[tuple, Path]
     """§2: MACs, int8 latency and GMAC/s over size × alpha × decoder (random weights)."""
     import keras
 
-    from edgeseg.macs import count_traffic
     from edgeseg.model.build import build_model
     from edgeseg.model.io import load_model, save_model
+    from edgeseg.model.macs import count_traffic
 
     _, cfg = load_model(a.model)
     rows = []
@@ -205,7 +205,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     ap.add_argument("--data", help="held-out dataset folder (val/ used when present)")
     ap.add_argument("--out", default="benchmarks", help="where RESULTS.md, results.json and PNGs go")
     ap.add_argument("--lite-model", help="a lite-decoder .keras trained on the same data (§6 accuracy)")
-    ap.add_argument("--calib", help="calibration folder (default: edgeseg/assets/calibration/)")
+    ap.add_argument("--calib", help="calibration folder (default: calibration/)")
     ap.add_argument("--size", type=int, default=416, help="input size of §1 and §3 (default 416)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="fewer runs, one grid size: a few minutes")

@@ -39,7 +39,7 @@ def main() -> None:
 
     from edgeseg.convert.targets import check_target
     from edgeseg.runtime.interpreter import make_interpreter
-    from edgeseg.tflite_file import read_tflite
+    from edgeseg.tflite.flatbuffer import read_tflite
 
     its = []  # by position: a model may appear in more than one pair
     for path in args.models:

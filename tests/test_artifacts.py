@@ -77,7 +77,7 @@ def test_corrupt_keras_sidecar_is_one_line(tmp_path: Path) -> None:
 
 def test_corrupt_demo_steps_and_training_history_are_one_line(tmp_path: Path) -> None:
     from edgeseg.demo import DemoConfig, Steps
-    from edgeseg.train import _old_rows
+    from edgeseg.train.fit import _old_rows
 
     (tmp_path / "steps.json").write_text('{"done": {"train"')
     with pytest.raises(EdgesegError, match=r"steps.json is not valid JSON .*delete it"):

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from edgeseg.bundle import TEMPLATES, BundleSettings, make_bundle, parse_env
 from edgeseg.cli import app
+from edgeseg.device.bundle import TEMPLATES, BundleSettings, make_bundle, parse_env
 from edgeseg.errors import EdgesegError
 
 runner = CliRunner()
@@ -168,7 +168,7 @@ def test_bundle_force_replaces_and_failure_leaves_nothing(tmp_path: Path,
     def broken(*_a: object, **_k: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("edgeseg.bundle.shutil.copyfile", broken)
+    monkeypatch.setattr("edgeseg.device.bundle.shutil.copyfile", broken)
     with pytest.raises(OSError, match="disk full"):
         make_bundle(model, out, BundleSettings(threads=4), force=True)
     assert parse_env((out / "edgeseg.env").read_text())["EDGESEG_THREADS"] == "3"

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edgeseg.cli import app
-from edgeseg.own_wheel import own_wheel, repack_installed
+from edgeseg.device.own_wheel import own_wheel, repack_installed
 
 REPO = Path(__file__).resolve().parent.parent
 runner = CliRunner()
@@ -37,8 +37,8 @@ def fake_model(path: Path) -> Path:
 
 def test_wheel_carries_the_calibration_images_and_deploy_files(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
-    shipped = sorted(n for n in names if n.startswith("edgeseg/assets/calibration/"))
-    on_disk = sorted(p.name for p in (REPO / "edgeseg" / "assets" / "calibration").iterdir())
+    shipped = sorted(n for n in names if n.startswith("edgeseg/calibration/"))
+    on_disk = sorted(p.name for p in (REPO / "calibration").iterdir())
     assert [n.rsplit("/", 1)[1] for n in shipped] == on_disk
     assert len([n for n in shipped if n.endswith(".jpg")]) == 200
     assert "edgeseg-0.1.0.data/data/share/edgeseg/deploy/install-pi.sh" in names
@@ -48,7 +48,7 @@ def test_wheel_carries_the_calibration_images_and_deploy_files(wheel: Path) -> N
 def test_default_calibration_set_resolves_inside_the_package() -> None:
     from edgeseg.convert.calibration import DEFAULT_DIR, load_calibration
 
-    assert DEFAULT_DIR == REPO / "edgeseg" / "assets" / "calibration"
+    assert DEFAULT_DIR == REPO / "calibration"
     calib = load_calibration(None, 50, seed=0, warn=lambda m: None)
     assert len(calib.files) == 50 and all(f.parent == DEFAULT_DIR for f in calib.files)
 
@@ -72,7 +72,7 @@ def test_installed_files_pack_back_into_the_same_wheel(wheel: Path, tmp_path: Pa
 
     assert contents(again) == contents(wheel)
     record = zipfile.ZipFile(again).read("edgeseg-0.1.0.dist-info/RECORD").decode()
-    assert "edgeseg/assets/calibration/calib_00199.jpg,sha256=" in record
+    assert "edgeseg/calibration/calib_00199.jpg,sha256=" in record
 
 
 def test_bundle_ships_its_own_wheel_by_default_and_says_next_on_one_line(
@@ -127,14 +127,14 @@ def test_demo_next_commands_are_one_line_each_at_80_columns(tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch
                                                             ) -> None:
     import edgeseg.demo
-    import edgeseg.report
+    import edgeseg.demo.report
 
     out = tmp_path / "a demo folder with a long name, well past the eighty-column mark"
     int8 = out / "model_int8.tflite"
     summary = {"report": [str(out / "report.md"), str(out / "report.html")],
                "run": {"video": str(out / "run_int8.mp4")}, "tflite": {"int8": str(int8)}}
     monkeypatch.setattr(edgeseg.demo, "run_demo", lambda cfg, log: summary)
-    monkeypatch.setattr(edgeseg.report, "summary_rows", lambda s: [])
+    monkeypatch.setattr(edgeseg.demo.report, "summary_rows", lambda s: [])
     r = runner.invoke(app, ["demo", "--out", str(out)], env={"COLUMNS": "80"})
     assert r.exit_code == 0, r.output
     lines = r.output.splitlines()

@@ -26,7 +26,7 @@ def built_app(converted, tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip("needs gcc and make")
     if not (_litert_dir() / "libLiteRt.so").is_file():
         pytest.skip("this ai-edge-litert wheel ships no libLiteRt.so (the LiteRT C API)")
-    from edgeseg.export_c import export_c_array
+    from edgeseg.device.export_c import export_c_array
 
     work = tmp_path_factory.mktemp("c_app")
     for name in ("Makefile", "segment.c", "litert_c_api.h"):

@@ -170,7 +170,7 @@ def test_run_collect_saves_unsure_frames_and_logs_the_drift(models: Path,
 @pytest.mark.slow
 def test_convert_stores_the_reference_in_sidecar_and_metadata(converted: dict[str, Path],
                                                               synth_data: Path) -> None:
-    from edgeseg.convert.metadata import read_metadata
+    from edgeseg.tflite.metadata import read_standard_metadata
 
     for mode in ("float32", "int8"):
         side = json.loads(converted[mode].with_name(converted[mode].name + ".json").read_text())
@@ -181,7 +181,7 @@ def test_convert_stores_the_reference_in_sidecar_and_metadata(converted: dict[st
         assert sum(ref["shares"]["mean"]) == pytest.approx(1.0, abs=1e-3)
         # the trained model is sure of its training-like images
         assert top1["p50"] > 0.8, ref
-        embedded = read_metadata(converted[mode])["edgeseg"]
+        embedded = read_standard_metadata(converted[mode])["edgeseg"]
         assert embedded["tflite"]["confidence"] == ref  # model and description agree
 
 

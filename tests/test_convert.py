@@ -41,9 +41,9 @@ def test_int8_file_is_small_and_takes_pixels(converted):
 
 
 def test_metadata_is_embedded(converted):
-    from edgeseg.convert.metadata import read_metadata
+    from edgeseg.tflite.metadata import read_standard_metadata
 
-    meta = read_metadata(converted["float32"])
+    meta = read_standard_metadata(converted["float32"])
     assert list(meta["labels"]) == ["dark", "red", "green", "blue"]
     assert list(meta["mean"]) == [128.0] * 3 and list(meta["std"]) == [128.0] * 3
 
@@ -65,7 +65,7 @@ def test_heads_agree_on_the_float_model(trained, synth_data, tmp_path):
 
 def test_edgetpu_graph_has_no_tile_and_no_float_ops(trained, synth_data, tmp_path):
     from edgeseg.convert.quantize import ConvertConfig, convert
-    from edgeseg.tflite_file import read_tflite
+    from edgeseg.tflite.flatbuffer import read_tflite
 
     path, _ = trained
     r = convert(path, tmp_path / "tpu.tflite",

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from edgeseg.bundle import fill_env, parse_env
 from edgeseg.cli import app
+from edgeseg.device.bundle import fill_env, parse_env
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 INSTALL = DEPLOY / "install-pi.sh"

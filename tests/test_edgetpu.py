@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from edgeseg.cli import app
 from edgeseg.convert.edgetpu import edgetpu_preflight
-from edgeseg.tflite_file import read_tflite
+from edgeseg.tflite.flatbuffer import read_tflite
 
 # The versions tensorflow/lite/tools/versioning/op_version.cc gives these ops with int8
 # tensors and no newer feature (uint8 -> int8 QUANTIZE is version 1), written out here

@@ -14,11 +14,11 @@ from typer.testing import CliRunner
 
 from edgeseg.cli import app
 from edgeseg.convert.edgetpu import compile_edgetpu, compiler_summary, edgetpu_preflight
-from edgeseg.convert.metadata import embed_metadata
 from edgeseg.convert.targets import check_target, compatibility
+from edgeseg.device.export_c import c_identifier, export_c_array
 from edgeseg.errors import EdgesegError
-from edgeseg.export_c import c_identifier, export_c_array
-from edgeseg.tflite_file import read_tflite
+from edgeseg.tflite.flatbuffer import read_tflite
+from edgeseg.tflite.metadata import embed_metadata
 
 runner = CliRunner()
 
@@ -48,7 +48,7 @@ def test_read_tflite_reports_io_quantization_and_ops(models):
 
 def test_interpreter_fallback_agrees_with_the_schema_reader(models, monkeypatch):
     """Where only tflite-runtime is installed, the interpreter's listing gives the same model."""
-    import edgeseg.tflite_file as tf_file
+    import edgeseg.tflite.flatbuffer as tf_file
 
     data = models["int8_tile_logits"].read_bytes()
     from ai_edge_litert import schema_py_generated as schema
@@ -257,8 +257,8 @@ def test_export_cli_writes_the_pair(models, tmp_path):
 def test_inspect_and_export_do_not_import_tensorflow(models, tmp_path):
     code = (
         "import sys\n"
-        "from edgeseg.inspect_model import inspect_tflite\n"
-        "from edgeseg.export_c import export_c_array\n"
+        "from edgeseg.verify.inspect import inspect_tflite\n"
+        "from edgeseg.device.export_c import export_c_array\n"
         f"info = inspect_tflite({str(models['with_metadata'])!r})\n"
         f"export_c_array({str(models['with_metadata'])!r}, {str(tmp_path)!r})\n"
         "assert info['metadata']['labels'], info['metadata']\n"

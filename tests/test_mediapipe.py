@@ -42,9 +42,9 @@ def _mediapipe_masks(model: Path, images: list[Path], out: Path) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["float32", "float16", "int8-float-io"])
 def test_image_segmenter_claims_hold(converted, trained, synth_data: Path, tmp_path: Path, mode: str) -> None:
-    from edgeseg.convert.metadata import read_metadata
     from edgeseg.data.dataset import read_image
     from edgeseg.runtime.segmenter import Segmenter
+    from edgeseg.tflite.metadata import read_standard_metadata
 
     if mode == "int8-float-io":
         from edgeseg.convert.quantize import ConvertConfig, convert
@@ -56,7 +56,7 @@ def test_image_segmenter_claims_hold(converted, trained, synth_data: Path, tmp_p
     import json
 
     assert json.loads(model.with_name(model.name + ".json").read_text())["tflite"]["mediapipe_image_segmenter"]
-    assert read_metadata(model.read_bytes())["subgraph"] == "ImageSegmenter"
+    assert read_standard_metadata(model.read_bytes())["subgraph"] == "ImageSegmenter"
     images = sorted((synth_data / "val" / "images").glob("*.png"))[:8]
     masks = _mediapipe_masks(model, images, tmp_path / "mp.npz")
     assert "error" not in masks, str(masks.get("error"))
@@ -70,12 +70,12 @@ def test_no_claim_where_mediapipe_misreads(converted) -> None:
     """The int8 model's uint8 scores: MediaPipe 0.10.14 mis-reads them (52 % agreement measured)."""
     import json
 
-    from edgeseg.convert.metadata import read_metadata
+    from edgeseg.tflite.metadata import read_standard_metadata
 
     model = converted["int8"]
     side = json.loads(model.with_name(model.name + ".json").read_text())
     assert side["tflite"]["mediapipe_image_segmenter"] is False
-    meta = read_metadata(model.read_bytes())
+    meta = read_standard_metadata(model.read_bytes())
     assert meta["subgraph"] == "Segmentation"
     assert "Not for MediaPipe's ImageSegmenter: it does not read a quantized uint8 score output" in \
         meta["description"]

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import tiny_tflite as tt
 
-from edgeseg.convert import metadata as md
 from edgeseg.errors import EdgesegError
-from edgeseg.tflite_file import metadata_buffers, read_tflite
+from edgeseg.tflite import metadata as md
+from edgeseg.tflite.flatbuffer import metadata_buffers, read_tflite
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def embedded(models, tmp_path_factory):
 
 @pytest.mark.parametrize("mode", ["int8", "float32"])
 def test_labels_and_normalization_round_trip(embedded, mode):
-    meta = md.read_metadata(embedded[mode])
+    meta = md.read_standard_metadata(embedded[mode])
     assert meta["has_metadata"]
     assert meta["labels"] == tt.LABELS
     assert meta["mean"] == [128.0] * 3 and meta["std"] == [128.0] * 3
@@ -88,7 +88,7 @@ def test_reembedding_replaces_and_keeps_other_entries(models):
     assert set(read_tflite_bytes(plain).metadata_names) <= set(names)
     with zipfile.ZipFile(io.BytesIO(twice)) as zf:
         assert sorted(zf.namelist()) == ["edgeseg.json", "labels.txt"]  # no duplicates
-    assert md.read_metadata(twice)["labels"] == ["bg", "lane", "truck"]
+    assert md.read_standard_metadata(twice)["labels"] == ["bg", "lane", "truck"]
     assert abs(len(twice) - len(once)) < 64  # replaced, not appended
     # The same metadata twice gives the same bytes.
     assert md.embed_metadata(once, tt.sidecar()) == once
@@ -133,15 +133,15 @@ def test_zipfile_reads_the_model_file_and_weights_stay_aligned(embedded):
 
 
 def test_plain_model_reads_as_no_metadata(models):
-    meta = md.read_metadata(models["int8_resize_logits"])
+    meta = md.read_standard_metadata(models["int8_resize_logits"])
     assert not meta["has_metadata"]
     assert meta["labels"] == [] and meta["mean"] is None and meta["associated_files"] == []
 
 
 def test_packed_files_are_enough_without_a_metadata_buffer(embedded, monkeypatch):
     """A Pi without the flatbuffers package still gets labels and normalization."""
-    monkeypatch.setattr("edgeseg.tflite_file.metadata_buffers", lambda data: {})
-    meta = md.read_metadata(embedded["float32"])
+    monkeypatch.setattr("edgeseg.tflite.flatbuffer.metadata_buffers", lambda data: {})
+    meta = md.read_standard_metadata(embedded["float32"])
     assert not meta["has_metadata"]
     assert meta["labels"] == tt.LABELS and meta["mean"] == [128.0] * 3
 
@@ -162,17 +162,17 @@ def test_bad_inputs_are_clear_errors(tmp_path):
         md.build_model_metadata({"edgeseg": {"mean": [1.0, 2.0, 3.0], "std": [1.0, 0.0, 1.0]}})
     (tmp_path / "x.tflite").write_text("hello")
     with pytest.raises(EdgesegError, match="not a TFLite model"):
-        md.read_metadata(tmp_path / "x.tflite")
+        md.read_standard_metadata(tmp_path / "x.tflite")
     with pytest.raises(EdgesegError, match="no such model file"):
-        md.read_metadata(tmp_path / "missing.tflite")
+        md.read_standard_metadata(tmp_path / "missing.tflite")
 
 
 def test_reading_metadata_does_not_import_tensorflow(embedded):
     code = (
         "import sys\n"
-        "from edgeseg.convert.metadata import read_metadata\n"
-        "from edgeseg.tflite_file import read_tflite\n"
-        f"m = read_metadata({str(embedded['int8'])!r})\n"
+        "from edgeseg.tflite.metadata import read_standard_metadata\n"
+        "from edgeseg.tflite.flatbuffer import read_tflite\n"
+        f"m = read_standard_metadata({str(embedded['int8'])!r})\n"
         f"t = read_tflite({str(embedded['int8'])!r})\n"
         "assert m['labels'] and t.ops, m\n"
         "bad = [k for k in sys.modules if k.split('.')[0] in ('tensorflow', 'keras')]\n"

@@ -75,7 +75,7 @@ def test_encoder_level_keeps_output_at_half_size(level):
 
 
 def test_lite_decoder_costs_far_less():
-    from edgeseg.macs import count_macs
+    from edgeseg.model.macs import count_macs
 
     seed = count_macs(_build(n_classes=4, height=128, width=128, alpha=0.5))
     lite = count_macs(_build(n_classes=4, height=128, width=128, alpha=0.5, decoder="lite",
@@ -235,7 +235,7 @@ def test_presets_in_build_and_explicit_options_override_them(tmp_path):
 
 def test_realtime_decoder_decodes_at_the_tap_and_resizes_the_logits_once():
     from edgeseg.config import PRESETS
-    from edgeseg.macs import count_macs
+    from edgeseg.model.macs import count_macs
 
     m = _build(n_classes=4, height=416, width=416, **PRESETS["realtime"])
     shapes = {layer.name: tuple(layer.output.shape[1:]) for layer in m.layers}
@@ -278,7 +278,7 @@ def test_imagenet_weights_come_from_keras_cache(tmp_path, monkeypatch):
 def test_traffic_counts_macs_and_int8_bytes_by_hand():
     """The two inputs of the Pi estimate (benchmarks/pi_estimate.py), on a graph small enough to count."""
     from edgeseg.deps import keras
-    from edgeseg.macs import count_traffic
+    from edgeseg.model.macs import count_traffic
 
     k = keras()
     x = k.Input((8, 8, 3))

@@ -50,7 +50,7 @@ def test_realtime_edgetpu_file_maps_whole_and_segments_like_float(shipped, synth
                                                                   tmp_path: Path) -> None:
     """The fast decoder's bilinear resize as RESIZE_BILINEAR v2 (no half-pixel centres)."""
     from edgeseg.convert.edgetpu import edgetpu_preflight
-    from edgeseg.tflite_file import read_tflite
+    from edgeseg.tflite.flatbuffer import read_tflite
     from edgeseg.verify.compare import compare
 
     name, path, _ = shipped
@@ -84,7 +84,7 @@ def test_int8_model_with_other_io_types(trained, synth_data: Path, tmp_path: Pat
 
 def test_keep_float_leaves_the_layer_in_float_and_still_agrees(trained, synth_data: Path,
                                                                tmp_path: Path) -> None:
-    from edgeseg.tflite_file import read_tflite
+    from edgeseg.tflite.flatbuffer import read_tflite
     from edgeseg.verify.compare import compare
 
     path, _ = trained

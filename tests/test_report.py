@@ -10,7 +10,7 @@ import pytest
 import tflite_fixtures
 from test_runtime import colour_frame
 
-from edgeseg.report import GRID_TITLES, TILE, overlay_grid
+from edgeseg.demo.report import GRID_TITLES, TILE, overlay_grid
 from edgeseg.runtime.overlay import Overlay
 
 

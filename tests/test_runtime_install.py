@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import tomllib
 
-from edgeseg.bundle import BundleSettings, make_bundle, parse_env
+from edgeseg.device.bundle import BundleSettings, make_bundle, parse_env
 
 pytestmark = pytest.mark.slow
 
@@ -200,7 +200,7 @@ def test_installed_edgeseg_can_bundle(installed: dict[str, Path]) -> None:
 
     names = zipfile.ZipFile(root / "wheel-bundle" / "wheels" /
                             "edgeseg-0.1.0-py3-none-any.whl").namelist()
-    assert len([n for n in names if n.startswith("edgeseg/assets/calibration/calib_")]) == 200
+    assert len([n for n in names if n.startswith("edgeseg/calibration/calib_")]) == 200
     assert "edgeseg-0.1.0.data/data/share/edgeseg/deploy/install-pi.sh" in names
 
 
@@ -229,7 +229,7 @@ def test_bundle_with_a_wheelhouse_installs_without_any_package_index(
               env=dead, timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"offline from {bundle}/wheels" in r.stdout
-    calib = list(prefix.glob("venv/lib/python*/site-packages/edgeseg/assets/calibration/*.jpg"))
+    calib = list(prefix.glob("venv/lib/python*/site-packages/edgeseg/calibration/*.jpg"))
     assert len(calib) == 200
     r = sh(prefix / "venv" / "bin" / "edgeseg", "--version")
     assert r.returncode == 0, r.stderr

@@ -206,7 +206,7 @@ def test_a_custom_op_the_runtime_lacks_is_named_with_what_runs_it() -> None:
 def test_inspect_predicts_what_xnnpack_takes() -> None:
     from edgeseg.convert.targets import compatibility
     from edgeseg.runtime.interpreter import delegated_nodes
-    from edgeseg.tflite_file import read_tflite
+    from edgeseg.tflite.flatbuffer import read_tflite
 
     for name in SELFIE:
         model = MODELS / f"{name}.tflite"

@@ -112,7 +112,7 @@ def test_train_cli_errors(tmp_path):
 
 
 def test_time_limit_decides_the_epochs_unless_they_are_given():
-    from edgeseg.train import TrainConfig, max_epochs
+    from edgeseg.train.fit import TrainConfig, max_epochs
 
     assert max_epochs(TrainConfig(data="d", output="m.keras")) == 30
     assert max_epochs(TrainConfig(data="d", output="m.keras", epochs=5, time_limit=10)) == 5
@@ -202,7 +202,7 @@ def test_resume_refuses_a_checkpoint_of_another_architecture(trained, synth_data
 
 
 def test_warmup_cosine_schedule():
-    from edgeseg.train_loop import WarmupCosine
+    from edgeseg.train.loop import WarmupCosine
 
     s = WarmupCosine(peak=1e-2, warmup_steps=10, total_steps=110)
     assert s(0) == pytest.approx(1e-3) and s(9) == pytest.approx(1e-2)  # linear warm-up
@@ -211,7 +211,7 @@ def test_warmup_cosine_schedule():
 
 
 def test_time_budget_fits_the_epochs_and_refits_after_a_slow_first_epoch():
-    from edgeseg.train_loop import TimeBudget
+    from edgeseg.train.loop import TimeBudget
 
     b = TimeBudget(seconds=100.0, max_epochs=50, planned=50)
     assert not b.after_epoch(1, elapsed=30.0, epoch_seconds=30.0)
@@ -231,7 +231,7 @@ def test_time_budget_fits_the_epochs_and_refits_after_a_slow_first_epoch():
 def test_train_input_size_defaults_to_the_images(tmp_path, hw, expect):
     import cv2
 
-    from edgeseg.train import input_size_of
+    from edgeseg.train.fit import input_size_of
 
     for sub in ("images", "annotations"):
         (tmp_path / sub).mkdir()

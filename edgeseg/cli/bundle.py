@@ -42,7 +42,7 @@ def bundle(
         = False,
 ) -> None:
     """Make the folder to copy to the device: model, sidecar, labels, settings, service."""
-    from edgeseg.bundle import BundleSettings, make_bundle
+    from edgeseg.device.bundle import BundleSettings, make_bundle
 
     settings = BundleSettings(camera=camera, threads=threads, stream_port=stream_port,
                               stream_host=host, save=save, delegate=delegate)

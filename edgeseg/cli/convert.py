@@ -26,7 +26,7 @@ def convert(
              "(logits for --target edgetpu).")] = None,
     target: Annotated[str, typer.Option(help="cpu, gpu (-> fp16) or edgetpu (-> int8).")] = "cpu",
     calib: Annotated[Optional[Path], typer.Option(
-        help="Calibration images (default: the set shipped with edgeseg, edgeseg/assets/calibration/).")] = None,
+        help="Calibration images (default: the set shipped with edgeseg, calibration/).")] = None,
     calib_count: Annotated[int, typer.Option(help="Calibration images to sample.")] = 200,
     keep_float: Annotated[Optional[str], typer.Option(
         help="Layers to leave in float, comma-separated (selective quantization).")] = None,

@@ -28,7 +28,7 @@ def demo(
 
     from edgeseg.config import preset as check_preset
     from edgeseg.demo import DemoConfig, run_demo
-    from edgeseg.report import HEADER, summary_rows
+    from edgeseg.demo.report import HEADER, summary_rows
 
     check_preset(preset)  # an unknown name fails before any step runs
     cfg = DemoConfig(out=str(out), train_minutes=train_minutes, train_images=train_images,

@@ -24,7 +24,7 @@ def export(
 
     if not c_array:
         raise EdgesegError("choose an export format: --c-array (the only one so far).")
-    from edgeseg.export_c import export_c_array
+    from edgeseg.device.export_c import export_c_array
 
     header, source = export_c_array(model, output, name)
     console.print(f"Wrote {header} and {source} ({model.stat().st_size:,} model bytes).")

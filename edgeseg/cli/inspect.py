@@ -14,7 +14,7 @@ from edgeseg.cli._common import console, handle_errors
 def _tensor_table(title: str, tensors: list[dict[str, Any]]) -> Any:
     from rich.table import Table
 
-    from edgeseg.inspect_model import quantization_text
+    from edgeseg.verify.inspect import quantization_text
 
     t = Table(title=title, title_justify="left")
     for col in ("name", "shape", "dtype", "quantization"):
@@ -85,7 +85,7 @@ def inspect(
     from rich.markup import escape
     from rich.table import Table
 
-    from edgeseg.inspect_model import human_size, inspect_tflite
+    from edgeseg.verify.inspect import human_size, inspect_tflite
 
     info = inspect_tflite(model)
     if as_json:

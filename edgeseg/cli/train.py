@@ -59,8 +59,8 @@ def train(
     Defaults: --preset realtime, the input size of the training images, ImageNet
     encoder weights where Keras has or can fetch them (else from scratch, said in one line).
     """
-    from edgeseg.train import TrainConfig, input_size_of
     from edgeseg.train import train as run_training
+    from edgeseg.train.fit import TrainConfig, input_size_of
 
     notes = []  # said once the data has passed its check, so a data error stays one line
     classes = do.binary_classes(binary, classes)

@@ -15,8 +15,11 @@ from edgeseg.preprocess import Preprocessing, preprocess
 
 MIN_RECOMMENDED = 100
 # The project's default set (synthetic scenes like the demo's); used when --calib is not given.
-# Package data, so a wheel install (no checkout) has the default set too.
-DEFAULT_DIR = Path(__file__).resolve().parents[1] / "assets" / "calibration"
+# It lives in the checkout's top-level calibration/; a wheel carries it as edgeseg/calibration/
+# (pyproject's package-dir mapping), so an install without a checkout has it too.
+_PACKAGE = Path(__file__).resolve().parents[1]
+DEFAULT_DIR = (_PACKAGE / "calibration" if (_PACKAGE / "calibration").is_dir()
+               else _PACKAGE.parent / "calibration")
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ def read_calibration_image(path: Path) -> np.ndarray:
 
 def load_calibration(folder: Optional[str | Path], count: int = 200, seed: int = 0,
                      warn: Callable[[str], None] = print) -> CalibrationSet:
-    """Pick up to ``count`` images of ``folder`` (default: the set shipped in edgeseg/assets/calibration/).
+    """Pick up to ``count`` images of ``folder`` (default: the set shipped in calibration/).
 
     Accepts a flat folder of images or a dataset folder with ``images/``.
 

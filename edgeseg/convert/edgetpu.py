@@ -11,7 +11,7 @@ from typing import Any
 from edgeseg.convert.edgetpu_rules import EDGETPU_PARAM_CACHE_BYTES, parameter_bytes, rules_markdown
 from edgeseg.convert.targets import OpSupport, check_target
 from edgeseg.errors import EdgesegError
-from edgeseg.tflite_file import TfliteModel, read_tflite
+from edgeseg.tflite.flatbuffer import TfliteModel, read_tflite
 
 COMPILER = "edgetpu_compiler"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from edgeseg.tflite_file import OpInfo, TensorInfo, TfliteModel
+from edgeseg.tflite.flatbuffer import OpInfo, TensorInfo, TfliteModel
 
 SOURCES = {
     "ops": "Coral, TensorFlow models on the Edge TPU, supported operations (compiler 16): "

@@ -30,7 +30,7 @@ class ConvertConfig:
         io: Input/output tensor type of an int8 model.
         head: Deployment head: softmax, logits or argmax (in-graph uint8 class mask).
         target: cpu, gpu or edgetpu; picks defaults and graph changes for the target.
-        calib: Calibration folder (None: the set shipped in edgeseg/assets/calibration/).
+        calib: Calibration folder (None: the set shipped in calibration/).
         calib_count: How many calibration images to sample.
         keep_float: Layer names left in float32 (selective quantization).
         upsampling: The ×2 upsampling ops (``edgeseg.model.decoder.UPSAMPLING``); ``auto``
@@ -341,7 +341,7 @@ def convert(model_path: str | Path, output: str | Path, ccfg: ConvertConfig,
         info["tflite"]["instance"] = layout = head_layout(flat, cfg)
         info["tflite"]["output"] = layout["outputs"]["semantic"]
     from edgeseg.convert.confidence import confidence_reference
-    from edgeseg.convert.metadata import embed_metadata, mediapipe_blocker
+    from edgeseg.tflite.metadata import embed_metadata, mediapipe_blocker
 
     blocker = mediapipe_blocker(info)
     info["tflite"]["mediapipe_image_segmenter"] = blocker is None

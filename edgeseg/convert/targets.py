@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from edgeseg.convert.edgetpu_rules import EDGETPU_CUSTOM_OP, check_edgetpu_op
-from edgeseg.tflite_file import OpInfo, TensorInfo, TfliteModel
+from edgeseg.tflite.flatbuffer import OpInfo, TensorInfo, TfliteModel
 
 TARGETS = ("xnnpack", "gpu", "edgetpu")
 TARGET_TITLES = {"xnnpack": "XNNPACK (CPU)", "gpu": "GPU delegate", "edgetpu": "Edge TPU"}

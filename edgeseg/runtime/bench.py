@@ -122,11 +122,11 @@ def output_text(interpreter: Any, model: str | os.PathLike, index: int | None = 
         model: The ``.tflite`` (its description names the head).
         index: Which output is the mask (None: the one the Segmenter picks).
     """
-    from edgeseg.runtime.metadata import read_metadata
     from edgeseg.runtime.segmenter import pick_output
     from edgeseg.sizes import hw
+    from edgeseg.tflite.description import read_description
 
-    head = read_metadata(model).head
+    head = read_description(model).head
     n_out = len(interpreter.get_output_details())
     if index is None:
         index = pick_output(interpreter, head, False)

@@ -13,8 +13,8 @@ from edgeseg.errors import EdgesegError
 from edgeseg.preprocess import DEFAULT_MEAN, DEFAULT_STD, Preprocessing, pixel_table, resize_rgb
 from edgeseg.runtime import adapters
 from edgeseg.runtime.interpreter import backend, default_threads, delegate_name, make_interpreter
-from edgeseg.runtime.metadata import ModelMetadata, read_metadata
 from edgeseg.sizes import hw
+from edgeseg.tflite.description import ModelMetadata, read_description
 
 
 class Timings(NamedTuple):
@@ -107,7 +107,7 @@ class Segmenter:
     """Run a segmentation ``.tflite`` on camera frames.
 
     Preprocessing (mean/std, colour order, resize) and labels come from the model's
-    own description (see :mod:`edgeseg.runtime.metadata`: sidecar or embedded
+    own description (see :mod:`edgeseg.tflite.description`: sidecar or embedded
     edgeseg.json, else the standard TFLite metadata), else from the input tensor.
     Each frame costs one resize, one colour conversion or table lookup into the
     input tensor (:func:`edgeseg.preprocess.pixel_table`: the same numbers as
@@ -148,7 +148,7 @@ class Segmenter:
         self.init_ms = (time.perf_counter() - t0) * 1000
         self.threads = threads or default_threads()
         self.delegate = delegate_name(self.interpreter)
-        self.metadata = read_metadata(model_path)
+        self.metadata = read_description(model_path)
         self.notes: list[str] = list(self.metadata.notes)
         self.input = adapters.input_details(self.interpreter)
         self.input_size = adapters.input_size(self.interpreter)  # (width, height)

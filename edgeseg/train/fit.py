@@ -135,7 +135,7 @@ def _precision(name: str, cfg: ModelConfig) -> str:
 
 @contextlib.contextmanager
 def _dtype_policy(name: str) -> Iterator[None]:
-    """Build layers under ``name``; saved models are float32 copies (``train_loop.float32_copy``)."""
+    """Build layers under ``name``; saved models are float32 copies (``edgeseg.train.loop.float32_copy``)."""
     from edgeseg.deps import keras
 
     k = keras()
@@ -206,9 +206,9 @@ def train(cfg: ModelConfig, tcfg: TrainConfig,
     val_ds = make_dataset(val_pairs, cfg, batch, False, encoding=enc)
     steps_per_epoch = len(train_pairs) // batch
 
-    # The run's pieces (schedule, budget, history, checkpoints) live in train_loop, which
+    # The run's pieces (schedule, budget, history, checkpoints) live in edgeseg.train.loop, which
     # imports Keras at module level; the data check and ignore-index options go above.
-    from edgeseg import train_loop as tl
+    from edgeseg.train import loop as tl
 
     state: dict[str, Any] = {}
     with _strategy(tcfg.strategy).scope():

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from edgeseg.errors import EdgesegError
 
-_CHECKOUT = Path(__file__).resolve().parent.parent
+_CHECKOUT = Path(__file__).resolve().parents[2]
 # What a wheel built from a checkout doesn't need (and pip would copy first).
 _IGNORE = shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__", ".venv",
                                  "venv", "tests", "runs", "benchmarks", ".pytest_cache",

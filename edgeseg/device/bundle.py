@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.config import sidecar_path
-from edgeseg.deploy_files import EXECUTABLES, TEMPLATES, fill_env, find_templates, parse_env
+from edgeseg.device.deploy_files import EXECUTABLES, TEMPLATES, fill_env, find_templates, parse_env
 from edgeseg.errors import EdgesegError
 
 
@@ -201,7 +201,7 @@ def _build(dest: Path, model: Path, data: dict[str, Any], labels: list[str],
     if wheel is not None:
         shutil.copyfile(wheel, dest / "wheels" / wheel.name)
     elif own:
-        from edgeseg.own_wheel import own_wheel
+        from edgeseg.device.own_wheel import own_wheel
 
         own_wheel(dest / "wheels")
     for w in wheelhouse or []:
@@ -276,7 +276,7 @@ def make_bundle(model: str | Path, output: str | Path, settings: BundleSettings 
         force: Replace ``output`` if it exists; only a bundle edgeseg wrote (or an empty
             folder) that does not hold ``model`` is ever replaced.
         include_wheel: Without ``wheel``, ship a wheel of the running edgeseg
-            (:func:`edgeseg.own_wheel.own_wheel`; ``edgeseg bundle`` does by default).
+            (:func:`edgeseg.device.own_wheel.own_wheel`; ``edgeseg bundle`` does by default).
         wheelhouse: A folder of wheels for the runtime's dependencies (``pip download
             --platform manylinux2014_aarch64 --only-binary=:all:``), copied into ``wheels/``;
             install-pi.sh then installs from the bundle alone, without a package index.

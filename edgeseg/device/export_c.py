@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from edgeseg.errors import EdgesegError
-from edgeseg.tflite_file import TensorInfo
+from edgeseg.tflite.flatbuffer import TensorInfo
 
 _BYTES_PER_LINE = 16
 
@@ -48,8 +48,8 @@ def export_c_array(model_path: str | Path, out_dir: str | Path,
         EdgesegError: Missing file, not a TFLite model, or a bad name.
     """
     from edgeseg.atomic import write_text
-    from edgeseg.convert.metadata import read_metadata
-    from edgeseg.tflite_file import read_model_bytes, read_tflite
+    from edgeseg.tflite.flatbuffer import read_model_bytes, read_tflite
+    from edgeseg.tflite.metadata import read_standard_metadata
 
     data = read_model_bytes(model_path)
     model = read_tflite(model_path)
@@ -59,7 +59,7 @@ def export_c_array(model_path: str | Path, out_dir: str | Path,
     if not model.inputs or not model.outputs:
         raise EdgesegError(f"{model_path} has no input or output tensor; re-export the model.")
     inp, out = model.input_tensors[0], model.output_tensors[0]
-    labels = read_metadata(data)["labels"]
+    labels = read_standard_metadata(data)["labels"]
     guard = f"EDGESEG_{ident.upper()}_H_"
     shape = list(inp.shape) + [1] * (4 - len(inp.shape))
     # Output as [1, H, W, C]; a flat [1, H*W, C] output reads as H*W x 1.

@@ -10,7 +10,7 @@ def inspect_tflite(path: str | Path) -> dict[str, Any]:
     """Describe a .tflite: I/O tensors, op histogram, size, metadata, per-target support.
 
     Returns:
-        ``{"model": TfliteModel.to_dict(), "metadata": read_metadata(...),
+        ``{"model": TfliteModel.to_dict(), "metadata": read_standard_metadata(...),
         "runtime": {how the runtime will feed it, with the source of each setting},
         "targets": {target: TargetReport.to_dict()}, "edgetpu": EdgeTpuPreflight.to_dict()}``.
 
@@ -18,16 +18,16 @@ def inspect_tflite(path: str | Path) -> dict[str, Any]:
         EdgesegError: Missing file, or not a TFLite model.
     """
     from edgeseg.convert.edgetpu import edgetpu_preflight
-    from edgeseg.convert.metadata import read_metadata
     from edgeseg.convert.targets import compatibility
-    from edgeseg.runtime.metadata import read_metadata as runtime_metadata
-    from edgeseg.tflite_file import read_tflite
+    from edgeseg.tflite.description import read_description as runtime_metadata
+    from edgeseg.tflite.flatbuffer import read_tflite
+    from edgeseg.tflite.metadata import read_standard_metadata
 
     model = read_tflite(path)
     rt = runtime_metadata(path)
     return {
         "model": model.to_dict(),
-        "metadata": read_metadata(path),
+        "metadata": read_standard_metadata(path),
         "runtime": {"source": rt.source, "mean": rt.mean, "std": rt.std, "color": rt.color,
                     "interpolation": rt.interpolation, "labels": list(rt.labels),
                     "head": rt.head, "sources": rt.sources, "notes": list(rt.notes)},

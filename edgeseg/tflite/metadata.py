@@ -28,7 +28,7 @@ _HEAD_TEXT = {
 
 
 def _fb() -> Any:
-    from edgeseg.convert import _metadata_schema
+    from edgeseg.tflite import _metadata_schema
 
     return _metadata_schema
 
@@ -314,7 +314,7 @@ def associated_files(model: bytes | str | Path) -> dict[str, bytes]:
         return {}
 
 
-def read_metadata(model: str | Path | bytes) -> dict[str, Any]:
+def read_standard_metadata(model: str | Path | bytes) -> dict[str, Any]:
     """What a .tflite says about itself, without TensorFlow.
 
     Returns:
@@ -324,7 +324,7 @@ def read_metadata(model: str | Path | bytes) -> dict[str, Any]:
         without the ``flatbuffers`` package) the labels, normalization and
         ``edgeseg`` come from the packed ``edgeseg.json``/``labels.txt`` alone.
     """
-    from edgeseg.tflite_file import metadata_buffers, read_model_bytes
+    from edgeseg.tflite.flatbuffer import metadata_buffers, read_model_bytes
 
     data = bytes(model) if isinstance(model, (bytes, bytearray)) else read_model_bytes(model)
     files = associated_files(data)

@@ -24,7 +24,7 @@ def find_templates() -> Path:
 
     # A checkout (or editable install), then a wheel's data files (venv, then pip --user).
     candidates = [
-        Path(__file__).resolve().parent.parent / "deploy",
+        Path(__file__).resolve().parents[2] / "deploy",
         Path(sys.prefix) / "share" / "edgeseg" / "deploy",
         Path(site.getuserbase()) / "share" / "edgeseg" / "deploy",
     ]

@@ -134,7 +134,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict[str, A
 
     video = steps.run("run", run_video)
 
-    from edgeseg.report import write_report
+    from edgeseg.demo.report import write_report
 
     summary = {"config": asdict(cfg), "labels": labels, "train": trained, "tflite": tflites,
                "compare": comparison, "bench": timings, "run": video}

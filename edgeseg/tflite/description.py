@@ -109,7 +109,7 @@ def parse(data: dict[str, Any], source: str, labels: tuple[str, ...] = ()) -> Mo
 def _standard(path: Path) -> dict[str, Any]:
     """The standard TFLite metadata and packed files ({} when unreadable or absent)."""
     try:
-        from edgeseg.convert.metadata import read_metadata as read_standard
+        from edgeseg.tflite.metadata import read_standard_metadata as read_standard
     except ImportError:  # a runtime install without the metadata schema's flatbuffers
         return {}
     try:
@@ -145,7 +145,7 @@ def _from_standard(std: dict[str, Any]) -> ModelMetadata:
                          else "defaults", sources=sources, notes=tuple(notes))
 
 
-def read_metadata(model_path: str | Path) -> ModelMetadata:
+def read_description(model_path: str | Path) -> ModelMetadata:
     """Read the model's preprocessing, labels and head, noting where each came from.
 
     Raises:
@@ -182,7 +182,7 @@ def read_metadata(model_path: str | Path) -> ModelMetadata:
 
 def _packed(path: Path) -> dict[str, bytes]:
     try:
-        from edgeseg.convert.metadata import associated_files
+        from edgeseg.tflite.metadata import associated_files
     except ImportError:
         return {}
     return associated_files(path)
