@@ -14,13 +14,17 @@ from edgeseg.cli._common import console, handle_errors
 def _tensor_table(title: str, tensors: list[dict[str, Any]]) -> Any:
     from rich.table import Table
 
+    from edgeseg.sizes import hw
     from edgeseg.verify.inspect import quantization_text
 
     t = Table(title=title, title_justify="left")
-    for col in ("name", "shape", "dtype", "quantization"):
+    for col in ("name", "shape", "size", "dtype", "quantization"):
         t.add_column(col)
     for d in tensors:
-        t.add_row(d["name"], str(d["shape"]), d["dtype"], quantization_text(d))
+        shape = list(d["shape"])
+        # [1, H, W, C] and [1, H, W]: an image or a label map; other shapes have no size
+        size = hw(shape[1], shape[2]) if len(shape) in (3, 4) and shape[0] == 1 else "-"
+        t.add_row(d["name"], str(shape), size, d["dtype"], quantization_text(d))
     return t
 
 

@@ -12,6 +12,7 @@ from edgeseg.config import ModelConfig
 from edgeseg.data.instances import INSTANCES_DIR, THING_OFFSET, read_instances
 from edgeseg.data.readers import MaskEncoding, read_image, read_mask
 from edgeseg.errors import EdgesegError
+from edgeseg.sizes import hw
 
 SIGMA_FULL = 8.0  # Panoptic-DeepLab's centre Gaussian, in input pixels (scaled to the output)
 
@@ -36,8 +37,8 @@ def read_panoptic(mask_path: Path, encoding: MaskEncoding, n_classes: int) -> np
                            "needs instances/NAME.png beside annotations/ (edgeseg data check).")
     inst = read_instances(path)
     if inst.shape != classes.shape:
-        raise EdgesegError(f"{path}: size {inst.shape[1]}x{inst.shape[0]} differs from its class "
-                           f"mask's {classes.shape[1]}x{classes.shape[0]}.")
+        raise EdgesegError(f"{path}: size {hw(*inst.shape[:2])} differs from its class "
+                           f"mask's {hw(*classes.shape[:2])}.")
     return np.where(inst >= THING_OFFSET, inst, classes).astype(np.int32)
 
 
@@ -108,8 +109,8 @@ def make_instance_dataset(pairs: Sequence[tuple[Path, Path]], cfg: ModelConfig, 
         img_file, mask_file = Path(a.decode()), Path(b.decode())
         rgb, pan = read_image(img_file), read_panoptic(mask_file, enc, cfg.n_classes)
         if rgb.shape[:2] != pan.shape:
-            raise EdgesegError(f"{mask_file}: size {pan.shape[1]}x{pan.shape[0]} differs from its "
-                               f"image's {rgb.shape[1]}x{rgb.shape[0]}; masks must match pixel for pixel.")
+            raise EdgesegError(f"{mask_file}: size {hw(*pan.shape[:2])} differs from its "
+                               f"image's {hw(*rgb.shape[:2])}; masks must match pixel for pixel.")
         return resize_rgb(rgb, h, w), resize_mask(pan, h, w)
 
     def load(i: Any, m: Any) -> tuple[Any, Any]:

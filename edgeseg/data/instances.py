@@ -10,6 +10,7 @@ from typing import Optional
 import numpy as np
 
 from edgeseg.errors import EdgesegError
+from edgeseg.sizes import hw
 
 INSTANCES_DIR = "instances"
 # Cityscapes' instanceIds encoding: class_id * 1000 + k for the k-th object (k >= 1) of a
@@ -116,8 +117,8 @@ def agreement(inst: np.ndarray, classes: np.ndarray, ignore_index: Optional[int]
     instance map (crowd regions are ignore in the class mask).
     """
     if inst.shape != classes.shape:
-        return (f"size {inst.shape[1]}x{inst.shape[0]} differs from its class mask's "
-                f"{classes.shape[1]}x{classes.shape[0]}")
+        return (f"size {hw(*inst.shape[:2])} differs from its class mask's "
+                f"{hw(*classes.shape[:2])}")
     derived, _ = decode(inst)
     differ = derived != classes
     if ignore_index is not None:

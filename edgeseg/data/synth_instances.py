@@ -133,7 +133,7 @@ def synthesize_instances(out: Path, n_classes: int = 4, count: int = 200, height
     if count < 1:
         raise EdgesegError(f"--count must be at least 1 (got {count}).")
     if min(height, width) < 32:
-        raise EdgesegError(f"synthetic images must be at least 32x32 (got {height}x{width}).")
+        raise EdgesegError(f"synthetic images must be at least 32×32 (got {height}×{width}, H×W).")
     out = Path(out)
     _guard_folder(out, count)
     start = time.perf_counter()

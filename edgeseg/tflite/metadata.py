@@ -96,7 +96,7 @@ def build_model_metadata(sidecar: dict[str, Any], input_dtype: str = "uint8",
     image = fb.TensorMetadataT()
     image.name = INPUT_NAME
     image.description = (
-        f"RGB image, {h}x{w}. "
+        f"RGB image, {h}×{w} (H×W). "
         + ("Raw uint8 pixels 0-255; the input quantization applies the normalization."
            if input_dtype in ("uint8", "int8") else
            "float32 pixels normalized as (pixel - mean) / std.")
@@ -122,7 +122,7 @@ def build_model_metadata(sidecar: dict[str, Any], input_dtype: str = "uint8",
     masks = fb.TensorMetadataT()
     masks.name = OUTPUT_NAME
     out_h, out_w = cfg.get("output_size", ["?", "?"])
-    masks.description = f"Segmentation at {out_h}x{out_w}: {_HEAD_TEXT.get(head, head)}."
+    masks.description = f"Segmentation at {out_h}×{out_w} (H×W): {_HEAD_TEXT.get(head, head)}."
     masks.content = fb.ContentT()
     # As tflite-support's image_segmenter writer: masks are an image (GRAYSCALE),
     # and the content range marks dims 1..2 (height, width) as the image.
@@ -153,7 +153,7 @@ def build_model_metadata(sidecar: dict[str, Any], input_dtype: str = "uint8",
     sidecar_file.type = fb.AssociatedFileType.DESCRIPTIONS
 
     meta = fb.ModelMetadataT()
-    meta.name = f"edgeseg MobileNet-SegNet {h}x{w}"
+    meta.name = f"edgeseg MobileNet-SegNet {h}×{w} (H×W)"
     meta.description = (
         f"Semantic segmentation into {len(labels) or cfg.get('n_classes', '?')} classes"
         + (f" ({', '.join(labels)})" if labels else "")

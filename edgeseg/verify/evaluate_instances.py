@@ -11,6 +11,7 @@ import numpy as np
 
 from edgeseg.data.readers import MaskEncoding
 from edgeseg.errors import EdgesegError
+from edgeseg.sizes import hw
 from edgeseg.verify.metrics import MetricAccumulator, SegMetrics
 from edgeseg.verify.panoptic import PanopticAccumulator, PanopticScores
 
@@ -139,8 +140,8 @@ def _read_prediction(folder: Path, stem: str, size: tuple[int, int],
         raise EdgesegError(f"{path}: no prediction for {stem}; run edgeseg predict on the same images.")
     ids = read_mask(path, MaskEncoding(ignore_index=None))
     if ids.shape != size:
-        raise EdgesegError(f"{path}: size {ids.shape[1]}x{ids.shape[0]} differs from its image's "
-                           f"{size[1]}x{size[0]}; predict writes masks at the image's size.")
+        raise EdgesegError(f"{path}: size {hw(*ids.shape[:2])} differs from its image's "
+                           f"{hw(*size[:2])}; predict writes masks at the image's size.")
     if not instances:
         return ids, None
     ipath = folder / "instances" / f"{stem}.png"
