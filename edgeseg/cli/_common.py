@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import typer
@@ -56,3 +57,24 @@ def handle_errors(fn: F) -> F:
             raise fail("interrupted; nothing half-written was kept.", 130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def batch_progress(label: str = "epoch") -> Iterator[Callable[[int, int, int, Any], None]]:
+    """A Rich bar for training: ``report(epoch, done, total, loss)`` updates it. The total
+    is the batches per epoch, known before the first batch and the same every epoch."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[loss]}"), TimeElapsedColumn(), console=console,
+                  transient=True) as bar:
+        task = bar.add_task(label, total=None, loss="")
+
+        def report(epoch: int, done: int, total: int, loss: Any) -> None:
+            if done == 0:  # a new epoch: its own elapsed time
+                bar.reset(task, total=total, description=f"{label} {epoch}", loss="")
+            else:
+                bar.update(task, completed=done, total=total,
+                           loss="" if loss is None else f"loss {loss:.4f}")
+
+        yield report

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgeseg.cli._common import console, handle_errors
+from edgeseg.cli._common import batch_progress, console, handle_errors
 
 
 @handle_errors
@@ -33,7 +33,7 @@ def demo(
     check_preset(preset)  # an unknown name fails before any step runs
     cfg = DemoConfig(out=str(out), train_minutes=train_minutes, train_images=train_images,
                      preset=preset, alpha=alpha, backbone_weights=backbone_weights)
-    s = run_demo(cfg, log=lambda m: console.print(m, markup=False))
+    s = run_demo(cfg, log=lambda m: console.print(m, markup=False), progress=batch_progress)
     t = Table(title="edgeseg demo: one model, three formats")
     for h in HEADER:
         t.add_column(h, justify="right")

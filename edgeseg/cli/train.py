@@ -9,7 +9,7 @@ import typer
 
 from edgeseg.cli import _data_options as do
 from edgeseg.cli import _model_options as mo
-from edgeseg.cli._common import console, handle_errors
+from edgeseg.cli._common import batch_progress, console, handle_errors
 
 
 @handle_errors
@@ -86,8 +86,10 @@ def train(
                        strategy=strategy, precision=precision, seed=seed, ignore_index=ignore_index,
                        binary=binary, mask_colors=str(mask_colors) if mask_colors else None,
                        skip_bad=skip_bad)
-    result = run_training(cfg, tcfg, log=lambda s: console.print(s, markup=False, soft_wrap=True),
-                          notes=notes)
+    with batch_progress() as bar:
+        result = run_training(cfg, tcfg, log=lambda s: console.print(s, markup=False,
+                                                                      soft_wrap=True),
+                              notes=notes, progress=bar)
     console.print(f"best val mIoU {result.best_miou:.4f} at epoch {result.best_epoch} "
                   f"({result.epochs_run} epochs, {result.seconds / 60:.1f} min) -> {result.model_path}")
     console.print(f"log: {result.history_csv}" + (f", plot: {result.history_png}"

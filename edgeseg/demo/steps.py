@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -61,8 +62,12 @@ class Steps:
         return result
 
 
-def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print,
+             progress: Optional[Callable[[], Any]] = None) -> dict[str, Any]:
     """Generate data, train, convert three ways, compare, bench, run on video, report.
+
+    ``progress``, when given, makes the training step's progress bar: a context manager
+    whose value is the ``progress`` callable of :func:`edgeseg.train.train`.
 
     Returns:
         The summary dict that the report and the final table show.
@@ -93,9 +98,11 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict[str, A
             fields["alpha"] = cfg.alpha
         mcfg = ModelConfig(n_classes=CLASSES, height=cfg.size, width=cfg.size, labels=tuple(labels),
                            **fields)
-        r = fit(mcfg, TrainConfig(data=str(data), output=str(model), epochs=cfg.epochs,
-                                  time_limit=cfg.train_minutes, seed=cfg.seed,
-                                  backbone_weights=cfg.backbone_weights), log=log)
+        with progress() if progress else contextlib.nullcontext() as bar:
+            r = fit(mcfg, TrainConfig(data=str(data), output=str(model), epochs=cfg.epochs,
+                                      time_limit=cfg.train_minutes, seed=cfg.seed,
+                                      backbone_weights=cfg.backbone_weights), log=log,
+                    progress=bar)
         return {"best_miou": r.best_miou, "best_epoch": r.best_epoch, "epochs": r.epochs_run,
                 "minutes": r.seconds / 60, "plot": str(r.history_png) if r.history_png else None}
 

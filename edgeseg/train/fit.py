@@ -148,7 +148,9 @@ def _dtype_policy(name: str) -> Iterator[None]:
 
 
 def train(cfg: ModelConfig, tcfg: TrainConfig,
-          log: Callable[[str], None] = print, notes: Sequence[str] = ()) -> TrainResult:
+          log: Callable[[str], None] = print, notes: Sequence[str] = (),
+          progress: Optional[Callable[[int, int, int, Optional[float]], None]] = None
+          ) -> TrainResult:
     """Train a model for ``cfg`` on ``tcfg.data`` and save the best checkpoint to ``tcfg.output``.
 
     The learning rate warms up then follows a cosine decay; with a time limit the
@@ -156,7 +158,9 @@ def train(cfg: ModelConfig, tcfg: TrainConfig,
     still completes, and the run stops after the epoch that crosses it.
 
     ``notes`` (how the CLI chose the size and model) are logged once the data has
-    passed its check, so a data error stays the run's only line.
+    passed its check, so a data error stays the run's only line. ``progress``, when
+    given, receives ``(epoch, batches done, batches per epoch, loss)`` after each batch
+    (:class:`edgeseg.train.loop.BatchProgress`) and replaces Keras' progress bar.
     """
     from edgeseg.data.pipeline import (
         Augment,
@@ -239,8 +243,11 @@ def train(cfg: ModelConfig, tcfg: TrainConfig,
                            tcfg.ignore_index)
     try:
         with pipeline_errors():  # a file failing inside tf.data: one line naming it
-            model.fit(train_ds, epochs=epochs, initial_epoch=start_epoch, callbacks=[loop],
-                      shuffle=False, verbose=1 if sys.stdout.isatty() else 0)
+            # With ``progress`` the caller draws the bar (one total from the first batch on),
+            # instead of Keras' own.
+            bar = [tl.BatchProgress(steps_per_epoch, progress)] if progress else []
+            model.fit(train_ds, epochs=epochs, initial_epoch=start_epoch, callbacks=[loop, *bar],
+                      shuffle=False, verbose=0 if progress or not sys.stdout.isatty() else 1)
     except KeyboardInterrupt:
         log("interrupted; the best model so far is kept" if checkpoints.best_epoch else "interrupted")
         raise

@@ -149,6 +149,38 @@ class LoopState:
         return time.monotonic() - self.t0 + self.prior_seconds
 
 
+# (epoch from 1, batches done this epoch, batches per epoch, the running loss or None)
+BatchReport = Callable[[int, int, int, Optional[float]], None]
+
+
+class BatchProgress(keras.callbacks.Callback):
+    """Reports each batch to a progress bar whose total is known before the first epoch.
+
+    The total is the batches per epoch the data gives (``len(pairs) // batch``), so the
+    bar shows ``57/200`` from the first batch of the first epoch on and keeps it; Keras'
+    own bar learns the total only when the dataset states its size, and otherwise shows
+    ``Unknown`` for the first epoch and a total from the second.
+
+    Args:
+        steps_per_epoch: Batches per epoch.
+        report: Called as ``report(epoch, done, steps_per_epoch, loss)`` at the start of
+            each epoch (``done`` 0, loss None) and after each batch.
+    """
+
+    def __init__(self, steps_per_epoch: int, report: BatchReport) -> None:
+        super().__init__()
+        self.steps, self.report, self.epoch = steps_per_epoch, report, 0
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self.epoch = epoch + 1
+        self.report(self.epoch, 0, self.steps, None)
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        loss = (logs or {}).get("loss")
+        self.report(self.epoch, min(batch + 1, self.steps), self.steps,
+                    None if loss is None else float(loss))
+
+
 class TrainingLoop(keras.callbacks.Callback):
     """Sets the LR every step; after each epoch validates, saves, logs and fits the budget."""
 
