@@ -29,6 +29,12 @@ def test_demo_runs_end_to_end_and_reuses_steps(tmp_path):
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 2  # self-contained pictures
     assert "overlays.png" in (out / "report.md").read_text()
+    # how sure the int8 model is on its own clip, measured and said on screen and in the report
+    conf = s["run"]["confidence"]
+    assert conf["frames"] == 8 and 0.25 <= conf["top1"]["min"] <= conf["top1"]["max"] <= 1.0
+    assert conf["reference"]["p05"] <= conf["reference"]["p50"]
+    said = next(line for line in logs if line.startswith("about the clip: "))
+    assert f"{conf['top1']['mean']:.3f}" in said and said[16:] in (out / "report.md").read_text()
     # a second run reuses every finished step
     logs.clear()
     run_demo(cfg, log=logs.append)

@@ -40,6 +40,11 @@ def demo(
     for r in summary_rows(s):
         t.add_row(*r)
     console.print(t)
+    from edgeseg.demo.confidence import explain
+
+    clip = explain(s["run"].get("confidence"))
+    if clip:
+        console.print(f"about the clip: {clip}", markup=False, soft_wrap=True)
     console.print(f"report: {s['report'][1]} (and {Path(s['report'][0]).name}); "
                   f"overlay video: {s['run']['video']}", markup=False, soft_wrap=True)
     int8 = s["tflite"]["int8"]

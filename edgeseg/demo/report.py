@@ -99,6 +99,11 @@ def write_report(out: Path, s: dict[str, Any], val_dir: Path) -> tuple[Path, Pat
              f"{b['threads']} threads, {b['delegate']}. The int8 model ran the demo clip at "
              f"{s['run']['fps']:.1f} FPS end to end ({s['run']['frames']} frames, saved to "
              f"{Path(s['run']['video']).name}).")
+    from edgeseg.demo.confidence import explain
+
+    clip = explain(s["run"].get("confidence"))
+    if clip:
+        facts += " " + clip
     md = ["# edgeseg demo report", "", facts, "", _md_table(rows), "",
           "*float32 .tflite gives the Keras model's mIoU up to float rounding.", ""]
     md += [f"## {title}\n\n![{title}]({p.name})\n" for p, title in pics]
