@@ -58,3 +58,34 @@ def test_the_old_output_n_spelling_names_output_index(command: str, tmp_path) ->
     lines = r.output.strip().splitlines()
     assert len(lines) == 1 and "--output-index 2" in lines[0], r.output
     assert "Traceback" not in r.output
+
+
+# Flags of other programs that messages quote (rpicam-hello, python -m venv, pip download).
+OTHER_TOOLS = {"--list-cameras", "--system-site-packages", "--help", "--platform", "--only-binary"}
+SCANNED = ("runtime", "cli", "verify", "data", "convert", "train", "demo", "tflite")
+
+
+def test_every_flag_a_message_names_exists() -> None:
+    """An error or hint that names --something names an option edgeseg has."""
+    import re
+
+    have: set[str] = set()
+
+    def walk(cmd: Any) -> None:
+        for p in getattr(cmd, "params", []):
+            have.update(getattr(p, "opts", ()), getattr(p, "secondary_opts", ()))
+        for sub in getattr(cmd, "commands", {}).values():
+            walk(sub)
+
+    walk(typer.main.get_command(app))
+    package = Path(__file__).resolve().parents[1] / "edgeseg"
+    unknown = []
+    for part in SCANNED:
+        for path in sorted((package / part).rglob("*.py")):
+            if path.name.startswith("_metadata_schema"):
+                continue
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]+", line):
+                    if flag not in have | OTHER_TOOLS:
+                        unknown.append(f"{path.relative_to(package)}:{n}: {flag}")
+    assert not unknown, "flags no command has:\n" + "\n".join(unknown)
