@@ -58,6 +58,9 @@ def test_the_old_output_n_spelling_names_output_index(command: str, tmp_path) ->
     lines = r.output.strip().splitlines()
     assert len(lines) == 1 and "--output-index 2" in lines[0], r.output
     assert "Traceback" not in r.output
+    r = CliRunner().invoke(app, [*args[:-1], "scores.json"], env={"COLUMNS": "200"})
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1
+    assert "--output scores.json: this command writes no file (--json prints" in r.output
 
 
 # Flags of other programs that messages quote (rpicam-hello, python -m venv, pip download).

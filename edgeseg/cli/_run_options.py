@@ -24,6 +24,11 @@ def refuse_old_output(value: Optional[str]) -> None:
     Raises:
         EdgesegError: ``value`` was given (names ``--output-index``).
     """
-    if value is not None:
+    if value is None:
+        return
+    if value.isdigit():
         raise EdgesegError(f"--output {value}: the output tensor is chosen with --output-index "
                            f"{value} (-o/--output names a path, on the commands that write one).")
+    raise EdgesegError(f"--output {value}: this command writes no file (--json prints its "
+                       "result); the output tensor, if that was meant, is chosen with "
+                       "--output-index N.")
