@@ -51,3 +51,14 @@ def test_train_reports_a_constant_total_from_the_first_batch(synth_data, tmp_pat
     assert {total for _, _, total, _ in seen} == {train_images // 32}
     assert [d for e, d, _, _ in seen if e == 1][-1] == train_images // 32
     assert [e for e, d, _, _ in seen if d == 0] == [1, 2]
+
+
+def test_the_epoch_line_gives_a_fixed_total_only_when_it_is_fixed() -> None:
+    from edgeseg.train.loop import TimeBudget, epoch_label
+
+    assert epoch_label(3, TimeBudget(None, 30, 30)) == "epoch 3/30"
+    budget = TimeBudget(540.0, 40, 40)
+    budget.after_epoch(1, 30.0, 30.0)  # 30 s an epoch: 17 more fit the 9 minutes
+    assert budget.planned == 18
+    assert epoch_label(1, budget) == "epoch 1 (of about 18 in 9 min)"
+    assert epoch_label(18, budget) == "epoch 18/18"  # the last one is known

@@ -149,6 +149,14 @@ class LoopState:
         return time.monotonic() - self.t0 + self.prior_seconds
 
 
+def epoch_label(done: int, budget: TimeBudget) -> str:
+    """``epoch 3/30``; under a time limit, whose epoch count is re-fitted after every
+    epoch, ``epoch 3 (of about 20 in 9 min)``: an estimate is not shown as a fixed total."""
+    if budget.seconds is None or done >= budget.planned:
+        return f"epoch {done}/{budget.planned}"
+    return f"epoch {done} (of about {budget.planned} in {budget.seconds / 60:g} min)"
+
+
 # (epoch from 1, batches done this epoch, batches per epoch, the running loss or None)
 BatchReport = Callable[[int, int, int, Optional[float]], None]
 
@@ -214,7 +222,7 @@ class TrainingLoop(keras.callbacks.Callback):
         if self.budget.after_epoch(done, self.state.elapsed(), epoch_seconds):
             self.log(f"time limit reached after epoch {done}; keeping the best model")
         self.schedule.total_steps = self.budget.planned * self.state.steps_per_epoch
-        self.log(f"epoch {done}/{self.budget.planned}  loss {row['loss']:.4f}  "
+        self.log(f"{epoch_label(done, self.budget)}  loss {row['loss']:.4f}  "
                  f"val mIoU {m.mean_iou:.4f}{'  (best, saved)' if best else ''}  "
                  f"[{row['seconds']:.0f}s]")
         if done >= self.budget.planned:
