@@ -140,7 +140,8 @@ def test_pipeline_reports_stages_and_efficiency(models: Path, tmp_path: Path,
     assert "pipeline FPS" in r.output and "postprocess ms" in r.output
 
 
-def test_bench_errors_exit_2(models: Path, tmp_path: Path) -> None:
+def test_bench_errors_exit_2(models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VK_ICD_FILENAMES", str(tmp_path / "no_icd.json"))  # no GPU adapter
     r = runner.invoke(app, ["bench", str(tmp_path / "nope.tflite")], env=WIDE)
     assert r.exit_code == 2 and "no such model file" in r.output
     r = runner.invoke(app, ["bench", str(models / "not_image.tflite")], env=WIDE)

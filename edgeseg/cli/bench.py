@@ -139,6 +139,8 @@ def bench(
         return
     console.print(_table(results))
     for r in results:
+        if r.accelerator:
+            console.print(f"{Path(r.model).name}: {r.accelerator}", markup=False, soft_wrap=True)
         if r.pipeline:
             console.print(_pipeline_lines(r), soft_wrap=True)
     if plot:

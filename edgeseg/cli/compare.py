@@ -15,7 +15,8 @@ from edgeseg.cli._common import console, handle_errors
 
 def report_compare(float_model: Path, quant_model: Path, data: Path, max_miou_drop: Optional[float],
                    layers: bool, as_json: bool, limit: Optional[int],
-                   output: Optional[int] = None, encoding: object = None) -> None:
+                   output: Optional[int] = None, encoding: object = None,
+                   delegate: Optional[str] = None, fallback: bool = False) -> None:
     """Compare, print, and exit 1 when the mIoU drop exceeds the gate."""
     from rich.progress import Progress
     from rich.table import Table
@@ -26,7 +27,7 @@ def report_compare(float_model: Path, quant_model: Path, data: Path, max_miou_dr
         task = bar.add_task("comparing", total=None)
         rep = compare(float_model, quant_model, data, limit, layers,
                       progress=lambda d, n: bar.update(task, completed=d, total=n), output=output,
-                      encoding=encoding)
+                      encoding=encoding, delegate=delegate, fallback=fallback)
     failed = not rep.passes(max_miou_drop)
     if as_json:
         typer.echo(json.dumps({**rep.to_dict(), "max_miou_drop": max_miou_drop,
@@ -44,6 +45,8 @@ def report_compare(float_model: Path, quant_model: Path, data: Path, max_miou_dr
         for name, f in zip(rep.labels, rep.flip_rate):
             t.add_row(f"flip rate: {name}", f"{100 * f:.2f} %")
         console.print(t)
+        if rep.accelerator:
+            console.print(f"{quant_model.name}: {rep.accelerator}", markup=False, soft_wrap=True)
         if rep.layers:
             lt = Table(title="layers by quantization error (RMSE / scale; ~0.3 is rounding noise)")
             for col in ("layer", "op", "RMSE/scale", "max |err|"):
@@ -74,6 +77,11 @@ def compare(
     limit: Annotated[Optional[int], typer.Option(help="Compare only the first N images.")] = None,
     output_index: ro.OutputIndex = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    delegate: Annotated[Optional[str], typer.Option(
+        help="Where QUANT_MODEL runs (cpu, edgetpu, gpu or a delegate .so); the reference "
+             "stays on the CPU, so `compare m.tflite m.tflite --delegate gpu` checks the GPU.")]
+    = None,
+    fallback: Annotated[bool, typer.Option(help="Run on the CPU if the delegate fails.")] = False,
     ignore_index: do.IgnoreIndex = 255,
     binary: do.Binary = False,
     mask_colors: do.MaskColors = None,
@@ -83,7 +91,7 @@ def compare(
     ro.refuse_old_output(old_output)
     report_compare(float_model, quant_model, data, max_miou_drop, layers, as_json, limit,
                    output_index,
-                   do.encoding(ignore_index, binary, mask_colors, data))
+                   do.encoding(ignore_index, binary, mask_colors, data), delegate, fallback)
 
 
 def register(app: typer.Typer) -> None:

@@ -11,6 +11,7 @@ import typer
 from edgeseg.cli import _data_options as do
 from edgeseg.cli import _run_options as ro
 from edgeseg.cli._common import console, handle_errors
+from edgeseg.errors import EdgesegError
 
 
 def metrics_table(metrics: object, labels: tuple[str, ...], title: str) -> object:
@@ -37,6 +38,10 @@ def evaluate(
     limit: Annotated[Optional[int], typer.Option(help="Score only the first N images.")] = None,
     output_index: ro.OutputIndex = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    delegate: Annotated[Optional[str], typer.Option(
+        help="Where a .tflite runs: cpu (XNNPACK), edgetpu, gpu, or a delegate library path.")]
+    = None,
+    fallback: Annotated[bool, typer.Option(help="Run on the CPU if the delegate fails.")] = False,
     ignore_index: do.IgnoreIndex = 255,
     binary: do.Binary = False,
     mask_colors: do.MaskColors = None,
@@ -56,12 +61,16 @@ def evaluate(
     if task != "semantic" or model.is_dir() or instances:
         from edgeseg.cli.evaluate_panoptic import evaluate_panoptic
 
+        if delegate not in (None, "", "cpu", "xnnpack"):
+            raise EdgesegError(f"--delegate {delegate} applies to semantic scoring of a .tflite; "
+                               "drop it with --task instance, --instances or a folder.")
         return evaluate_panoptic(model, data, task, limit, output_index, enc, instances, as_json)
     with Progress(console=console, transient=True, disable=as_json) as bar:
         task = bar.add_task("evaluating", total=None)
         metrics, pred = run_eval(model, data, limit,
                                  progress=lambda d, n: bar.update(task, completed=d, total=n),
-                                 output=output_index, encoding=enc)
+                                 output=output_index, encoding=enc, delegate=delegate,
+                                 fallback=fallback)
     labels = tuple(pred.labels)
     if as_json:
         typer.echo(json.dumps(metrics.to_dict(labels)))
@@ -70,6 +79,8 @@ def evaluate(
         from edgeseg.runtime.app import describe
 
         console.print(describe(pred.segmenter), markup=False, soft_wrap=True)
+        if pred.segmenter.describe()["accelerator"]:
+            console.print(pred.segmenter.describe()["accelerator"], markup=False, soft_wrap=True)
     console.print(metrics_table(metrics, labels, f"{model.name} on {data}"))
     from rich.table import Table
 

@@ -73,7 +73,8 @@ def _targets_table(targets: dict[str, dict[str, Any]], edgetpu: dict[str, Any]) 
         t.add_row(TARGET_TITLES[name], f"[{style}]{r['supported']}/{r['total']}[/]",
                   str(r["partitions"]), missing or "-")
     t.caption = ("runs: stretches of consecutive supported ops, one delegate kernel each "
-                 "(the GPU delegate takes only the largest by default).\n"
+                 "(the GPU delegate takes only the largest by default); the GPU row is the "
+                 "TFLite GPU delegate's op list.\n"
                  f"Edge TPU pre-flight: {escape(edgetpu['summary'])}.")
     return t
 
@@ -84,6 +85,9 @@ def inspect(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     ops: Annotated[bool, typer.Option("--ops", help="List every op with per-target support.")]
     = False,
+    gpu: Annotated[bool, typer.Option(
+        help="Ask LiteRT's GPU accelerator whether it runs the model whole (compiles it: "
+             "seconds).")] = True,
 ) -> None:
     """Show a .tflite's tensors, quantization, ops, metadata and per-target compatibility."""
     from rich.markup import escape
@@ -91,7 +95,7 @@ def inspect(
 
     from edgeseg.verify.inspect import human_size, inspect_tflite
 
-    info = inspect_tflite(model)
+    info = inspect_tflite(model, gpu=gpu)
     if as_json:
         typer.echo(json.dumps(info))
         return
@@ -113,6 +117,8 @@ def inspect(
                   + "; ".join(f"{k} from {v}" for k, v in rt["sources"].items()),
                   markup=False, soft_wrap=True)
     console.print(_targets_table(info["targets"], info["edgetpu"]))
+    if "gpu_accelerator" in info:  # what the accelerator itself says, beyond the op list
+        console.print(info["gpu_accelerator"]["line"], markup=False, soft_wrap=True)
     if ops:
         detail = Table(title="ops", title_justify="left")
         for col in ("#", "op", "XNNPACK", "GPU", "Edge TPU"):

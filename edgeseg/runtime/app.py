@@ -124,6 +124,8 @@ def run(opts: RunOptions, note: Callable[[str], None] = print,
     seg = load_segmenter(opts.model, opts.threads, opts.delegate, opts.fallback, note,
                          opts.output_index)
     note(describe(seg))
+    if seg.describe()["accelerator"]:
+        note(seg.describe()["accelerator"])
     show = opts.display
     if show and not display_available():
         note("no display ($DISPLAY is not set): running headless; pass --no-display to skip "

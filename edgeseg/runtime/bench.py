@@ -13,6 +13,7 @@ import numpy as np
 from edgeseg.errors import EdgesegError
 from edgeseg.runtime import adapters
 from edgeseg.runtime.interpreter import (
+    accelerator_line,
     backend,
     default_threads,
     delegate_name,
@@ -46,6 +47,7 @@ class BenchResult:
     peak_rss_mb: float
     output: str = ""
     pipeline: dict[str, Any] | None = None
+    accelerator: str | None = None  # LiteRT's GPU accelerator: adapter, fully accelerated
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -178,6 +180,7 @@ def bench_model(model: str | os.PathLike, threads: int | None = None,
               f"{np.dtype(details['dtype']).name}",
         init_ms=round(init_ms, 2), warmup=warmup, runs=len(times), **latency_stats(times),
         peak_rss_mb=round(peak_rss_mb(), 1), output=output_text(interpreter, model, output),
+        accelerator=accelerator_line(interpreter),
     )
 
 

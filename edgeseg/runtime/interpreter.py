@@ -26,7 +26,6 @@ INSTALL_HINT = "pip install ai-edge-litert (or tflite-runtime on older Raspberry
 
 _EDGETPU_LIBS = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib",
                  "Windows": "edgetpu.dll"}
-_GPU_LIB = "libtensorflowlite_gpu_delegate.so"
 CPU_NAMES = (None, "", "cpu", "xnnpack")
 # Custom ops found in published models, and what runs them.
 _CUSTOM_OPS = {
@@ -111,11 +110,6 @@ def _edgetpu_delegate(model_path: Path) -> Any:
 def _delegates_for(delegate: str, model_path: Path) -> list[Any]:
     if delegate == "edgetpu":
         return [_edgetpu_delegate(model_path)]
-    if delegate == "gpu":
-        return [_load(_GPU_LIB, "GPU",
-                      f"build {_GPU_LIB} from the TensorFlow sources (bazel build -c opt "
-                      "//tensorflow/lite/delegates/gpu:libtensorflowlite_gpu_delegate.so) and "
-                      "pass its path with --delegate /path/to/lib.so")]
     if not Path(delegate).exists() and ("/" in delegate or ".so" in delegate
                                         or delegate.endswith(".dylib")):
         raise EdgesegError(f"--delegate {delegate}: no such file; check the path of the "
@@ -205,7 +199,10 @@ def make_interpreter(model_path: str | os.PathLike | bytes, threads: int | None 
         model_path: The ``.tflite`` file, or the model's bytes (CPU only).
         threads: CPU threads for XNNPACK and the builtin kernels (default: all cores).
         delegate: ``None``/``"cpu"`` (XNNPACK), ``"edgetpu"`` (needs an ``_edgetpu.tflite``),
-            ``"gpu"``, or the path of a delegate library.
+            ``"gpu"`` (LiteRT's GPU accelerator: returns a
+            :class:`edgeseg.runtime.accelerator.GpuModel`, which offers the same calls),
+            or the path of a delegate library (e.g. a ``libtensorflowlite_gpu_delegate.so``
+            built from the TensorFlow sources).
         fallback: When the delegate cannot be loaded, warn and run on the CPU instead
             of raising.
         allocate: Allocate the tensors (False: only read the graph, e.g. a model whose
@@ -234,15 +231,37 @@ def make_interpreter(model_path: str | os.PathLike | bytes, threads: int | None 
     delegates: list[Any] = []
     if name != "xnnpack":
         try:
+            if name == "gpu":
+                return _gpu(path, threads)
             delegates = _delegates_for(name, path)
         except EdgesegError as e:
             if not fallback:
                 raise
-            warnings.warn(f"{e} Falling back to the CPU (XNNPACK).", RuntimeWarning, stacklevel=2)
+            why = re.sub(r"[;,] or pass --fallback to run on the CPU\.$", ".", str(e))
+            warnings.warn(f"{why} Falling back to the CPU (XNNPACK), as --fallback asks.",
+                          RuntimeWarning, stacklevel=2)
             name = "xnnpack"
     interpreter = _create(path, threads, delegates, None, allocate)
     _DELEGATE_USED[interpreter] = name
     return interpreter
+
+
+def _gpu(path: Path, threads: int) -> Any:
+    from edgeseg.runtime.accelerator import compile_for_gpu
+
+    # The model's own tensor details (quantization included) come from the interpreter,
+    # which only reads the graph here; the accelerator runs it.
+    details = _create(path, threads, [], None, allocate=False)
+    model = compile_for_gpu(path, details, threads)
+    _DELEGATE_USED[model] = "gpu"
+    return model
+
+
+def accelerator_line(interpreter: Any) -> str | None:
+    """One line on LiteRT's GPU accelerator for a model made with ``delegate="gpu"``:
+    the adapter it ran on and whether it took the whole model (None for other models)."""
+    status = getattr(interpreter, "status", None)
+    return status.line() if status is not None else None
 
 
 def delegate_name(interpreter: Any) -> str:
@@ -256,6 +275,9 @@ def delegated_nodes(interpreter: Any) -> tuple[int, int] | None:
     Each DELEGATE node replaces the original nodes between its input and output
     tensors, so walking back from its outputs to its inputs finds what it took.
     """
+    status = getattr(interpreter, "status", None)
+    if status is not None:  # LiteRT's GPU accelerator says only whether it took them all
+        return (interpreter.nodes, interpreter.nodes) if status.fully_accelerated else None
     try:
         ops = interpreter._get_ops_details()  # noqa: SLF001 - the only source of this figure
     except (AttributeError, RuntimeError, ValueError):

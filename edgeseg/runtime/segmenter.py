@@ -12,7 +12,13 @@ import numpy as np
 from edgeseg.errors import EdgesegError
 from edgeseg.preprocess import DEFAULT_MEAN, DEFAULT_STD, Preprocessing, pixel_table, resize_rgb
 from edgeseg.runtime import adapters
-from edgeseg.runtime.interpreter import backend, default_threads, delegate_name, make_interpreter
+from edgeseg.runtime.interpreter import (
+    accelerator_line,
+    backend,
+    default_threads,
+    delegate_name,
+    make_interpreter,
+)
 from edgeseg.sizes import hw
 from edgeseg.tflite.description import ModelMetadata, read_description
 
@@ -119,7 +125,8 @@ class Segmenter:
     Args:
         model_path: The ``.tflite`` model.
         threads: CPU threads (default: all cores).
-        delegate: ``None``/``"cpu"``, ``"edgetpu"``, ``"gpu"`` or a delegate library path.
+        delegate: ``None``/``"cpu"``, ``"edgetpu"``, ``"gpu"`` (LiteRT's GPU accelerator,
+            see :func:`edgeseg.runtime.interpreter.make_interpreter`) or a delegate library path.
         rgb: Frames are RGB (default: BGR, as OpenCV delivers them).
         fallback: Run on the CPU with a warning when the delegate can't be loaded.
         confidence: Also return the winning class's score per pixel (costs time).
@@ -224,6 +231,7 @@ class Segmenter:
         return {
             "model": self.model_path, "runtime": be.name, "runtime_version": be.version,
             "threads": self.threads, "delegate": self.delegate,
+            "accelerator": accelerator_line(self.interpreter),
             "input": [int(x) for x in self.input["shape"]],
             "input_dtype": np.dtype(self.input["dtype"]).name,
             "output": [self.layout.height, self.layout.width, self.layout.channels],

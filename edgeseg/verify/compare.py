@@ -29,6 +29,7 @@ class CompareReport:
         prob_max_error: Max |p_float - p_quant| of the dequantized probabilities.
         prob_mean_error: Mean of the same (None when either model outputs class ids).
         layers: Per-layer quantization error, worst first (None unless asked).
+        accelerator: The GPU accelerator line of the second model (``delegate="gpu"``).
     """
 
     images: int
@@ -40,6 +41,7 @@ class CompareReport:
     prob_mean_error: Optional[float]
     labels: tuple[str, ...]
     layers: Optional[list[dict[str, Any]]] = None
+    accelerator: Optional[str] = None
 
     @property
     def miou_drop(self) -> float:
@@ -60,7 +62,7 @@ class CompareReport:
             "prob_max_error": self.prob_max_error, "prob_mean_error": self.prob_mean_error,
             "float": self.float_metrics.to_dict(self.labels),
             "quant": self.quant_metrics.to_dict(self.labels),
-            "layers": self.layers,
+            "layers": self.layers, "accelerator": self.accelerator,
         }
 
 
@@ -68,7 +70,8 @@ def compare(float_model: str | Path, quant_model: str | Path, data: str | Path,
             limit: Optional[int] = None, layers: bool = False,
             progress: Optional[Callable[[int, int], None]] = None,
             output: Optional[int] = None,
-            encoding: Optional[MaskEncoding] = None) -> CompareReport:
+            encoding: Optional[MaskEncoding] = None, delegate: Optional[str] = None,
+            fallback: bool = False) -> CompareReport:
     """Run both models on ``data`` (its val/ split when present) and compare them.
 
     A ``.tflite`` runs through ``edgeseg.runtime.Segmenter``, the code the device runs.
@@ -82,6 +85,9 @@ def compare(float_model: str | Path, quant_model: str | Path, data: str | Path,
         progress: Called as ``progress(done, total)``.
         output: Which output of a .tflite holds the segmentation.
         encoding: How masks are read (default: ``MaskEncoding()``, ignore index 255).
+        delegate: Where the second model runs (the reference stays on the CPU): with
+            both the same .tflite and ``"gpu"``, how far the GPU agrees with the CPU.
+        fallback: Run it on the CPU, with a warning, when the delegate can't be used.
 
     Raises:
         EdgesegError: Models that predict different classes or label-map sizes, no data.
@@ -97,7 +103,7 @@ def compare(float_model: str | Path, quant_model: str | Path, data: str | Path,
     from edgeseg.verify.predict import load_predictor
 
     ref = load_predictor(float_model, output=output)
-    quant = load_predictor(quant_model, output=output)
+    quant = load_predictor(quant_model, output=output, delegate=delegate, fallback=fallback)
     n = n_classes_of(ref)
     if n_classes_of(quant) != n:
         raise EdgesegError(f"{float_model} predicts {n} classes and {quant_model} "
@@ -145,6 +151,8 @@ def compare(float_model: str | Path, quant_model: str | Path, data: str | Path,
         prob_max_error=round(max_err, 6) if err_n else None,
         prob_mean_error=round(err_sum / err_n, 6) if err_n else None,
         labels=tuple(ref.labels), layers=layer_rows,
+        accelerator=(quant.segmenter.describe()["accelerator"]
+                     if hasattr(quant, "segmenter") else None),
     )
 
 

@@ -120,7 +120,8 @@ def evaluate(model_path: str | Path, data: str | Path, limit: Optional[int] = No
              progress: Optional[Callable[[int, int], None]] = None,
              threads: Optional[int] = None,
              output: Optional[int] = None,
-             encoding: Optional[MaskEncoding] = None) -> tuple[SegMetrics, Any]:
+             encoding: Optional[MaskEncoding] = None, delegate: Optional[str] = None,
+             fallback: bool = False) -> tuple[SegMetrics, Any]:
     """Per-class IoU, mIoU, fwIoU, pixel accuracy and confusion of a model on ``data``.
 
     ``.tflite`` files run through ``edgeseg.runtime.Segmenter`` (any segmentation
@@ -137,6 +138,8 @@ def evaluate(model_path: str | Path, data: str | Path, limit: Optional[int] = No
         output: Which output of a .tflite holds the segmentation.
         encoding: How masks are read; pixels of its ignore index (default 255) are left
             out of every metric.
+        delegate: Where a .tflite runs (as :class:`edgeseg.runtime.Segmenter`'s).
+        fallback: Run on the CPU, with a warning, when the delegate can't be used.
 
     Returns:
         The metrics and the predictor (for its labels).
@@ -146,7 +149,7 @@ def evaluate(model_path: str | Path, data: str | Path, limit: Optional[int] = No
     """
     from edgeseg.verify.predict import load_predictor
 
-    predictor = load_predictor(model_path, threads, output)
+    predictor = load_predictor(model_path, threads, output, delegate=delegate, fallback=fallback)
     pairs = eval_pairs(Path(data))[:limit]
     n = n_classes_of(predictor)
     check_eval_data(Path(data), n, encoding)

@@ -6,13 +6,19 @@ from pathlib import Path
 from typing import Any
 
 
-def inspect_tflite(path: str | Path) -> dict[str, Any]:
+def inspect_tflite(path: str | Path, gpu: bool = False) -> dict[str, Any]:
     """Describe a .tflite: I/O tensors, op histogram, size, metadata, per-target support.
+
+    Args:
+        path: The .tflite file.
+        gpu: Also ask LiteRT's GPU accelerator (it compiles the model: seconds), under
+            ``"gpu_accelerator"`` (:func:`edgeseg.runtime.accelerator.probe`).
 
     Returns:
         ``{"model": TfliteModel.to_dict(), "metadata": read_standard_metadata(...),
         "runtime": {how the runtime will feed it, with the source of each setting},
-        "targets": {target: TargetReport.to_dict()}, "edgetpu": EdgeTpuPreflight.to_dict()}``.
+        "targets": {target: TargetReport.to_dict()}, "edgetpu": EdgeTpuPreflight.to_dict()}``
+        (+ ``"gpu_accelerator"`` when asked).
 
     Raises:
         EdgesegError: Missing file, or not a TFLite model.
@@ -25,7 +31,7 @@ def inspect_tflite(path: str | Path) -> dict[str, Any]:
 
     model = read_tflite(path)
     rt = runtime_metadata(path)
-    return {
+    info = {
         "model": model.to_dict(),
         "metadata": read_standard_metadata(path),
         "runtime": {"source": rt.source, "mean": rt.mean, "std": rt.std, "color": rt.color,
@@ -34,6 +40,11 @@ def inspect_tflite(path: str | Path) -> dict[str, Any]:
         "targets": {t: r.to_dict() for t, r in compatibility(model).items()},
         "edgetpu": edgetpu_preflight(model).to_dict(),
     }
+    if gpu:
+        from edgeseg.runtime.accelerator import probe
+
+        info["gpu_accelerator"] = probe(path)
+    return info
 
 
 def quantization_text(t: dict[str, Any]) -> str:

@@ -74,12 +74,13 @@ class TFLitePredictor:
     """A .tflite run by :class:`edgeseg.runtime.Segmenter`: the code path the device runs."""
 
     def __init__(self, path: Path, threads: Optional[int] = None,
-                 output: Optional[int] = None, instances: Optional[str] = None) -> None:
+                 output: Optional[int] = None, instances: Optional[str] = None,
+                 delegate: Optional[str] = None, fallback: bool = False) -> None:
         from edgeseg.runtime import Segmenter
 
         self.path = Path(path)
         self.segmenter = Segmenter(path, threads=threads, rgb=True, output=output,
-                                   instances=instances)
+                                   instances=instances, delegate=delegate, fallback=fallback)
         self.instance_kind = instance_kind(self.segmenter.instance_layout is not None, instances,
                                            self.path)
         self.panoptic = self.segmenter.panoptic
@@ -109,17 +110,21 @@ def instance_kind(has_heads: bool, asked: Optional[str], path: Path) -> Optional
 
 
 def load_predictor(path: str | Path, threads: Optional[int] = None,
-                   output: Optional[int] = None, instances: Optional[str] = None) -> Any:
-    """A predictor for a .keras or .tflite file.
+                   output: Optional[int] = None, instances: Optional[str] = None,
+                   delegate: Optional[str] = None, fallback: bool = False) -> Any:
+    """A predictor for a .keras or .tflite file (``delegate``/``fallback``: as Segmenter's).
 
     Raises:
-        EdgesegError: Missing file or another format.
+        EdgesegError: Missing file, another format, or a delegate asked of a .keras model.
     """
     path = Path(path)
     if not path.exists():
         raise EdgesegError(f"{path}: no such model file; check the path.")
     if path.suffix == ".keras":
+        if delegate not in (None, "", "cpu", "xnnpack"):
+            raise EdgesegError(f"--delegate {delegate} runs .tflite models; {path} is a .keras "
+                               "model (convert it, or drop --delegate).")
         return KerasPredictor(path, instances)
     if path.suffix == ".tflite":
-        return TFLitePredictor(path, threads, output, instances)
+        return TFLitePredictor(path, threads, output, instances, delegate, fallback)
     raise EdgesegError(f"{path}: expected a .keras or .tflite model.")
