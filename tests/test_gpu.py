@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import tflite_fixtures
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "data" / "tiny_int8.tflite"
@@ -30,6 +31,11 @@ def edgeseg(args: list[str], icd: Path | str, timeout: int = 300) -> subprocess.
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run([sys.executable, "-c", "from edgeseg.cli import main; main()", *args],
                           env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tflite_fixtures.build_cached(tmp_path_factory)
 
 
 def needs_swiftshader() -> None:
@@ -87,6 +93,19 @@ def test_inspect_reports_what_the_accelerator_says() -> None:
     assert r.returncode == 0, r.stderr
     assert "tiny_int8.tflite: LiteRT GPU accelerator (WebGPU) on SwiftShader Device" in r.stdout
     assert not [ln for ln in lines(r.stderr) if "INFO" in ln or "WARNING" in ln], r.stderr
+
+
+def test_a_partly_accelerated_model_names_the_ops_left_to_the_cpu(models: Path) -> None:
+    needs_swiftshader()
+    # In-graph argmax: TensorFlow's ARG_MAX writes int64, which the GPU has no type for.
+    r = edgeseg(["bench", str(models / "float_argmax.tflite"), "--delegate", "gpu", "--runs", "3",
+                 "--json"], SWIFTSHADER)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)[0]
+    assert (result["delegated_nodes"], result["total_nodes"]) == (2, 5), result
+    assert result["accelerator"].endswith(
+        ": not fully accelerated, 3 of 5 ops run on the CPU (XNNPACK): ARG_MAX (Tensor "
+        "type(INT64) is not supported), CAST (Tensor type(INT64) is not supported)"), result
 
 
 @pytest.mark.slow

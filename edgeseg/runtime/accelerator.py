@@ -41,16 +41,46 @@ class GpuStatus(NamedTuple):
         adapter: The adapter Dawn selected, as it names it (e.g. ``SwiftShader Device
             (Subzero), backend=Vulkan, adapterType=CPU / Software``).
         fully_accelerated: Every op runs on the GPU (else the rest run on the CPU).
+        on_gpu: Ops on the GPU, when the accelerator logged the split (None: not said).
+        on_cpu: Ops left to the CPU, likewise.
+        cpu_ops: Each op type it refused, with its reason (``ARG_MAX (Tensor
+            type(INT64) is not supported)``).
     """
 
     adapter: str
     fully_accelerated: bool
+    on_gpu: int | None = None
+    on_cpu: int | None = None
+    cpu_ops: tuple[str, ...] = ()
 
     def line(self) -> str:
         """One line: which accelerator ran, on what, and whether it took the whole model."""
-        whole = ("fully accelerated" if self.fully_accelerated else
-                 "not fully accelerated: the ops it lacks run on the CPU (XNNPACK)")
-        return f"{TITLE} on {self.adapter}: {whole}"
+        if self.fully_accelerated:
+            return f"{TITLE} on {self.adapter}: fully accelerated"
+        split = (f"{self.on_cpu} of {self.on_gpu + self.on_cpu} ops"
+                 if self.on_gpu is not None and self.on_cpu is not None else "the ops it lacks")
+        ops = f": {', '.join(self.cpu_ops)}" if self.cpu_ops else ""
+        return (f"{TITLE} on {self.adapter}: not fully accelerated, {split} run on the CPU "
+                f"(XNNPACK){ops}")
+
+
+def _split(log: str) -> tuple[int | None, int | None, tuple[str, ...]]:
+    """(ops on the GPU, ops on the CPU, refused op types with reasons) from the accelerator's
+    log: "Following operations are not supported by GPU delegate: OP: reason. node ... N
+    operations will run on the GPU, and the remaining M operations will run on the CPU."."""
+    counts = re.search(r"(\d+) operations? will run on the GPU, and the remaining (\d+) "
+                       r"operations? will run on the CPU", log)
+    block = re.search(r"not supported by GPU delegate:\n(.*?)\n\d+ operations? will run", log,
+                      re.S)
+    ops: list[str] = []
+    for ln in (block.group(1).splitlines() if block else []):
+        op, _, why = ln.strip().partition(": ")
+        item = f"{op} ({why.split('. ')[0].rstrip('.')})" if why else op
+        if op and item not in ops:
+            ops.append(item)
+    if not counts:
+        return None, None, tuple(ops)
+    return int(counts.group(1)), int(counts.group(2)), tuple(ops)
 
 
 @contextlib.contextmanager
@@ -264,7 +294,8 @@ def compile_for_gpu(path: Path, details: Any, threads: int) -> GpuModel:
     m = re.search(r"Selected adapter: ([^\n]+)", text)
     adapter = m.group(1).strip() if m else "an unnamed adapter"
     adapter = re.sub(r", arch=[^,]*, vendor=[^,]*", "", adapter)
-    model = GpuModel(compiled, buffers, details, GpuStatus(adapter, fully))
+    model = GpuModel(compiled, buffers, details,
+                     GpuStatus(adapter, fully, *(_split(text) if not fully else (None, None, ()))))
     with native_output() as log:  # the first run compiles the shaders and logs
         try:
             model.invoke()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from edgeseg.errors import EdgesegError
+from edgeseg.runtime.accelerator import GpuModel, compile_for_gpu
 
 # Tried in order; the first that imports is used.
 _BACKENDS = (
@@ -247,8 +248,6 @@ def make_interpreter(model_path: str | os.PathLike | bytes, threads: int | None 
 
 
 def _gpu(path: Path, threads: int) -> Any:
-    from edgeseg.runtime.accelerator import compile_for_gpu
-
     # The model's own tensor details (quantization included) come from the interpreter,
     # which only reads the graph here; the accelerator runs it.
     details = _create(path, threads, [], None, allocate=False)
@@ -260,8 +259,7 @@ def _gpu(path: Path, threads: int) -> Any:
 def accelerator_line(interpreter: Any) -> str | None:
     """One line on LiteRT's GPU accelerator for a model made with ``delegate="gpu"``:
     the adapter it ran on and whether it took the whole model (None for other models)."""
-    status = getattr(interpreter, "status", None)
-    return status.line() if status is not None else None
+    return interpreter.status.line() if isinstance(interpreter, GpuModel) else None
 
 
 def delegate_name(interpreter: Any) -> str:
@@ -275,9 +273,11 @@ def delegated_nodes(interpreter: Any) -> tuple[int, int] | None:
     Each DELEGATE node replaces the original nodes between its input and output
     tensors, so walking back from its outputs to its inputs finds what it took.
     """
-    status = getattr(interpreter, "status", None)
-    if status is not None:  # LiteRT's GPU accelerator says only whether it took them all
-        return (interpreter.nodes, interpreter.nodes) if status.fully_accelerated else None
+    if isinstance(interpreter, GpuModel):  # what the accelerator said (None: it didn't)
+        s = interpreter.status
+        if s.fully_accelerated:
+            return interpreter.nodes, interpreter.nodes
+        return (s.on_gpu, s.on_gpu + s.on_cpu) if s.on_gpu is not None and s.on_cpu else None
     try:
         ops = interpreter._get_ops_details()  # noqa: SLF001 - the only source of this figure
     except (AttributeError, RuntimeError, ValueError):
