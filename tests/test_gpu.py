@@ -108,30 +108,45 @@ def test_a_partly_accelerated_model_names_the_ops_left_to_the_cpu(models: Path) 
         "type(INT64) is not supported), CAST (Tensor type(INT64) is not supported)"), result
 
 
+GPU_VS_CPU = """
+import json, sys
+from edgeseg.verify.compare import compare
+out = {}
+for name, path in json.loads(sys.argv[1]).items():
+    rep = compare(path, path, sys.argv[2], delegate="gpu")
+    out[name] = {"agreement": rep.pixel_agreement, "images": rep.images,
+                 "accelerator": rep.accelerator}
+print(json.dumps(out))
+"""
+
+
 @pytest.mark.slow
 def test_trained_model_on_the_gpu_matches_the_cpu(converted: dict[str, Path], trained,
                                                   synth_data: Path) -> None:
     """The trained tiny model, as each file convert writes, on the GPU accelerator vs XNNPACK,
-    both through Segmenter (`compare M M --delegate gpu`: the reference stays on the CPU)."""
+    both through Segmenter (``compare(m, m, delegate="gpu")``: the reference stays on the CPU),
+    in one process that sees only SwiftShader."""
     needs_swiftshader()
     from edgeseg.convert.quantize import ConvertConfig, convert
 
-    files = dict(converted)
-    files["target_gpu"] = convert(trained[0], converted["float32"].with_name("tiny_gpu.tflite"),
-                                  ConvertConfig(target="gpu"), log=lambda s: None).path
-    agreement = {}
-    for name, path in files.items():
-        r = edgeseg(["compare", str(path), str(path), "--data", str(synth_data / "val"),
-                     "--delegate", "gpu", "--json"], SWIFTSHADER)
-        assert r.returncode == 0, r.stderr
-        rep = json.loads(r.stdout)
+    files = {k: str(v) for k, v in converted.items()}
+    files["target_gpu"] = str(convert(trained[0], converted["float32"].with_name("tiny_gpu.tflite"),
+                                      ConvertConfig(target="gpu"), log=lambda s: None).path)
+    env = {**os.environ, "VK_ICD_FILENAMES": str(SWIFTSHADER),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([sys.executable, "-c", GPU_VS_CPU, json.dumps(files),
+                        str(synth_data / "val")], env=env, capture_output=True, text=True,
+                       timeout=900, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    reps = json.loads(r.stdout)
+    agreement = {k: round(v["agreement"], 6) for k, v in reps.items()}
+    print(f"\nGPU (SwiftShader) vs CPU pixel agreement on 32 images: {agreement}")
+    for name, rep in reps.items():
         assert rep["images"] == 32
         assert rep["accelerator"].startswith("LiteRT GPU accelerator (WebGPU) on SwiftShader"), rep
-        assert rep["accelerator"].endswith(": fully accelerated"), rep
-        agreement[name] = rep["pixel_agreement"]
-    print(f"\nGPU (SwiftShader) vs CPU pixel agreement: {agreement}")
+        assert rep["accelerator"].endswith(": fully accelerated"), (name, rep)
     for name in ("float32", "float16", "target_gpu"):
         assert agreement[name] >= 0.999, agreement
     # The int8 file runs dequantized on the GPU, in float: close to the CPU's int8
-    # kernels, not equal (measured 99.7 % here).
+    # kernels, not equal.
     assert agreement["int8"] >= 0.99, agreement
