@@ -171,9 +171,10 @@ def _environment() -> Any:
     return env
 
 
-# The accelerator looks for a GPU adapter once per process and keeps a failure (a later
-# try only logs "Failed to get or create"): the first reason is kept to say it again.
+# The accelerator looks for a GPU adapter once per process and keeps the outcome: a later
+# model logs neither the adapter's name nor why there is none, so the first answer is kept.
 _NO_ADAPTER: list[str] = []
+_ADAPTER: list[str] = []
 
 
 class GpuModel:
@@ -292,8 +293,9 @@ def compile_for_gpu(path: Path, details: Any, threads: int) -> GpuModel:
             _NO_ADAPTER.append(message)
         raise EdgesegError(message)
     m = re.search(r"Selected adapter: ([^\n]+)", text)
-    adapter = m.group(1).strip() if m else "an unnamed adapter"
-    adapter = re.sub(r", arch=[^,]*, vendor=[^,]*", "", adapter)
+    if m:
+        _ADAPTER[:] = [re.sub(r", arch=[^,]*, vendor=[^,]*", "", m.group(1).strip())]
+    adapter = _ADAPTER[0] if _ADAPTER else "an unnamed adapter"
     model = GpuModel(compiled, buffers, details,
                      GpuStatus(adapter, fully, *(_split(text) if not fully else (None, None, ()))))
     with native_output() as log:  # the first run compiles the shaders and logs
