@@ -10,15 +10,14 @@ from pathlib import Path
 from typing import Any
 
 PI_NOTES = """\
-**Estimates, not measured on a board.** `python benchmarks/pi_estimate.py` explains and reproduces
-them: latency = MACs / C + int8 bytes moved / B per frame, 4 threads, XNNPACK. C and B of the Pi 4
-are solved from the two published XNNPACK int8 figures for a Raspberry Pi 4 (ARM64, 4 threads:
-MobileNet v1 1.0 224² 24 ms, MobileNet v2 1.0 224² 17 ms; XNNPACK README, benchmarked 2022-02-08),
-which reproduce both exactly. The Pi 5 divides the Pi 4 time by the published Pi 4 → Pi 5 speed-up
-of a TFLite SSD-MobileNetV2 (112.6 → 23.5 ms, 4.79×), on both terms (the lower figure) or on the
-compute term only with the memory term 1.33× faster (LPDDR4X-4267 vs LPDDR4-3200, both 32-bit; the
-higher figure). Inference only: capture, resize and overlay add a few ms. Replace these rows with
-`edgeseg bench` on the device when you have one.
+**Estimates, not measured on a board.** edgeseg's cost model (`edgeseg bench --estimate pi4|pi5`,
+edgeseg/device/estimate.py) gives each file's Cortex-A72 (Pi 4) / Cortex-A76 (Pi 5) instructions per invoke,
+fitted per op kind on instruction counts of the aarch64 LiteRT/XNNPACK wheel under qemu-user
+(benchmarks/a72_count.py; counts repeat to 0.01 %), and converts them to ms with the published ms per
+instruction of Keras MobileNet v1 / v2 224² int8 counted the same way (XNNPACK README, Raspberry Pi
+table, RPi 4 ARM64, multi-threaded, 2022-02-08: 24 / 17 ms; Pi 5: ÷ 4.79, the TFLite SSD-MobileNetV2
+Pi 4 → Pi 5 speed-up 112.6 → 23.5 ms quoted in edgeseg issue 15). The range is the two references'.
+4 threads assumed for the published figures. Inference only. Replace with `edgeseg bench` on a board.
 """
 
 
@@ -65,13 +64,16 @@ def _loadavg() -> str:
 
 
 def pi_estimate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per model row (name, macs, bytes): Pi 4 / Pi 5 latency estimates (see pi_estimate.py)."""
-    from pi_estimate import anchor_profiles, estimate, fit_pi4
+    """Per model row (name, tflite, macs): Pi 4 / Pi 5 latency estimates from edgeseg's cost model."""
+    from edgeseg.device.estimate import estimate
 
-    pi4 = fit_pi4(anchor_profiles())
-    return [{"model": r["name"], "gmacs": r["macs"] / 1e9, "mbytes": r["bytes"] / 1e6,
-             **estimate({"macs": r["macs"], "bytes": r["bytes"]}, pi4), "pi4_terms": pi4}
-            for r in rows]
+    out = []
+    for r in rows:
+        e4, e5 = estimate(r["tflite"], "pi4"), estimate(r["tflite"], "pi5")
+        out.append({"model": r["name"], "gmacs": r["macs"] / 1e9, "a72_minsn": e4.instructions / 1e6,
+                    "pi4_ms": e4.ms, "pi4_range": [e4.ms_low, e4.ms_high], "a76_minsn": e5.instructions / 1e6,
+                    "pi5_ms": e5.ms, "pi5_range": [e5.ms_low, e5.ms_high]})
+    return out
 
 
 def _ms(v: float | None) -> str:
@@ -183,16 +185,14 @@ def _runtimes_md(r: dict[str, Any]) -> list[str]:
 def _pi_md(p: dict[str, Any]) -> list[str]:
     rows = []
     for e in p["rows"]:
-        lo, hi = e["pi5_ms"]
-        rows.append([e["model"], f"{e['gmacs']:.2f}", f"{e['mbytes']:.1f}", _ms(e["pi4_ms"]),
-                     f"{_ms(e['pi4_compute_ms'])} + {_ms(e['pi4_memory_ms'])}", f"{_ms(lo)}–{_ms(hi)}"])
-    head = ["model", "GMACs", "int8 MB moved", "Raspberry Pi 4 ms (estimate)",
-            "Pi 4 compute + memory ms", "Raspberry Pi 5 ms (estimate)"]
-    terms = p["rows"][0]["pi4_terms"] if p["rows"] else None
-    fit = ([f"Fitted Pi 4 terms: C = {terms['gmacs']:.1f} GMAC/s, B = {terms['gbs']:.2f} GB/s.", ""]
-           if terms else [])
+        rows.append([e["model"], f"{e['gmacs']:.2f}", f"{e['a72_minsn']:,.0f}",
+                     f"{_ms(e['pi4_ms'])} ({_ms(e['pi4_range'][0])}–{_ms(e['pi4_range'][1])})",
+                     f"{e['a76_minsn']:,.0f}",
+                     f"{_ms(e['pi5_ms'])} ({_ms(e['pi5_range'][0])}–{_ms(e['pi5_range'][1])})"])
+    head = ["model", "GMACs", "A72 M instructions (model)", "Raspberry Pi 4 ms (estimate)",
+            "A76 M instructions (model)", "Raspberry Pi 5 ms (estimate)"]
     return (["## 5. Raspberry Pi 4 / Pi 5 latency — estimate, not measured", ""]
-            + _table(head, rows) + fit + [PI_NOTES]
+            + _table(head, rows) + [PI_NOTES]
             + ([f"- {p['note']}", ""] if p.get("note") else [""]))
 
 

@@ -61,7 +61,8 @@ def _counts(path: str) -> list[tuple[str, int]]:
             out.append((name, at[i] - at[begin], inner))
     empty = [n for name, n, _ in out if name == "empty"]
     overhead = min(empty) if empty else 0
-    return [(name, n - (1 + inner) * overhead) for name, n, inner in out if name != "empty"] + [
+    # A stage holding k stages holds 2k marks more than an empty one, each costing `overhead`.
+    return [(name, n - (1 + 2 * inner) * overhead) for name, n, inner in out if name != "empty"] + [
         ("mark overhead", overhead)]
 
 

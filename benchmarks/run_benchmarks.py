@@ -137,7 +137,8 @@ def grid(a: argparse.Namespace, plan: Plan, work: Path, reuse: dict[tuple, Path]
                 ms = min(bench_p50(path, plan, a.threads) for _ in range(plan.rounds))
                 desc = "seed" if dec == "seed" else f"{dec} (width 0.5)"
                 rows.append({"size": size, "alpha": alpha, "decoder": dec, "decoder_desc": desc,
-                             "macs": macs["total"], "decoder_macs": macs["decoder"], "p50_ms": ms, "bytes": moved,
+                             "tflite": str(path), "macs": macs["total"], "decoder_macs": macs["decoder"],
+                             "p50_ms": ms, "bytes": moved,
                              "gmacs_per_s": macs["total"] / ms / 1e6})
                 log(f"§2 {size}² alpha {alpha:g} {desc}: {macs['total'] / 1e9:.2f} GMACs, {ms:.1f} ms")
     return {"rows": rows, "calib_count": plan.calib_timing, "threads": a.threads}
@@ -275,23 +276,10 @@ def _run(a: argparse.Namespace, plan: Plan, work: Path, only: set[str], results:
     grid_rows = (results.get("grid") or {}).get("rows", [])
     if section("pi"):
         models = [{"name": f"{r['size']}², alpha {r['alpha']:g}, {r['decoder_desc']}", "macs": r["macs"],
-                   "bytes": r["bytes"]} for r in grid_rows]
-        results["pi"] = {"rows": bench_report.pi_estimate(models), "note": _mac_bound_note(grid_rows)}
+                   "tflite": r["tflite"]} for r in grid_rows]
+        results["pi"] = {"rows": bench_report.pi_estimate(models)}
     if section("lite"):
         results["lite"] = lite(a, plan, work, fmt["accuracy"] if fmt else None, grid_rows)
-
-
-def _mac_bound_note(rows: list[dict[str, Any]]) -> Optional[str]:
-    """How far from MAC-bound the lite models ran here: their Pi estimates are optimistic by about that."""
-    gm = {d: [r["gmacs_per_s"] for r in rows if r["decoder"] == d] for d in ("seed", "lite")}
-    if not (gm["seed"] and gm["lite"]):
-        return None
-    seed, lite_ = float(np.median(gm["seed"])), float(np.median(gm["lite"]))
-    return (f"On this machine the lite-decoder models ran at {lite_:.0f} GMAC/s against {seed:.0f} for the seed "
-            f"decoder ({seed / lite_:.1f}× fewer MACs per second): their depthwise convs and large "
-            "activations are bound by memory, not multiplies. The one-throughput-fits-all estimates above "
-            "are therefore optimistic for the lite rows; expect them to gain less over the seed than their "
-            "MAC ratio says.")
 
 
 def _setup_tensorflow(threads: int) -> None:

@@ -41,7 +41,7 @@ def _root(
 # Each module registers its commands on ``app``; none imports TensorFlow at import time.
 _COMMAND_MODULES = (
     "build", "data", "train", "evaluate", "convert", "compare", "inspect", "export",
-    "run", "bench", "bundle", "demo", "imports", "predict",
+    "run", "bench", "bundle", "demo", "imports", "predict", "plan",
 )
 for _name in _COMMAND_MODULES:
     try:

@@ -105,9 +105,17 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
     plot: Annotated[Optional[Path], typer.Option(help="Save a bar chart (.png, .svg or .pdf).")] = None,
     output_index: ro.OutputIndex = None,
+    estimate: Annotated[Optional[str], typer.Option(
+        help="Instead of timing, ESTIMATE the latency on a pi4, pi5 (or x86, the Xeon the cost model was "
+             "timed on) from the cost model (instant; edgeseg/device/estimate.py says how). --threads "
+             "defaults to 4 then.")] = None,
 ) -> None:
     """Benchmark .tflite models: latency percentiles, FPS, init time, memory, delegate nodes."""
     import warnings
+
+    if estimate is not None:
+        _estimate(models, estimate, threads or 4, as_json)
+        return
 
     from edgeseg.runtime.bench import bench_model, bench_pipeline
 
@@ -145,6 +153,33 @@ def bench(
             console.print(_pipeline_lines(r), soft_wrap=True)
     if plot:
         console.print(f"chart saved to {plot}")
+
+
+def _estimate(models: list[Path], device: str, threads: int, as_json: bool) -> None:
+    from edgeseg.cli.plan import estimate_table
+    from edgeseg.device.estimate import estimate, op_rows, per_op
+    from edgeseg.tflite import read_tflite
+
+    results = [(m, estimate(m, device, threads)) for m in models]
+    if as_json:
+        typer.echo(json.dumps([{"model": str(m), "device": e.device, "threads": e.threads,
+                                "instructions": round(e.instructions), "ms": round(e.ms, 2),
+                                "ms_low": round(e.ms_low, 2), "ms_high": round(e.ms_high, 2),
+                                "by_kind": {k: round(v) for k, v in e.by_kind.items()}, "method": e.method}
+                               for m, e in results], indent=2))
+        return
+    title = f"ESTIMATED invoke latency on a {device}, {threads} thread(s) (not measured)"
+    console.print(estimate_table(title, [(m.name, e) for m, e in results]))
+    console.print(f"How: {results[0][1].method}.", soft_wrap=True)
+    for m, e in results:
+        kinds = ", ".join(f"{k} {v / e.instructions:.0%}" for k, v in sorted(e.by_kind.items(), key=lambda kv: -kv[1])
+                          if v / e.instructions >= 0.005)
+        console.print(f"{m.name}: instructions by op kind (est.): {kinds}", soft_wrap=True)
+        rows = op_rows(read_tflite(m))
+        top = sorted(zip(per_op(rows, device), rows), key=lambda t: -t[0])[:5]
+        console.print("  costliest ops (est.): " + "; ".join(
+            f"{r.name} {r.cin}→{r.cout} taps {r.taps} at {r.pixels:,} px: {n / 1e6:.1f} M" if r.cout else
+            f"{r.name} {r.elements:,} elements: {n / 1e6:.1f} M" for n, r in top), soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

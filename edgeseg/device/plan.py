@@ -1,0 +1,116 @@
+"""`edgeseg plan`: the presets × input sizes × alphas that reach a frame rate on a device, by estimate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgeseg.device.estimate import Estimate, OpRow, cost_data, estimate_rows
+from edgeseg.errors import EdgesegError
+
+ALPHAS = (0.25, 0.5, 0.75, 1.0)
+SIZES = (224, 256, 288, 320, 352, 384, 416)
+_BASE = 224  # the op tables in pi_cost.json are of 224×224 models
+
+# Measured int8 mIoU of a configuration, where one was measured (synthetic scenes of
+# `edgeseg data synth` at 128², 4 classes; benchmarks/RESULTS.md and the README).
+MEASURED = {
+    ("realtime", 0.5): "int8 val mIoU 0.761 (README demo: 128², 4 classes, ≈ 9 min)",
+    ("realtime", 0.25): "13 points below alpha 0.5 at 6 epochs (RESULTS.md §6c: 0.346 vs 0.475)",
+    ("seed", 0.5): "seed decoder at 1/8: int8 0.619 vs 0.639 (lite), same 9 min (RESULTS.md §6b); "
+                   "the 1/16 seed preset plateaus on background from scratch",
+}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One configuration and its estimate.
+
+    Attributes:
+        preset: ``seed`` or ``realtime``.
+        alpha: MobileNet width multiplier.
+        size: Input height = width, pixels.
+        classes: Output classes.
+        estimate: The :class:`edgeseg.device.estimate.Estimate` (pi4/pi5).
+        measured: What is known of its accuracy, or ``""``.
+    """
+
+    preset: str
+    alpha: float
+    size: int
+    classes: int
+    estimate: Estimate
+    measured: str
+
+    @property
+    def build_command(self) -> str:
+        alpha = "" if (self.preset, self.alpha) in (("realtime", 0.5), ("seed", 1.0)) else f" --alpha {self.alpha:g}"
+        return (f"edgeseg build --preset {self.preset}{alpha} -c {self.classes} --height {self.size} "
+                f"--width {self.size} -o model.keras")
+
+    @property
+    def train_command(self) -> str:
+        alpha = "" if (self.preset, self.alpha) in (("realtime", 0.5), ("seed", 1.0)) else f" --alpha {self.alpha:g}"
+        return (f"edgeseg train --data DATA --preset {self.preset}{alpha} --classes {self.classes} "
+                f"--height {self.size} --width {self.size} -o model.keras && "
+                "edgeseg convert model.keras --int8 -o model.tflite")
+
+
+def rows_for(preset: str, alpha: float, classes: int, size: int) -> list[OpRow]:
+    """Cost-model rows of a configuration, scaled from the shipped 224² tables.
+
+    Every spatial size of these networks is the input's divided by a power of two, so output
+    positions and elements scale with (size/224)²; ops whose channels are the classes are
+    interpolated between the 2- and 21-class tables (linear in the class count).
+
+    Raises:
+        EdgesegError: A configuration the cost model has no table for.
+    """
+    tables = cost_data()["plan"]
+    try:
+        lo, hi = tables[f"{preset}_a{alpha}_k2_224"], tables[f"{preset}_a{alpha}_k21_224"]
+    except KeyError:
+        raise EdgesegError(f"no cost table for preset {preset} alpha {alpha}; known: "
+                           f"{', '.join(sorted({k.rsplit('_k', 1)[0] for k in tables}))}.") from None
+    if size % 32:
+        raise EdgesegError(f"input size {size} must be a multiple of 32.")
+    s, t = (size / _BASE) ** 2, (classes - 2) / 19
+    rows = []
+    for a, b in zip(lo, hi):
+        mix = [x + (y - x) * t for x, y in zip(a[2:], b[2:])]
+        pixels, taps, cin, cout, elements = mix
+        rows.append(OpRow(a[0], a[1], round(pixels * s), round(taps), round(cin), round(cout), round(elements * s)))
+    return rows
+
+
+def candidates(device: str, threads: int, classes: int, sizes: tuple[int, ...] = SIZES) -> list[Candidate]:
+    """Every preset × alpha × size with its estimate on ``device`` (pi4, pi5)."""
+    if classes < 2:
+        raise EdgesegError(f"--classes {classes} must be at least 2 (background included).")
+    tables = cost_data()["plan"]
+    out = []
+    for preset in ("realtime", "seed"):
+        for alpha in ALPHAS:
+            if f"{preset}_a{alpha}_k2_224" not in tables or f"{preset}_a{alpha}_k21_224" not in tables:
+                continue  # not in the shipped cost model
+            for size in sizes:
+                est = estimate_rows(rows_for(preset, alpha, classes, size), device, threads)
+                out.append(Candidate(preset, alpha, size, classes, est, MEASURED.get((preset, alpha), "")))
+    return out
+
+
+def plan(device: str, fps: float, threads: int = 4, classes: int = 2,
+         sizes: tuple[int, ...] = SIZES) -> tuple[list[Candidate], Candidate | None]:
+    """The configurations whose estimated fps (central figure) reaches ``fps``, and the best of them.
+
+    Best: the realtime preset before the seed (the seed's 1/16 tap does not learn from scratch
+    in a CPU budget, RESULTS.md §6b/6c), then the widest alpha, then the largest input; alpha
+    0.25 only when nothing else fits (it cost 13 mIoU points, RESULTS.md §6c).
+
+    Raises:
+        EdgesegError: Unknown device, fps <= 0, threads < 1.
+    """
+    if fps <= 0:
+        raise EdgesegError(f"--fps {fps} must be above 0.")
+    reach = [c for c in candidates(device, threads, classes, sizes) if c.estimate.fps >= fps]
+    reach.sort(key=lambda c: (c.preset != "realtime", c.alpha == 0.25, -c.alpha, -c.size))
+    return reach, (reach[0] if reach else None)

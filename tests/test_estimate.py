@@ -1,0 +1,83 @@
+"""The Pi cost model (edgeseg.device.estimate), `edgeseg plan` and `bench --estimate`, without emulation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from edgeseg.cli import app
+from edgeseg.device.estimate import OpRow, cost_data, estimate_rows, instructions
+from edgeseg.device.plan import plan, rows_for
+
+DATA = Path(__file__).parent / "data"
+HELDOUT = json.loads((DATA / "pi_heldout_counts.json").read_text())["models"]
+CASES = [(name, device) for name, m in sorted(HELDOUT.items()) for device in ("pi4", "pi5", "x86") if device in m]
+
+
+def _rows(name: str) -> list[OpRow]:
+    return [OpRow(*r) for r in HELDOUT[name]["rows"]]
+
+
+def test_heldout_models_were_not_fitted_on() -> None:
+    for device, dev in cost_data()["devices"].items():
+        fitted = set(dev["fitted_on"])
+        assert fitted and not fitted & set(HELDOUT), device
+    assert {d for _, d in CASES} >= {"pi4", "pi5"}
+
+
+@pytest.mark.parametrize(("name", "device"), CASES)
+def test_cost_model_predicts_counts_it_was_not_fitted_on(name: str, device: str) -> None:
+    """Emulated instructions per invoke (x86: CPU ns) of files not fitted on, within 15 %.
+
+    tests/data/pi_heldout_counts.json says how they were measured.
+    """
+    measured = HELDOUT[name][device]
+    predicted = sum(instructions(_rows(name), device).values())
+    assert abs(predicted / measured - 1) < 0.15, (name, device, predicted / 1e6, measured / 1e6)
+
+
+def test_plan_tables_scale_to_a_converted_model_of_another_size_and_class_count() -> None:
+    """rows_for() scales the 224² 2/21-class tables; a real 320² 4-class file must agree."""
+    name = "heldout_realtime_a0.5_k4_320.tflite"
+    from_file = estimate_rows(_rows(name), "pi4")
+    scaled = estimate_rows(rows_for("realtime", 0.5, 4, 320), "pi4")
+    assert scaled.instructions == pytest.approx(from_file.instructions, rel=0.03)
+
+
+def test_threads_and_references_bound_the_estimate() -> None:
+    rows = _rows("heldout_realtime_a0.75_k8_384.tflite")
+    four, one = estimate_rows(rows, "pi4", 4), estimate_rows(rows, "pi4", 1)
+    assert four.ms_low < four.ms < four.ms_high
+    # Only the XNNPACK part scales: one thread is between 1× and 4× the four-thread time.
+    assert four.ms < one.ms <= 4 * four.ms
+    assert "estimate" in four.method and "4 thread" in four.method
+    # A Pi 5 is faster than a Pi 4 on the same model.
+    assert estimate_rows(rows, "pi5").ms < four.ms
+
+
+def test_plan_lists_only_what_reaches_the_fps_and_prefers_realtime() -> None:
+    reach, best = plan("pi4", 15.0, threads=4, classes=2)
+    assert reach and all(c.estimate.fps >= 15.0 for c in reach)
+    assert best is reach[0] and best.preset == "realtime"
+    assert "--preset realtime" in best.build_command and "--height" in best.build_command
+    slower, _ = plan("pi4", 60.0, threads=4, classes=2)
+    assert len(slower) < len(reach)
+
+
+def test_cli_plan_and_bench_estimate() -> None:
+    runner = CliRunner()
+    got = runner.invoke(app, ["plan", "--device", "pi4", "--fps", "15"])
+    assert got.exit_code == 0, got.output
+    assert "ESTIMATES" in got.output and "edgeseg build --preset" in got.output
+    got = runner.invoke(app, ["plan", "--device", "pi7", "--fps", "15"])
+    assert got.exit_code != 0 and "pi4" in got.output and "Traceback" not in got.output
+    model = str(DATA / "tiny_int8.tflite")
+    four = runner.invoke(app, ["bench", "--estimate", "pi4", "--json", model])
+    one = runner.invoke(app, ["bench", "--estimate", "pi4", "--threads", "1", "--json", model])
+    assert four.exit_code == 0 and one.exit_code == 0, four.output + one.output
+    assert json.loads(one.output)[0]["ms"] > json.loads(four.output)[0]["ms"]
+    got = runner.invoke(app, ["bench", "--estimate", "pi9", model])
+    assert got.exit_code != 0 and "pi4" in got.output and "Traceback" not in got.output
