@@ -55,6 +55,8 @@ def report_compare(float_model: Path, quant_model: Path, data: Path, max_miou_dr
                 lt.add_row(r["layer"], r["op"], f"{r['rmse_over_scale']:.3f}",
                            f"{r['max_abs_error']:.4f}")
             console.print(lt)
+    if _is_instance(quant_model):
+        _report_heads(float_model, quant_model, data, as_json, limit, encoding)
     if failed:
         worst = f"; worst layer {rep.layers[0]['layer']}" if rep.layers else ""
         console.print(
@@ -92,6 +94,38 @@ def compare(
     report_compare(float_model, quant_model, data, max_miou_drop, layers, as_json, limit,
                    output_index,
                    do.encoding(ignore_index, binary, mask_colors, data), delegate, fallback)
+
+
+def _is_instance(model: Path) -> bool:
+    from edgeseg.config import read_sidecar
+
+    side = read_sidecar(model) or {}
+    return bool((side.get("tflite") or {}).get("instance"))
+
+
+def _report_heads(float_model: Path, quant_model: Path, data: Path, as_json: bool,
+                  limit: Optional[int], encoding: object) -> None:
+    """The instance heads of both models compared, and the PQ drop."""
+    from rich.table import Table
+
+    from edgeseg.verify.compare_instances import compare_heads
+
+    r = compare_heads(float_model, quant_model, data, limit, encoding)  # type: ignore[arg-type]
+    if as_json:
+        typer.echo(json.dumps({"instance_heads": r.to_dict()}))
+        return
+    t = Table(title=f"instance heads, {quant_model.name} vs {float_model.name} ({r.images} images)")
+    t.add_column("")
+    t.add_column("value", justify="right")
+    t.add_row("class agreement", f"{100 * r.class_agreement:.2f} %")
+    t.add_row("centre heat error mean / max", f"{r.center_mae:.4f} / {r.center_max_error:.4f}")
+    t.add_row("centres kept (within 2 px)", f"{100 * r.center_recall:.1f} %")
+    t.add_row("offset error mean / p95 (output px)", f"{r.offset_mae_px:.3f} / {r.offset_p95_px:.3f}")
+    if r.offset_scale_px:
+        t.add_row("offset quantization step (px)", f"{r.offset_scale_px:.3f}")
+    t.add_row("PQ things float / quantized", f"{r.pq_float:.4f} / {r.pq_quant:.4f}")
+    t.add_row("PQ drop", f"{r.pq_drop:+.2f} points")
+    console.print(t)
 
 
 def register(app: typer.Typer) -> None:

@@ -85,6 +85,9 @@ def run(
     collect_max_mb: Annotated[float, typer.Option(
         help="Most megabytes --collect keeps.")] = 200.0,
     output_index: ro.OutputIndex = None,
+    instances: Annotated[Optional[str], typer.Option(
+        help="components: connected-component instances of a semantic model (touching objects "
+             "merge); off: none. Default: an instance model's own, ids tracked across frames.")] = None,
 ) -> None:
     """Segment camera frames or a video with a .tflite model; overlay, save or stream."""
     from edgeseg.runtime.app import RunOptions
@@ -100,6 +103,7 @@ def run(
         json_log=str(json_log) if json_log else None, reconnect=reconnect, stall_s=stall,
         token=token, no_auth=no_auth, collect=str(collect) if collect else None,
         collect_max=collect_max, collect_max_mb=collect_max_mb, output_index=output_index,
+        instances=instances,
     )
     with _stop_on_sigterm():
         stats = run_app(opts, note=lambda msg: err_console.print(msg, markup=False,

@@ -1,11 +1,9 @@
 """Class-agnostic instance heads in the style of Panoptic-DeepLab (Cheng et al., CVPR 2020), and their losses.
 
-A light instance decoder beside the semantic one: the encoder's tap, upsampled to
-1/4 and joined with the 1/4 features (as Panoptic-DeepLab's instance decoder does),
-one depthwise-separable 3×3 block, then two 1×1 heads resized bilinearly to the
-semantic output's size (half the input): the object-centre heatmap (1 channel) and
-the offset from each pixel to its object's centre (2 channels, dy and dx, in output
-pixels).
+A light instance decoder beside the semantic one: one depthwise-separable 3×3 block
+on the encoder's tap, then two 1×1 heads resized bilinearly to the semantic output's
+size (half the input): the object-centre heatmap (1 channel) and the offset from each
+pixel to its object's centre (2 channels, dy and dx, in output pixels).
 """
 
 from __future__ import annotations
@@ -15,14 +13,19 @@ from typing import Any
 # Loss weights. Panoptic-DeepLab uses 200 (centre MSE) and 0.01 (offset L1 in pixels of
 # 1024×2048 frames); offsets here are in output pixels of 64-208 px outputs, so the
 # offset weight is raised to give the two heads gradients of the same order.
-CENTER_WEIGHT = 200.0
-OFFSET_WEIGHT = 0.1
+CENTER_WEIGHT = 5.0
+OFFSET_WEIGHT = 0.02
 HEAD_NAMES = ("instance_center", "instance_offset")
 
 
 def instance_heads(inputs: Any, tap: Any, level: int, output_size: tuple[int, int],
-                   width: float = 0.5) -> tuple[Any, Any]:
+                   width: float = 0.5, skip: bool = False) -> tuple[Any, Any]:
     """The centre heatmap and offset outputs of a model whose encoder ends at ``tap``.
+
+    One depthwise-separable 3×3 block at the tap (about a tenth of the fast decoder's
+    3×3 conv), optionally joined with the 1/4 features first (``skip``, as
+    Panoptic-DeepLab's instance decoder; sharper boundaries, ~35 % more per training
+    step at 128²), then the two 1×1 heads resized bilinearly to the output size.
 
     Args:
         inputs: The model's input tensor (its graph holds the 1/4 features).
@@ -30,6 +33,7 @@ def instance_heads(inputs: Any, tap: Any, level: int, output_size: tuple[int, in
         level: The encoder tap level (1: 1/4 … 4: 1/32).
         output_size: (h, w) of the semantic output.
         width: Filters as a multiple of 128.
+        skip: Join the 1/4 features (levels ≥ 2).
 
     Returns:
         (centre N×h×w×1, offsets N×h×w×2), both float32.
@@ -40,10 +44,11 @@ def instance_heads(inputs: Any, tap: Any, level: int, output_size: tuple[int, in
     from edgeseg.model.encoder import LEVEL_BLOCKS
 
     f = max(16, int(128 * width))
-    x = layers.Conv2D(f, 1, use_bias=False, name="ins_tap_conv")(tap)
-    x = layers.BatchNormalization(name="ins_tap_bn")(x)
-    x = layers.ReLU(6.0, name="ins_tap_relu")(x)
-    if level > 1:
+    x = tap
+    if skip and level > 1:
+        x = layers.Conv2D(f, 1, use_bias=False, name="ins_tap_conv")(tap)
+        x = layers.BatchNormalization(name="ins_tap_bn")(x)
+        x = layers.ReLU(6.0, name="ins_tap_relu")(x)
         quarter = keras.Model(inputs, tap).get_layer(f"conv_pw_{LEVEL_BLOCKS[1]}_relu").output
         h4, w4 = quarter.shape[1], quarter.shape[2]
         x = layers.Resizing(h4, w4, interpolation="bilinear", name="ins_up")(x)

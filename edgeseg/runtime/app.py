@@ -43,6 +43,7 @@ class RunOptions:
     collect_max: int = 200
     collect_max_mb: float = 200.0
     output_index: int | None = None  # which output tensor is the mask (None: the Segmenter's pick)
+    instances: str | None = None  # components | off (None: an instance model's own)
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -74,12 +75,13 @@ def reconnect_policy(value: int | str | None) -> capture.Retry:
 
 
 def load_segmenter(model: str, threads: int | None, delegate: str | None, fallback: bool,
-                   note: Callable[[str], None], output: int | None = None) -> Segmenter:
+                   note: Callable[[str], None], output: int | None = None,
+                   instances: str | None = None) -> Segmenter:
     """A Segmenter, with any fallback warning passed to ``note`` as one line."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         seg = Segmenter(model, threads=threads, delegate=delegate, fallback=fallback,
-                        output=output)
+                        output=output, instances=instances, track=True)
     for w in caught:
         note(f"warning: {w.message}")
     return seg
@@ -122,7 +124,7 @@ def run(opts: RunOptions, note: Callable[[str], None] = print,
     token = stream_token(opts) if opts.stream is not None else None
     saver = VideoSaver(opts.save, 0.0) if opts.save else None  # checks the suffix early
     seg = load_segmenter(opts.model, opts.threads, opts.delegate, opts.fallback, note,
-                         opts.output_index)
+                         opts.output_index, opts.instances)
     note(describe(seg))
     if seg.describe()["accelerator"]:
         note(seg.describe()["accelerator"])
@@ -132,6 +134,11 @@ def run(opts: RunOptions, note: Callable[[str], None] = print,
              "this note, or use --stream PORT / --save FILE to see the output.")
         show = False
     overlay = Overlay(seg.labels, opts.alpha)
+    draw = overlay.draw
+    if seg.instance_reader is not None:
+        from edgeseg.runtime.instance_draw import instance_overlay
+
+        draw = instance_overlay(overlay, seg.labels, seg.instance_reader.kind)
     retry = retry or reconnect_policy(opts.reconnect)
     notifier = SystemdNotifier()
     # Ready once the model is loaded: the watchdog then covers opening the camera too, which
@@ -142,6 +149,11 @@ def run(opts: RunOptions, note: Callable[[str], None] = print,
     sinks: list[Callable[[Any], Any]] = []
     reader = capture.FrameReader(src, retry, stall_s=opts.stall_s, note=note)
     health = Health(opts.model, reader)
+    counter = None
+    if seg.instance_reader is not None:
+        from edgeseg.runtime.tracking import InstanceCounter
+
+        health.instances = counter = InstanceCounter(seg.labels, seg.instance_reader.kind)
     monitor = ConfidenceMonitor.for_segmenter(seg, note, opts.collect, opts.collect_max,
                                               opts.collect_max_mb)
     try:
@@ -177,10 +189,12 @@ def run(opts: RunOptions, note: Callable[[str], None] = print,
         def on_frame(result: Any, frame: Any, e2e_ms: float) -> None:
             health.frame(result.timings.invoke_ms, e2e_ms)
             health.confidence = monitor.update(result, frame)
+            if counter is not None:
+                counter.update(result.instances or ())
             notifier.ping()
 
         notifier.send(f"STATUS=segmenting {src.name}")
-        stats = run_pipeline(seg, reader, overlay.draw if sinks else None, tuple(sinks),
+        stats = run_pipeline(seg, reader, draw if sinks else None, tuple(sinks),
                              opts.max_frames, log, on_frame=on_frame,
                              idle=notifier.ping if notifier.enabled else None)
     except EdgesegError:

@@ -84,6 +84,7 @@ class Health:
         self.started = time.monotonic()
         self.frames_out = 0
         self.confidence: dict[str, Any] | None = None  # set by runtime.confidence
+        self.instances: Any = None  # a runtime.tracking.InstanceCounter, for instance runs
         self._in = _Window(window_s)
         self._out = _Window(window_s)
         self._invoke = _Window(window_s)
@@ -122,6 +123,8 @@ class Health:
             }
         if self.confidence is not None:
             out["confidence"] = self.confidence
+        if self.instances is not None:
+            out["instances"] = self.instances.snapshot()
         return out
 
 
@@ -169,6 +172,18 @@ def prometheus_text(health: Health) -> bytes:
                 yield GaugeMetricFamily("edgeseg_confidence_drift",
                                         "1 while the rolling window is outside the convert-time "
                                         "distribution", value=1.0 if conf.get("drift") else 0.0)
+
+            inst = snap.get("instances")
+            if inst:
+                g = GaugeMetricFamily("edgeseg_instances", "Objects of each class in the last frame",
+                                      labels=["class", "kind"])
+                c = CounterMetricFamily("edgeseg_instances_seen", "Distinct tracked objects of each "
+                                        "class so far", labels=["class", "kind"])
+                for name in sorted(set(inst["current"]) | set(inst["seen"])):
+                    g.add_metric([name, inst["kind"]], inst["current"].get(name, 0))
+                    c.add_metric([name, inst["kind"]], inst["seen"].get(name, 0))
+                yield g
+                yield c
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector())  # type: ignore[arg-type]

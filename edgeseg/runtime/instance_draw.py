@@ -51,3 +51,18 @@ def draw_instances(frame: np.ndarray, ids: np.ndarray, instances: Sequence[Insta
     cv2.putText(out, f"{len(instances)} {kind}", (4, frame.shape[0] - 6), cv2.FONT_HERSHEY_SIMPLEX,
                 scale, (255, 255, 255), 1, cv2.LINE_AA)
     return out
+
+
+def instance_overlay(overlay: object, labels: Sequence[str], kind: str) -> object:
+    """A ``run`` draw function for instance results: the class overlay, then each instance.
+
+    Returns:
+        ``draw(frame, result, fps, latency_ms) -> BGR image`` taking a Segmentation.
+    """
+    def draw(frame: np.ndarray, result: object, fps: float | None = None,
+             latency_ms: float | None = None) -> np.ndarray:
+        base = overlay.draw(frame, result.mask, fps, latency_ms)  # type: ignore[attr-defined]
+        return draw_instances(base, result.instance_ids, result.instances, labels,  # type: ignore[attr-defined]
+                              alpha=0.45, kind="components" if kind == "components" else "instances")
+
+    return draw

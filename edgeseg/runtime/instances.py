@@ -236,7 +236,8 @@ class InstanceReader:
                 scale, zp = d["quantization"]
                 self._views[head] = (interpreter.tensor(d["index"]), float(scale), int(zp))  # type: ignore[attr-defined]
 
-    def _head(self, name: str) -> np.ndarray:
+    def head(self, name: str) -> np.ndarray:
+        """The dequantized ``center`` (h×w×1) or ``offset`` (h×w×2) output of the last invoke."""
         view, scale, zp = self._views[name]  # type: ignore[misc]
         return _dequantized(view()[0], scale, zp)  # a copy: never a view of tensor memory
 
@@ -245,9 +246,9 @@ class InstanceReader:
         """(h×w int32 ids, instances, id → class) for the frame just invoked."""
         heat = None
         if self.kind == "heads":
-            heat = self._head("center")[..., 0]
+            heat = self.head("center")[..., 0]
             centres = find_centres(heat, self.threshold, self.kernel, self.top_k)
-            ids = group(classes, self._head("offset"), centres, self._lut)
+            ids = group(classes, self.head("offset"), centres, self._lut)
         else:
             ids = self._components(classes, self.things)  # type: ignore[operator]
             centres = np.zeros((0, 2), np.int64)

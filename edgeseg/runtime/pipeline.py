@@ -128,7 +128,9 @@ def run_pipeline(segmenter: Any, reader: Any, draw: Callable[..., np.ndarray] | 
                 start = last = t1  # don't count the wait for the first frame
             seg = segmenter.segment(frame)
             t2 = time.perf_counter()
-            img = draw(frame, seg.mask, ema_fps or None, seg.timings.total_ms) if draw else None
+            # An instance run's draw takes the whole result (ids and instances), not the mask.
+            shown = seg.mask if seg.instances is None else seg
+            img = draw(frame, shown, ema_fps or None, seg.timings.total_ms) if draw else None
             t3 = time.perf_counter()
             stop = img is not None and False in [sink(img) for sink in sinks]
             t4 = time.perf_counter()
@@ -151,7 +153,10 @@ def run_pipeline(segmenter: Any, reader: Any, draw: Callable[..., np.ndarray] | 
                 json_log.write({"frame": stats.frames, "t": round(t4 - start, 4),
                                 **{f"{k}_ms": round(v, 3) for k, v in zip(STAGES, values)},
                                 "frame_ms": round(dt * 1e3, 3),
-                                "dropped": int(getattr(reader, "dropped", 0))})
+                                "dropped": int(getattr(reader, "dropped", 0)),
+                                **({"group_ms": round(tm.group_ms, 3),
+                                    "instances": [i.to_dict(segmenter.labels) for i in seg.instances]}
+                                   if seg.instances is not None else {})})
             if stop:
                 stats.ended = "window-closed"
                 break

@@ -76,3 +76,32 @@ class IoUTracker:
     def reset(self) -> None:
         """Forget the previous frame (a new clip)."""
         self._prev, self._prev_class = None, {}
+
+
+class InstanceCounter:
+    """Objects per class in the current frame, and distinct tracked ids seen per class so far.
+
+    Args:
+        labels: Class names.
+        kind: How instances are made (``heads`` or ``components``), reported beside the counts.
+    """
+
+    def __init__(self, labels: Sequence[str], kind: str) -> None:
+        self.labels, self.kind = list(labels), kind
+        self.current: dict[str, int] = {}
+        self._seen: dict[str, set[int]] = {}
+
+    def _name(self, class_id: int) -> str:
+        return self.labels[class_id] if class_id < len(self.labels) else f"class{class_id}"
+
+    def update(self, instances: Sequence[Instance]) -> None:
+        self.current = {}
+        for i in instances:
+            name = self._name(i.class_id)
+            self.current[name] = self.current.get(name, 0) + 1
+            self._seen.setdefault(name, set()).add(i.id)
+
+    def snapshot(self) -> dict[str, object]:
+        """``{"kind", "current": {class: n}, "seen": {class: distinct ids}}`` for ``/stats``."""
+        return {"kind": self.kind, "current": dict(self.current),
+                "seen": {k: len(v) for k, v in self._seen.items()}}

@@ -45,6 +45,10 @@ class KerasPredictor:
         oh, ow = self.cfg.output_size
         return [np.asarray(out[0]).reshape(len(rgbs), oh, ow, -1)] + [np.asarray(o) for o in out[1:]]
 
+    def heads(self, rgb: np.ndarray) -> list[np.ndarray]:
+        """[h×w×C class scores, h×w×1 centre heatmap, h×w×2 offsets] (instance models)."""
+        return [o[0] for o in self._outputs([rgb])]
+
     def panoptic(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(h×w class ids, h×w int32 Cityscapes-encoded instances) at the output size."""
         from edgeseg.runtime import instances as ri
@@ -88,6 +92,12 @@ class TFLitePredictor:
         self.kind = str(tfl.get("mode", "tflite"))
         self.head = self.segmenter.metadata.head
         self.labels = self.segmenter.labels
+
+    def heads(self, rgb: np.ndarray) -> list[np.ndarray]:
+        """[h×w×C class scores, h×w×1 centre heatmap, h×w×2 offsets], dequantized (instance models)."""
+        _, scores = self.segmenter.predict(rgb, scores=True)
+        reader = self.segmenter.instance_reader
+        return [scores, reader.head("center"), reader.head("offset")]
 
     def predict(self, rgbs: list[np.ndarray], scores: bool = False) -> list[Prediction]:
         """Class ids (and dequantized scores) at the model's output size, one image at a time."""
