@@ -17,13 +17,13 @@ WIDE = {"COLUMNS": "200"}
 
 @pytest.fixture(scope="module")
 def instance_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A tiny instance model (64², 48 touching-object scenes, 6 epochs) and its int8 .tflite."""
+    """A tiny instance model (64², 32 touching-object scenes, 4 epochs) and its int8 .tflite."""
     root = tmp_path_factory.mktemp("instance")
     data = root / "ds"
-    assert runner.invoke(app, ["data", "synth", "--instances", "-o", str(data), "--count", "48",
+    assert runner.invoke(app, ["data", "synth", "--instances", "-o", str(data), "--count", "32",
                                "--height", "64", "--width", "64", "--classes", "3"]).exit_code == 0
     keras_path, tfl = root / "inst.keras", root / "inst.tflite"
-    res = runner.invoke(app, ["train", "--data", str(data), "--task", "instance", "--epochs", "6",
+    res = runner.invoke(app, ["train", "--data", str(data), "--task", "instance", "--epochs", "4",
                               "--batch-size", "8", "--backbone-weights", "none", "-o", str(keras_path)],
                         env=WIDE)
     assert res.exit_code == 0, res.output
@@ -94,7 +94,7 @@ def test_predict_writes_instances_that_evaluate_scores_as_pq(instance_models: di
     res = runner.invoke(app, ["predict", str(instance_models["tflite"]), "--source",
                               str(instance_models["data"] / "images"), "-o", str(out)], env=WIDE)
     assert res.exit_code == 0, res.output
-    assert len(list((out / "instances").glob("*.png"))) == 48
+    assert len(list((out / "instances").glob("*.png"))) == 32
     res = runner.invoke(app, ["evaluate", str(out), "--data", str(instance_models["data"]),
                               "--task", "instance", "--json"], env=WIDE)
     assert res.exit_code == 0, res.output

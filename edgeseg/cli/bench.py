@@ -40,6 +40,9 @@ def _table(results: list[Any]) -> Any:
         # End to end: on a Pi the argmax/softmax post-processing is a larger share.
         rows += [("pipeline FPS", lambda r: f"{r.pipeline['fps']:.1f}"),
                  ("postprocess ms", lambda r: f"{r.pipeline['stage_ms']['postprocess']:.2f}")]
+        if any("group_ms" in r.pipeline for r in results):  # instance models: part of postprocess
+            rows.append(("  of it grouping ms", lambda r: f"{r.pipeline['group_ms']:.2f}"
+                         if "group_ms" in r.pipeline else "—"))
         if len(results) > 1:
             rows.append(("pipeline FPS vs first",
                          lambda r: f"{r.pipeline['fps'] / first.pipeline['fps']:.2f}x"))

@@ -218,6 +218,20 @@ def bench_pipeline(model: str | os.PathLike, source: str, invoke_ms: float,
 
     seg = Segmenter(model, threads=threads, delegate=delegate, fallback=fallback, output=output)
     overlay = Overlay(seg.labels)
+    draw = overlay.draw
+    groups: list[float] = []
+    if seg.instance_reader is not None:  # an instance model: time its grouping too
+        from edgeseg.runtime.instance_draw import instance_overlay
+
+        draw = instance_overlay(overlay, seg.labels, seg.instance_reader.kind)  # type: ignore[assignment]
+        segment = seg.segment
+
+        def timed(frame: Any) -> Any:
+            r = segment(frame)
+            groups.append(r.timings.group_ms)
+            return r
+
+        seg.segment = timed  # type: ignore[method-assign]
     src = capture.open_source(source if source.isdigit() else None,
                               None if source.isdigit() else source)
     capture.open_with_retry(src)
@@ -227,12 +241,15 @@ def bench_pipeline(model: str | os.PathLike, source: str, invoke_ms: float,
             frame = reader.read()
             if frame is None:
                 raise EdgesegError(f"{source} ended during the warm-up; use a longer video.")
-            overlay.draw(frame, seg.segment(frame).mask)
-        stats = run_pipeline(seg, reader, overlay.draw, max_frames=frames)
+            r = seg.segment(frame)
+            draw(frame, r.mask if r.instances is None else r)
+        stats = run_pipeline(seg, reader, draw, max_frames=frames)
     finally:
         reader.close()
     out = stats.to_dict()
     out["source"] = source
+    if groups[warmup:]:
+        out["group_ms"] = round(float(sum(groups[warmup:]) / len(groups[warmup:])), 3)
     out["efficiency"] = round(stats.fps * invoke_ms / 1000, 3)
     # Against the invokes of this same run: immune to the machine's load changing between
     # the two measurements.
