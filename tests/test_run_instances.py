@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tflite_fixtures
 from typer.testing import CliRunner
 
-import tflite_fixtures
 from edgeseg.cli import app
 from edgeseg.runtime.health import Health, prometheus_text
 from edgeseg.runtime.instances import Instance
