@@ -194,3 +194,55 @@ def test_import_voc_colour_mask_without_labelmap_gives_a_fix_that_exists(tmp_pat
     assert "--mask-colors" not in res.output
     assert "put a labelmap.txt (lines name:r,g,b" in " ".join(res.output.split())
     assert not (tmp_path / "out").exists()
+
+
+def test_import_coco_writes_instances_with_crowd_as_ignore(tmp_path: Path) -> None:
+    from edgeseg.data.instances import check_instances, read_instances
+
+    ann = _coco(tmp_path)
+    import_coco(ann, tmp_path / "imgs", tmp_path / "out")
+    a = read_instances(tmp_path / "out" / "instances" / "a.png")
+    # The dog (class 2, object 1) with the cat (class 1, object 1) on top of it.
+    assert a[15, 25] == 2001 and a[14, 14] == 1001 and a[5, 5] == 0
+    b = read_instances(tmp_path / "out" / "instances" / "b.png")
+    assert set(np.unique(b)) == {0, 255}  # the crowd: ignore, no object
+    found = check_instances((tmp_path / "out",), read_mask)
+    assert found is not None and not found.problems and found.instances == {1: 1, 2: 1}
+
+
+def test_import_coco_with_too_many_categories_says_it_wrote_no_instances(tmp_path: Path) -> None:
+    ann = _coco(tmp_path)
+    doc = json.loads(ann.read_text())
+    doc["categories"] += [{"id": 100 + i, "name": f"c{i}"} for i in range(70)]
+    ann.write_text(json.dumps(doc))
+    report = import_coco(ann, tmp_path / "imgs", tmp_path / "out")
+    assert not (tmp_path / "out" / "instances").exists()
+    assert any("no instances/ written: 72 categories" in n for n in report.notes)
+
+
+def test_import_cityscapes_maps_train_ids_and_renumbers_objects(tmp_path: Path) -> None:
+    from edgeseg.data.instances import check_instances, read_instances
+
+    root = tmp_path / "cs"
+    (root / "leftImg8bit" / "val" / "ulm").mkdir(parents=True)
+    (root / "gtFine" / "val" / "ulm").mkdir(parents=True)
+    label = np.full((20, 30), 7, np.uint8)  # road
+    label[0:5] = 0  # unlabeled -> ignore
+    label[5:15, 0:10] = 26  # two cars side by side
+    label[5:15, 10:20] = 26
+    label[5:15, 20:25] = 24  # a person
+    inst = label.astype(np.uint16)
+    inst[5:15, 0:10], inst[5:15, 10:20], inst[5:15, 20:25] = 26000, 26001, 24000
+    cv2.imwrite(str(root / "leftImg8bit" / "val" / "ulm" / "ulm_000_000019_leftImg8bit.png"),
+                np.zeros((20, 30, 3), np.uint8))
+    cv2.imwrite(str(root / "gtFine" / "val" / "ulm" / "ulm_000_000019_gtFine_labelIds.png"), label)
+    cv2.imwrite(str(root / "gtFine" / "val" / "ulm" / "ulm_000_000019_gtFine_instanceIds.png"), inst)
+    res = runner.invoke(app, ["data", "import", "cityscapes", str(root), "-o", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "out" / "val"
+    classes = read_mask(out / "annotations" / "ulm_000_000019.png")
+    assert classes[0, 0] == 255 and classes[18, 0] == 0 and classes[8, 3] == 13 and classes[8, 22] == 11
+    got = read_instances(out / "instances" / "ulm_000_000019.png")
+    assert got[8, 3] == 13001 and got[8, 13] == 13002 and got[8, 22] == 11001 and got[18, 0] == 0
+    found = check_instances((out,), read_mask)
+    assert found is not None and not found.problems and found.instances == {11: 1, 13: 2}

@@ -213,5 +213,20 @@ def import_coco(
     _print_import(report)
 
 
+@import_app.command("cityscapes")
+@handle_errors
+def import_cityscapes(
+    root: Annotated[Path, typer.Argument(help="Cityscapes folder holding leftImg8bit/ and gtFine/.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="New dataset folder to write.")],
+) -> None:
+    """Cityscapes gtFine → train/, val/ with class masks (19 train ids) and instances/."""
+    from edgeseg.data.import_cityscapes import import_cityscapes as run
+
+    with _progress() as bar:
+        task = bar.add_task("importing", total=None)
+        report = run(root, out, progress=lambda d, n: bar.update(task, completed=d, total=n))
+    _print_import(report)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(data_app, name="data", help="Check, import or synthesize a dataset folder.")

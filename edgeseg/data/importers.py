@@ -188,9 +188,15 @@ def _coco(annotations: Path) -> Any:
                            "'COCO 1.0' / instances_*.json.") from None
 
 
+MAX_INSTANCE_CLASS = 64  # 64 * 1000 + 999 is the largest class*1000+k a 16-bit PNG holds
+
+
 def import_coco(annotations: Path, images: Path, out: Path,
                 progress: Optional[Callable[[int, int], None]] = None) -> ImportReport:
-    """Convert COCO instance annotations (polygons or RLE) to class-id masks.
+    """Convert COCO instance annotations (polygons or RLE) to class-id masks and instances.
+
+    ``instances/NAME.png`` (up to 64 categories) holds ``class * 1000 + k`` per object in
+    the Cityscapes encoding; crowd regions keep the ignore index there too.
 
     Class ids: 0 background, then the COCO categories in ascending id order.
     Polygons and RLE are rasterised by pycocotools (``annToMask``); larger objects
@@ -210,6 +216,8 @@ def import_coco(annotations: Path, images: Path, out: Path,
                            "classes besides background.")
     index = {c: i + 1 for i, c in enumerate(cat_ids)}
     labels = ("background", *(coco.loadCats(c)[0]["name"] for c in cat_ids))
+    # instances/ in the Cityscapes encoding (class * 1000 + k) fits 16 bits up to class 64.
+    with_instances = len(cat_ids) <= MAX_INSTANCE_CLASS
     img_ids = sorted(coco.getImgIds())
     left: list[tuple[str, str]] = []
     seen: dict[str, str] = {}
@@ -228,6 +236,8 @@ def import_coco(annotations: Path, images: Path, out: Path,
                 continue
             anns = coco.loadAnns(coco.getAnnIds(imgIds=img_id, iscrowd=None))
             ids = np.zeros((info["height"], info["width"]), np.uint8)
+            objects = np.zeros(ids.shape, np.int32)
+            per_class: dict[int, int] = {}
             crowd = np.zeros_like(ids, dtype=bool)
             for ann in sorted(anns, key=lambda a: -float(a.get("area", 0))):
                 m = coco.annToMask(ann).astype(bool)
@@ -238,9 +248,18 @@ def import_coco(annotations: Path, images: Path, out: Path,
                                        f"{info['file_name']} has category_id {ann['category_id']}, "
                                        "which 'categories' does not list; add it or fix the id.")
                 else:
-                    ids[m] = index[ann["category_id"]]
+                    c = index[ann["category_id"]]
+                    ids[m] = c
+                    per_class[c] = per_class.get(c, 0) + 1
+                    objects[m] = per_class[c]
             crowd &= ids == 0
             ids[crowd] = IGNORE_INDEX
+            if with_instances:
+                from edgeseg.data.instances import INSTANCES_DIR, encode, png16
+
+                (tmp / INSTANCES_DIR).mkdir(exist_ok=True)
+                inst = encode(ids, np.where(ids == IGNORE_INDEX, 0, np.minimum(objects, 999)))
+                (tmp / INSTANCES_DIR / f"{stem}.png").write_bytes(png16(inst))
             n_crowd += int(crowd.any())
             n_empty += not anns
             _write_mask(tmp / ANNOTATIONS_DIR / f"{stem}.png", ids)
@@ -252,6 +271,9 @@ def import_coco(annotations: Path, images: Path, out: Path,
                                "check --images; nothing written.")
         (tmp / "labels.txt").write_text("\n".join(labels) + "\n")
     notes = []
+    if not with_instances:
+        notes.append(f"no instances/ written: {len(cat_ids)} categories, and class ids above "
+                     f"{MAX_INSTANCE_CLASS} do not fit the 16-bit class*1000+k encoding (import fewer)")
     if n_empty:
         notes.append(f"{n_empty} image(s) without annotations written as all background")
     if n_crowd:
