@@ -50,6 +50,9 @@ def train(
     binary: do.Binary = False,
     mask_colors: do.MaskColors = None,
     skip_bad: do.SkipBad = False,
+    clock: Annotated[str, typer.Option(
+        help="What --time-limit counts: wall (clock time) or cpu (this process's CPU time, "
+             "for budgets on a shared machine).")] = "wall",
     task: Annotated[str, typer.Option(
         help="semantic (class per pixel) or instance (also object-centre heatmap and offset "
              "heads; needs instances/NAME.png, thing classes from them).")] = "semantic",
@@ -82,7 +85,7 @@ def train(
     tcfg = TrainConfig(data=str(data), output=str(output), val=str(val) if val else None,
                        val_fraction=val_fraction, epochs=epochs, batch_size=batch_size, lr=lr,
                        augment=not no_augment, backbone_weights=backbone_weights,
-                       resume=str(resume) if resume else None, time_limit=time_limit,
+                       resume=str(resume) if resume else None, time_limit=time_limit, clock=clock,
                        strategy=strategy, precision=precision, seed=seed, ignore_index=ignore_index,
                        binary=binary, mask_colors=str(mask_colors) if mask_colors else None,
                        skip_bad=skip_bad)

@@ -11,8 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 # Loss weights. Panoptic-DeepLab uses 200 (centre MSE) and 0.01 (offset L1 in pixels of
-# 1024×2048 frames); offsets here are in output pixels of 64-208 px outputs, so the
-# offset weight is raised to give the two heads gradients of the same order.
+# 1024×2048 frames). Here 200 and 0.1 left the shared encoder learning the classes at half
+# the semantic model's pace (val mIoU 0.35 against 0.58 after 9 min, 128² shapes); Adam
+# scales each head's own steps anyway, so the weights only set how hard the instance
+# losses pull on the encoder: both are kept below the (median-frequency weighted) CE.
 CENTER_WEIGHT = 5.0
 OFFSET_WEIGHT = 0.02
 HEAD_NAMES = ("instance_center", "instance_offset")

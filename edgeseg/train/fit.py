@@ -33,6 +33,7 @@ class TrainConfig:
     backbone_weights: Optional[str] = None  # a .h5, 'imagenet' (scratch when offline) or None
     resume: Optional[str] = None
     time_limit: Optional[float] = None  # minutes
+    clock: str = "wall"  # what time_limit counts: "wall" or "cpu" (this process's CPU time)
     strategy: str = "default"
     precision: str = "auto"  # auto | float32 | mixed_bfloat16
     seed: int = 0
@@ -233,11 +234,15 @@ def train(cfg: ModelConfig, tcfg: TrainConfig,
     budget = tl.TimeBudget(tcfg.time_limit * 60 if tcfg.time_limit else None, epochs, epochs)
     schedule = tl.WarmupCosine(tcfg.lr, max(1, int(tcfg.warmup_epochs * steps_per_epoch)),
                                epochs * steps_per_epoch)
-    loop_state = tl.LoopState(start_epoch * steps_per_epoch, steps_per_epoch, time.monotonic(),
-                              state.get("seconds", 0.0))
+    if tcfg.clock not in ("wall", "cpu"):
+        raise EdgesegError(f"--clock {tcfg.clock!r} must be wall or cpu.")
+    loop_state = tl.LoopState(start_epoch * steps_per_epoch, steps_per_epoch,
+                              time.process_time() if tcfg.clock == "cpu" else time.monotonic(),
+                              state.get("seconds", 0.0), clock=tcfg.clock)
     log(f"training on {len(train_pairs)} images, validating on {len(val_pairs)}, "
         f"{steps_per_epoch} steps/epoch, "
-        + (f"{tcfg.time_limit:g} min" if tcfg.time_limit and tcfg.epochs is None else f"up to {epochs} epochs"
+        + (f"{tcfg.time_limit:g} min{' of CPU time' if tcfg.clock == 'cpu' else ''}"
+           if tcfg.time_limit and tcfg.epochs is None else f"up to {epochs} epochs"
            + (f" or {tcfg.time_limit:g} min" if tcfg.time_limit else "")))
     loop = tl.TrainingLoop(loop_state, schedule, budget, history, checkpoints, val_ds, log,
                            tcfg.ignore_index)

@@ -144,9 +144,13 @@ class LoopState:
     t0: float
     prior_seconds: float = 0.0  # trained before a --resume
     epoch_start: float = 0.0
+    clock: str = "wall"  # what --time-limit counts: wall-clock or this process's CPU seconds
+
+    def now(self) -> float:
+        return time.process_time() if self.clock == "cpu" else time.monotonic()
 
     def elapsed(self) -> float:
-        return time.monotonic() - self.t0 + self.prior_seconds
+        return self.now() - self.t0 + self.prior_seconds
 
 
 def epoch_label(done: int, budget: TimeBudget) -> str:
@@ -205,13 +209,13 @@ class TrainingLoop(keras.callbacks.Callback):
         self.state.step += 1
 
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-        self.state.epoch_start = time.monotonic()
+        self.state.epoch_start = self.state.now()
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
         done = epoch + 1
         cfg = self.checkpoints.cfg
         m = predict_masks(self.model, self.val_ds, cfg.n_classes, self.ignore_index).result()
-        epoch_seconds = time.monotonic() - self.state.epoch_start
+        epoch_seconds = self.state.now() - self.state.epoch_start
         row = {"epoch": done, "loss": float((logs or {}).get("loss", float("nan"))),
                "val_miou": m.mean_iou, "val_pixel_accuracy": m.pixel_accuracy,
                "lr": float(np.asarray(self.model.optimizer.learning_rate)),
