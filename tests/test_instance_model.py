@@ -38,6 +38,8 @@ def instance_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
 def test_model_and_tflite_describe_the_task_things_and_heads(instance_models: dict[str, Path]) -> None:
     side = json.loads(Path(str(instance_models["keras"]) + ".json").read_text())
     assert side["edgeseg"]["task"] == "instance" and side["edgeseg"]["things"] == [1, 2]
+    assert side["instance"]["outputs"] == ["semantic", "center", "offset"]
+    assert side["instance"]["stride"] == 2
     tside = json.loads(Path(str(instance_models["tflite"]) + ".json").read_text())
     inst = tside["tflite"]["instance"]
     assert sorted(inst["heads"].values()) == [0, 1, 2]

@@ -74,6 +74,17 @@ def instance_heads(inputs: Any, tap: Any, level: int, output_size: tuple[int, in
     return center, offset
 
 
+def head_layout(cfg: Any) -> dict[str, Any]:
+    """The ``instance`` block of a .keras sidecar: the model's outputs in order, and their units."""
+    from edgeseg.data.instance_pipeline import SIGMA_FULL
+
+    return {"outputs": ["semantic", "center", "offset"], "things": list(cfg.things),
+            "center": "object-centre heatmap, Gaussians of sigma "
+                      f"{SIGMA_FULL * cfg.output_size[0] / cfg.height:g} output px",
+            "offset_units": "output pixels (dy, dx), pixel to its object's centre",
+            "stride": cfg.height / cfg.output_size[0]}
+
+
 def semantic_loss(y: Any, probs: Any) -> Any:
     """Weighted cross-entropy: ``y`` is N×h×w×2 (class id, pixel weight; weight 0 = ignored)."""
     import keras

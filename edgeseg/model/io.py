@@ -18,6 +18,10 @@ def save_model(model: Any, cfg: ModelConfig, path: str | Path, **more: Any) -> P
         raise EdgesegError(f"{path}: models are saved as .keras files; name it {path.stem}.keras")
     with atomic_path(path) as tmp:
         model.save(tmp)
+    if cfg.task == "instance":  # what each of the model's outputs is
+        from edgeseg.model.instance_heads import head_layout
+
+        more = {"instance": head_layout(cfg), **more}
     save_config(cfg, path, **more)
     return path
 
