@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -9,13 +12,31 @@ from typer.testing import CliRunner
 from edgeseg.cli import app
 
 COMMANDS = ("build", "data", "train", "evaluate", "convert", "compare", "inspect", "export",
-            "run", "bench", "bundle", "demo")
+            "run", "bench", "bundle", "demo", "import", "predict")
 
 
 def test_every_command_is_registered() -> None:
     registered = set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
-    missing = set(COMMANDS) - registered
-    assert not missing, f"not registered: {sorted(missing)}"
+    assert registered == set(COMMANDS), (f"not registered: {sorted(set(COMMANDS) - registered)}; "
+                                         f"not listed here: {sorted(registered - set(COMMANDS))}")
+
+
+def test_a_command_module_that_cannot_be_imported_stops_the_cli() -> None:
+    # Before, a ModuleNotFoundError for the command's own module was taken for
+    # "not written yet" and the command silently vanished from the CLI.
+    code = (
+        "import importlib.abc, sys\n"
+        "class Gone(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'edgeseg.cli.bundle':\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, Gone())\n"
+        "import edgeseg.cli\n"
+        "print('commands:', sorted(edgeseg.cli.typer.main.get_command(edgeseg.cli.app).commands))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0, r.stdout
+    assert "edgeseg.cli.bundle" in r.stderr.splitlines()[-1]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

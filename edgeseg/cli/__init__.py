@@ -39,16 +39,14 @@ def _root(
 
 
 # Each module registers its commands on ``app``; none imports TensorFlow at import time.
+# No try/except: a command module that fails to import stops the CLI with its error
+# instead of silently taking its command away.
 _COMMAND_MODULES = (
     "build", "data", "train", "evaluate", "convert", "compare", "inspect", "export",
     "run", "bench", "bundle", "demo", "imports", "predict", "plan",
 )
 for _name in _COMMAND_MODULES:
-    try:
-        importlib.import_module(f"edgeseg.cli.{_name}").register(app)
-    except ModuleNotFoundError as _e:  # a command module not written yet
-        if _e.name != f"edgeseg.cli.{_name}":
-            raise
+    importlib.import_module(f"edgeseg.cli.{_name}").register(app)
 
 
 def main() -> None:
