@@ -24,6 +24,7 @@ from edgeseg.runtime import capture
 from edgeseg.runtime.bench import bench_model
 from edgeseg.runtime.overlay import Overlay
 from edgeseg.runtime.pipeline import JsonLog, run_pipeline
+from edgeseg.runtime.reader import FrameReader, open_with_retry
 from edgeseg.runtime.segmenter import Segmenter
 from edgeseg.runtime.sinks import VideoSaver
 
@@ -64,8 +65,8 @@ def efficiency(model: str, video: str, threads: int | None, repeats: int) -> lis
     for _ in range(repeats):
         raw = bench_model(model, threads, runs=100, warmup=5)
         src = capture.open_source(source=video)
-        capture.open_with_retry(src)
-        reader = capture.FrameReader(src)
+        open_with_retry(src)
+        reader = FrameReader(src)
         try:
             stats = run_pipeline(seg, reader)  # what `edgeseg run --no-display` runs
         finally:
@@ -89,7 +90,7 @@ def memory(model: str, video: str, threads: int | None, frames: int) -> dict:
     overlay = Overlay(seg.labels)
     src = LoopingVideo(video, live=False, name=video)
     src.open()
-    reader = capture.FrameReader(src)
+    reader = FrameReader(src)
     marks: dict[int, float] = {}
     count = {"n": 0}
 

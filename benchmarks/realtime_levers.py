@@ -94,7 +94,7 @@ def convert_int8(model: Any, out: Path, size: int) -> Path:
     import tensorflow as tf
 
     from edgeseg.convert.calibration import DEFAULT_DIR
-    from edgeseg.data.dataset import read_image
+    from edgeseg.data.readers import read_image
     from edgeseg.preprocess import Preprocessing, preprocess
 
     spec = Preprocessing(size, size)

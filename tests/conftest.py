@@ -87,7 +87,8 @@ def constant_miou(data: Path) -> float:
     """mIoU of the best constant predictor (the most frequent class everywhere) on ``data``."""
     import numpy as np
 
-    from edgeseg.data.dataset import list_pairs, read_mask
+    from edgeseg.data.dataset import list_pairs
+    from edgeseg.data.readers import read_mask
 
     counts = np.zeros(TINY_CLASSES, np.int64)
     for _, mask in list_pairs(data):

@@ -40,7 +40,7 @@ def built_app(converted, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 def test_c_app_output_equals_python_runtime(built_app: Path, converted, synth_data: Path) -> None:
-    from edgeseg.data.dataset import read_image
+    from edgeseg.data.readers import read_image
     from edgeseg.runtime.interpreter import make_interpreter
     from edgeseg.runtime.segmenter import Segmenter
 

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from edgeseg.runtime import capture
+from edgeseg.runtime.reader import CaptureError, FrameReader, Retry, open_with_retry
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 STREAM = SHARED / "realdata" / "stream"
@@ -58,17 +59,17 @@ class HangingCamera:
 
 
 def test_retry_delays_are_capped_and_forever_never_ends() -> None:
-    assert list(capture.Retry(4, 0.5, 2.0).delays()) == [0.5, 1.0, 2.0, 2.0]
-    forever = capture.Retry(None, 0.5, 2.0).delays()
+    assert list(Retry(4, 0.5, 2.0).delays()) == [0.5, 1.0, 2.0, 2.0]
+    forever = Retry(None, 0.5, 2.0).delays()
     assert [next(forever) for _ in range(50)][-3:] == [2.0, 2.0, 2.0]
-    assert capture.Retry(None).describe() == "for ever"
+    assert Retry(None).describe() == "for ever"
 
 
 def test_a_read_that_blocks_is_abandoned_within_the_stall_time_and_frames_resume() -> None:
     log: dict = {}
     cam = HangingCamera(good=5, log=log)
     notes: list[str] = []
-    reader = capture.FrameReader(cam, capture.Retry(2, 0.05, 0.05), stall_s=0.5,
+    reader = FrameReader(cam, Retry(2, 0.05, 0.05), stall_s=0.5,
                                  note=notes.append)
     try:
         firsts = [reader.read(timeout=5) for _ in range(5)]
@@ -89,11 +90,11 @@ def test_a_read_that_blocks_is_abandoned_within_the_stall_time_and_frames_resume
 def test_bounded_retry_gives_up_on_a_source_that_keeps_hanging_with_the_count() -> None:
     log: dict = {}
     cam = HangingCamera(good=0, log=log, hang_every=True)
-    reader = capture.FrameReader(cam, capture.Retry(2, 0.01, 0.01), stall_s=0.3,
+    reader = FrameReader(cam, Retry(2, 0.01, 0.01), stall_s=0.3,
                                  first_frame_s=0.3)
     t0 = time.monotonic()
     try:
-        with pytest.raises(capture.CaptureError, match="after 0 frames and 2 reconnection"):
+        with pytest.raises(CaptureError, match="after 0 frames and 2 reconnection"):
             reader.read()
         # three connections of 0.3 s each and two 0.01 s waits, plus polling
         assert time.monotonic() - t0 < 3.0
@@ -115,7 +116,7 @@ class DropsThenReturns:
     def open(self) -> None:
         self.opens += 1
         if 1 < self.opens <= 1 + self.outage:
-            raise capture.CaptureError("flaky stream refused the connection")
+            raise CaptureError("flaky stream refused the connection")
 
     def read(self) -> np.ndarray | None:
         self.sent += 1
@@ -131,7 +132,7 @@ def test_reconnect_forever_outlasts_an_outage_longer_than_the_bounded_default() 
     src = DropsThenReturns(outage=12)  # more failures than the default 4 attempts
     src.open()
     notes: list[str] = []
-    reader = capture.FrameReader(src, capture.Retry(None, 0.001, 0.002), note=notes.append)
+    reader = FrameReader(src, Retry(None, 0.001, 0.002), note=notes.append)
     try:
         frames = [reader.read(timeout=10) for _ in range(6)]
         assert all(f is not None for f in frames)
@@ -145,9 +146,9 @@ def test_reconnect_forever_outlasts_an_outage_longer_than_the_bounded_default() 
 def test_bounded_retry_fails_the_same_outage_with_one_message() -> None:
     src = DropsThenReturns(outage=12)
     src.open()
-    reader = capture.FrameReader(src, capture.Retry(4, 0.001, 0.002))
+    reader = FrameReader(src, Retry(4, 0.001, 0.002))
     try:
-        with pytest.raises(capture.CaptureError) as e:
+        with pytest.raises(CaptureError) as e:
             for _ in range(3):  # live: only the newest frame is kept, so 1 or 2 reads
                 reader.read(timeout=10)
         assert str(e.value) == ("flaky stream stopped delivering frames after 2 frames and 4 "
@@ -168,7 +169,7 @@ class LateCamera:
     def open(self) -> None:
         self.opens += 1
         if self.opens <= self.fails:
-            raise capture.CaptureError("could not open late camera; check the cable.")
+            raise CaptureError("could not open late camera; check the cable.")
 
     def read(self) -> None:
         return None
@@ -181,14 +182,14 @@ def test_open_retries_for_ever_or_gives_up_saying_how_often() -> None:
     notes: list[str] = []
     pings: list[int] = []
     cam = LateCamera(fails=40)
-    capture.open_with_retry(cam, capture.Retry(None, 0.0001, 0.0001), notes.append,
+    open_with_retry(cam, Retry(None, 0.0001, 0.0001), notes.append,
                             idle=lambda: pings.append(1))
     assert cam.opens == 41 and len(pings) == 40
     assert notes == [f"warning: could not open late camera; check the cable (attempt {n}, "
                      "retrying for ever)" for n in (1, 2, 3, 30)]
     notes.clear()
-    with pytest.raises(capture.CaptureError) as e:
-        capture.open_with_retry(LateCamera(fails=40), capture.Retry(2, 0.0001, 0.0001),
+    with pytest.raises(CaptureError) as e:
+        open_with_retry(LateCamera(fails=40), Retry(2, 0.0001, 0.0001),
                                 notes.append)
     assert str(e.value) == ("could not open late camera; check the cable (gave up after 3 "
                             "attempts).")
@@ -242,9 +243,9 @@ def _start_server(kind: str, mjpeg_avi: Path | None) -> tuple[subprocess.Popen, 
 def stall_and_resume(url: str, proc: subprocess.Popen, stall_for: float) -> dict[str, float]:
     """Stop the server mid-stream, resume it; seconds to detect and to the next frame."""
     src = capture.open_source(None, url)
-    capture.open_with_retry(src, capture.Retry(5))
+    open_with_retry(src, Retry(5))
     notes: list[tuple[float, str]] = []
-    reader = capture.FrameReader(src, capture.Retry(None), stall_s=3.0,
+    reader = FrameReader(src, Retry(None), stall_s=3.0,
                                  note=lambda m: notes.append((time.monotonic(), m)))
     try:
         for _ in range(10):

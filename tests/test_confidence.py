@@ -188,7 +188,7 @@ def test_convert_stores_the_reference_in_sidecar_and_metadata(converted: dict[st
 @pytest.mark.slow
 def test_trained_model_is_sure_of_its_scenes_and_flags_grey_ones(converted: dict[str, Path],
                                                                  synth_data: Path) -> None:
-    from edgeseg.data.dataset import read_image
+    from edgeseg.data.readers import read_image
 
     seg = Segmenter(converted["int8"], rgb=True)
     notes: list[str] = []

@@ -50,7 +50,8 @@ def test_metadata_is_embedded(converted):
 
 def test_heads_agree_on_the_float_model(trained, synth_data, tmp_path):
     from edgeseg.convert.quantize import ConvertConfig, convert
-    from edgeseg.data.dataset import list_pairs, read_image
+    from edgeseg.data.dataset import list_pairs
+    from edgeseg.data.readers import read_image
     from edgeseg.verify.predict import TFLitePredictor
 
     path, _ = trained

@@ -216,7 +216,8 @@ def test_upsampling_choice_does_not_change_the_masks(trained, synth_data, tmp_pa
     (``tile``, the training graph's lowering, is checked against them in float above.)
     """
     from edgeseg.convert.quantize import ConvertConfig, convert
-    from edgeseg.data.dataset import list_pairs, read_image
+    from edgeseg.data.dataset import list_pairs
+    from edgeseg.data.readers import read_image
     from edgeseg.runtime.segmenter import Segmenter
 
     paths = {}

@@ -49,11 +49,12 @@ def test_read_tflite_reports_io_quantization_and_ops(models):
 def test_interpreter_fallback_agrees_with_the_schema_reader(models, monkeypatch):
     """Where only tflite-runtime is installed, the interpreter's listing gives the same model."""
     import edgeseg.tflite.flatbuffer as tf_file
+    from edgeseg.runtime.interpreter import make_interpreter
 
     data = models["int8_tile_logits"].read_bytes()
     from ai_edge_litert import schema_py_generated as schema
 
-    assert tf_file._parse_with_interpreter(data) == tf_file._parse_with_schema(schema, data)
+    assert tf_file._parse_with_interpreter(data, make_interpreter) == tf_file._parse_with_schema(schema, data)
 
 
 def _runtime_delegate_kernels(path: Path) -> int:

@@ -57,7 +57,7 @@ def _agreement(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.mark.slow
 def test_import_matches_keras_segmentation_predictions(ks_run, tmp_path: Path) -> None:
-    from edgeseg.data.dataset import read_image
+    from edgeseg.data.readers import read_image
     from edgeseg.preprocess import preprocess
     from edgeseg.verify.predict import load_predictor
 
@@ -89,7 +89,7 @@ def test_h5_weights_and_old_epoch(ks_run, tmp_path: Path) -> None:
     res = runner.invoke(app, ["import", "keras-segmentation", str(out / "checkpoints" / "mobilenet_segnet.0.index"),
                               "-o", str(tmp_path / "e0.keras")])
     assert res.exit_code == 0 and "epoch 0" in res.output, res.output
-    from edgeseg.data.dataset import read_image
+    from edgeseg.data.readers import read_image
     from edgeseg.model.io import load_model
     from edgeseg.verify.predict import load_predictor
 
@@ -117,7 +117,7 @@ def test_h5_weights_and_old_epoch(ks_run, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_convert_int8_takes_raw_pixels_and_agrees(ks_run, tmp_path: Path) -> None:
-    from edgeseg.data.dataset import read_image
+    from edgeseg.data.readers import read_image
     from edgeseg.runtime.segmenter import Segmenter
     from edgeseg.verify.predict import load_predictor
 

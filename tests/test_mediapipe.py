@@ -42,7 +42,7 @@ def _mediapipe_masks(model: Path, images: list[Path], out: Path) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["float32", "float16", "int8-float-io"])
 def test_image_segmenter_claims_hold(converted, trained, synth_data: Path, tmp_path: Path, mode: str) -> None:
-    from edgeseg.data.dataset import read_image
+    from edgeseg.data.readers import read_image
     from edgeseg.runtime.segmenter import Segmenter
     from edgeseg.tflite.metadata import read_standard_metadata
 

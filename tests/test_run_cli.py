@@ -13,9 +13,11 @@ import pytest
 import tflite_fixtures
 from typer.testing import CliRunner
 
+import edgeseg.runtime.app
 from edgeseg.cli import app
 from edgeseg.runtime import capture
 from edgeseg.runtime.overlay import palette
+from edgeseg.runtime.reader import CaptureError, FrameReader, Retry
 
 runner = CliRunner()
 WIDE = {"COLUMNS": "200"}
@@ -27,9 +29,9 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture()
-def fast_retry(monkeypatch: pytest.MonkeyPatch) -> capture.Retry:
-    retry = capture.Retry(attempts=3, backoff_s=0.01, max_s=0.02)
-    monkeypatch.setattr(capture, "DEFAULT_RETRY", retry)
+def fast_retry(monkeypatch: pytest.MonkeyPatch) -> Retry:
+    retry = Retry(attempts=3, backoff_s=0.01, max_s=0.02)
+    monkeypatch.setattr(edgeseg.runtime.app, "DEFAULT_RETRY", retry)
     return retry
 
 
@@ -171,7 +173,7 @@ def test_bad_inputs_get_one_line_and_exit_2(models: Path, tmp_path: Path, case: 
 
 
 def test_camera_that_cannot_be_opened_retries_then_fails(models: Path,
-                                                        fast_retry: capture.Retry) -> None:
+                                                        fast_retry: Retry) -> None:
     t0 = time.perf_counter()
     r = run(models / "int8_softmax.tflite", "--camera", "97", "--no-display")
     assert r.exit_code == 2, r.output
@@ -190,7 +192,7 @@ class FlakyCamera:
     def open(self) -> None:
         self.opens += 1
         if self.opens > 1:
-            raise capture.CaptureError("fake camera is unplugged")
+            raise CaptureError("fake camera is unplugged")
 
     def read(self) -> np.ndarray | None:
         if self.sent >= self.good:
@@ -205,7 +207,7 @@ class FlakyCamera:
 
 def test_camera_that_stops_mid_stream_retries_then_fails_cleanly_keeping_the_video(
         models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        fast_retry: capture.Retry) -> None:
+        fast_retry: Retry) -> None:
     cam = FlakyCamera(good=5)
     monkeypatch.setattr(capture, "open_source", lambda camera, source: cam)
     out = tmp_path / "partial.avi"
@@ -219,16 +221,16 @@ def test_camera_that_stops_mid_stream_retries_then_fails_cleanly_keeping_the_vid
 def test_ctrl_c_finalizes_the_saved_video(models: Path, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     video = tflite_fixtures.video(tmp_path / "in.mp4", 20, (96, 64))
-    real_read = capture.FrameReader.read
+    real_read = FrameReader.read
     calls = {"n": 0}
 
-    def read_then_interrupt(self: capture.FrameReader, timeout: float = 30.0) -> object:
+    def read_then_interrupt(self: FrameReader, timeout: float = 30.0) -> object:
         calls["n"] += 1
         if calls["n"] == 5:
             raise KeyboardInterrupt
         return real_read(self, timeout)
 
-    monkeypatch.setattr(capture.FrameReader, "read", read_then_interrupt)
+    monkeypatch.setattr(FrameReader, "read", read_then_interrupt)
     out = tmp_path / "out.mp4"
     r = run(models / "int8_softmax.tflite", "--source", video, "--no-display", "--save", out)
     assert r.exit_code == 0, r.output
@@ -258,7 +260,7 @@ class FastCamera:
 
 
 def test_live_reader_keeps_only_the_newest_frame_and_counts_drops() -> None:
-    reader = capture.FrameReader(FastCamera())
+    reader = FrameReader(FastCamera())
     try:
         seen = []
         for _ in range(5):

@@ -22,8 +22,9 @@ RUNTIME = Path(__file__).resolve().parent.parent / "edgeseg" / "runtime"
 CV2_MODULES = {"capture", "overlay", "stream", "sinks", "segmenter", "components",
                "instance_draw"}
 TF_FREE_EDGESEG = {"edgeseg.errors", "edgeseg.atomic", "edgeseg.config", "edgeseg.preprocess",
-                   "edgeseg.data.readers", "edgeseg.labels", "edgeseg.sizes", "edgeseg.tflite",
-                   "edgeseg.tflite.description", "edgeseg.tflite.flatbuffer", "edgeseg.tflite.metadata"}
+                   "edgeseg.data.readers", "edgeseg.data.instances", "edgeseg.labels", "edgeseg.sizes",
+                   "edgeseg.tflite", "edgeseg.tflite.description", "edgeseg.tflite.flatbuffer",
+                   "edgeseg.tflite.metadata"}
 SCORE_MODELS = ["float_softmax", "float_logits", "float_flat", "float_argmax", "int8_softmax",
                 "int8_embedded", "int8_int8io", "int8_flat"]
 SIGMOID_MODELS = ["float_sigmoid", "int8_sigmoid"]

@@ -29,7 +29,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def photos() -> list[np.ndarray]:
-    from edgeseg.data.dataset import read_image
+    from edgeseg.data.readers import read_image
 
     return [read_image(p) for p in sorted(PHOTOS.iterdir())]
 

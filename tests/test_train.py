@@ -51,7 +51,8 @@ def test_training_learns(trained):
 def test_evaluate_matches_a_hand_computed_confusion(trained, synth_data):
     import cv2
 
-    from edgeseg.data.dataset import list_pairs, read_image, read_mask
+    from edgeseg.data.dataset import list_pairs
+    from edgeseg.data.readers import read_image, read_mask
     from edgeseg.model.io import load_model
     from edgeseg.preprocess import preprocess
 

@@ -46,7 +46,7 @@ def confidence_reference(model: bytes, info: dict[str, Any], calib: Any,
         calib = load_calibration(folder, max_images, seed, warn=lambda m: None)
     if calib is None or not calib.files:
         return None
-    from edgeseg.data.dataset import read_image
+    from edgeseg.data.readers import read_image
     from edgeseg.runtime.confidence import frame_confidence, summarize
     from edgeseg.runtime.segmenter import Segmenter
 

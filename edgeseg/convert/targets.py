@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from edgeseg.convert.edgetpu_rules import EDGETPU_CUSTOM_OP, check_edgetpu_op
+from edgeseg.convert.edgetpu_rules import _EIGHT_BIT, EDGETPU_CUSTOM_OP, check_edgetpu_op
 from edgeseg.tflite.flatbuffer import OpInfo, TensorInfo, TfliteModel
 
 TARGETS = ("xnnpack", "gpu", "edgetpu")
@@ -50,7 +50,6 @@ GPU_OPS = frozenset({
 })
 
 _FLOAT = ("float32", "float16")
-_EIGHT_BIT = ("int8", "uint8")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Image/mask pairs on disk in the keras_segmentation layout; splits; the readers re-exported."""
+"""Image/mask pairs on disk in the keras_segmentation layout, and splits (reading: data.readers)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.data.readers import IMAGE_SUFFIXES, MASK_SUFFIX, read_image, read_mask
+from edgeseg.data.readers import IMAGE_SUFFIXES, MASK_SUFFIX
 from edgeseg.errors import EdgesegError
 
-__all__ = ["IMAGE_SUFFIXES", "MASK_SUFFIX", "list_images", "list_pairs", "read_image", "read_mask",
-           "resolve_split", "scan"]
 IMAGES_DIR = "images"
 ANNOTATIONS_DIR = "annotations"
 

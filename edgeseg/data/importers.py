@@ -16,6 +16,7 @@ import numpy as np
 
 from edgeseg.data.dataset import ANNOTATIONS_DIR, IMAGES_DIR
 from edgeseg.data.readers import (
+    IGNORE_INDEX,
     IMAGE_SUFFIXES,
     LABELMAP,
     MaskEncoding,
@@ -30,7 +31,6 @@ VOC_CLASSES = (
     "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
     "train", "tvmonitor",
 )
-IGNORE_INDEX = 255
 
 
 @dataclass(frozen=True)

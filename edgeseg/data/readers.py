@@ -18,6 +18,7 @@ JPEG_SUFFIXES = (".jpg", ".jpeg")
 LABELMAP = "labelmap.txt"
 # Labelmap names whose colour marks pixels to leave out of loss and metrics (VOC's border).
 IGNORE_NAMES = ("void", "ignore", "ignored", "border")
+IGNORE_INDEX = 255  # PASCAL VOC / Cityscapes: pixels left out of training and scoring
 
 Color = tuple[int, int, int]
 
@@ -37,7 +38,7 @@ class MaskEncoding:
         colors_source: The file the colours came from (quoted in messages).
     """
 
-    ignore_index: Optional[int] = 255
+    ignore_index: Optional[int] = IGNORE_INDEX
     binary: bool = False
     colors: Optional[tuple[tuple[str, Color], ...]] = None
     colors_source: Optional[str] = None

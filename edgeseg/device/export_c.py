@@ -48,11 +48,12 @@ def export_c_array(model_path: str | Path, out_dir: str | Path,
         EdgesegError: Missing file, not a TFLite model, or a bad name.
     """
     from edgeseg.atomic import write_text
+    from edgeseg.runtime.interpreter import make_interpreter
     from edgeseg.tflite.flatbuffer import read_model_bytes, read_tflite
     from edgeseg.tflite.metadata import read_standard_metadata
 
     data = read_model_bytes(model_path)
-    model = read_tflite(model_path)
+    model = read_tflite(model_path, make_interpreter)
     ident = c_identifier(name or Path(model_path).stem)
     if name and ident != name:
         raise EdgesegError(f"--name {name!r} is not a C identifier; try {ident!r}.")

@@ -13,6 +13,7 @@ from edgeseg.runtime.confidence import ConfidenceMonitor
 from edgeseg.runtime.health import Health, prometheus_text
 from edgeseg.runtime.interpreter import check_model_file
 from edgeseg.runtime.pipeline import JsonLog, PipelineStats, run_pipeline
+from edgeseg.runtime.reader import DEFAULT_RETRY, FrameReader, Retry, open_with_retry
 from edgeseg.runtime.sdnotify import SystemdNotifier
 from edgeseg.runtime.segmenter import Segmenter
 from edgeseg.sizes import hw
@@ -62,16 +63,16 @@ def stream_token(opts: RunOptions) -> str | None:
     return opts.token or secrets.token_urlsafe(18)
 
 
-def reconnect_policy(value: int | str | None) -> capture.Retry:
+def reconnect_policy(value: int | str | None) -> Retry:
     """``--reconnect N|forever`` as a Retry (None: the default, 4 attempts)."""
-    base = capture.DEFAULT_RETRY
+    base = DEFAULT_RETRY
     if value is None:
         return base
     if str(value).lower() in ("forever", "inf", "always"):
-        return capture.Retry(None, base.backoff_s, base.max_s)
+        return Retry(None, base.backoff_s, base.max_s)
     if not str(value).isdigit():
         raise EdgesegError(f"--reconnect {value}: give a number of attempts or 'forever'.")
-    return capture.Retry(int(value), base.backoff_s, base.max_s)
+    return Retry(int(value), base.backoff_s, base.max_s)
 
 
 def load_segmenter(model: str, threads: int | None, delegate: str | None, fallback: bool,
@@ -102,7 +103,7 @@ def describe(seg: Segmenter) -> str:
 
 
 def run(opts: RunOptions, note: Callable[[str], None] = print,
-        retry: capture.Retry | None = None) -> PipelineStats:
+        retry: Retry | None = None) -> PipelineStats:
     """Segment a camera or video, drawing/saving/streaming as ``opts`` asks.
 
     Ctrl-C, the end of a video, ``max_frames`` and a closed window all end the run
@@ -144,10 +145,10 @@ def run(opts: RunOptions, note: Callable[[str], None] = print,
     # Ready once the model is loaded: the watchdog then covers opening the camera too, which
     # under --reconnect forever may take as long as the camera stays unplugged.
     notifier.ready(f"opening {src.name}")
-    capture.open_with_retry(src, retry, note, idle=notifier.ping)
+    open_with_retry(src, retry, note, idle=notifier.ping)
     closers: list[Callable[[bool], Any]] = []
     sinks: list[Callable[[Any], Any]] = []
-    reader = capture.FrameReader(src, retry, stall_s=opts.stall_s, note=note)
+    reader = FrameReader(src, retry, stall_s=opts.stall_s, note=note)
     health = Health(opts.model, reader)
     counter = None
     if seg.instance_reader is not None:
@@ -220,7 +221,7 @@ def run(opts: RunOptions, note: Callable[[str], None] = print,
     return stats
 
 
-def _close(reader: capture.FrameReader, closers: list[Callable[[bool], Any]], keep: bool,
+def _close(reader: FrameReader, closers: list[Callable[[bool], Any]], keep: bool,
            notifier: SystemdNotifier | None = None) -> None:
     if notifier is not None:
         notifier.stopping()

@@ -214,6 +214,7 @@ def bench_pipeline(model: str | os.PathLike, source: str, invoke_ms: float,
     from edgeseg.runtime import capture
     from edgeseg.runtime.overlay import Overlay
     from edgeseg.runtime.pipeline import run_pipeline
+    from edgeseg.runtime.reader import FrameReader, open_with_retry
     from edgeseg.runtime.segmenter import Segmenter
 
     seg = Segmenter(model, threads=threads, delegate=delegate, fallback=fallback, output=output)
@@ -234,8 +235,8 @@ def bench_pipeline(model: str | os.PathLike, source: str, invoke_ms: float,
         seg.segment = timed  # type: ignore[method-assign]
     src = capture.open_source(source if source.isdigit() else None,
                               None if source.isdigit() else source)
-    capture.open_with_retry(src)
-    reader = capture.FrameReader(src)
+    open_with_retry(src)
+    reader = FrameReader(src)
     try:
         for _ in range(warmup):
             frame = reader.read()

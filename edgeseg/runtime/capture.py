@@ -8,22 +8,13 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edgeseg.data.readers import IMAGE_SUFFIXES
 from edgeseg.errors import EdgesegError
-from edgeseg.runtime.reader import (  # noqa: F401 - the capture API, importable from here
-    DEFAULT_RETRY,
-    CaptureError,
-    FrameReader,
-    FrameSource,
-    Retry,
-    open_with_retry,
-)
+from edgeseg.runtime.reader import CaptureError, FrameSource
 
 # FFmpeg's own limits for network streams, so a read the watchdog abandoned ends (and
 # frees its socket) by itself; the watchdog notices a stall long before these.
 _NET_TIMEOUTS_MS = (10_000, 10_000)
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-
 
 class OpenCVSource:
     """A camera index, video file or network stream through ``cv2.VideoCapture``."""

@@ -15,7 +15,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-THING_OFFSET = 1000  # Cityscapes encoding: class_id * 1000 + k
+from edgeseg.data.instances import THING_OFFSET  # Cityscapes encoding: class_id * 1000 + k
 
 
 class Instance(NamedTuple):

@@ -99,7 +99,7 @@ def run_pipeline(segmenter: Any, reader: Any, draw: Callable[..., np.ndarray] | 
 
     Args:
         segmenter: A :class:`~edgeseg.runtime.Segmenter`.
-        reader: A :class:`~edgeseg.runtime.capture.FrameReader` (``read()`` → frame or None).
+        reader: A :class:`~edgeseg.runtime.reader.FrameReader` (``read()`` → frame or None).
         draw: ``draw(frame, mask, fps, latency_ms)`` → image for the sinks; skipped when
             None, so a headless run pays nothing for drawing.
         sinks: Called with each drawn image; one returning False ends the run.

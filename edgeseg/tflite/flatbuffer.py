@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,15 +123,23 @@ def read_model_bytes(path: str | Path) -> bytes:
     return data
 
 
-def read_tflite(path: str | Path) -> TfliteModel:
+def read_tflite(path: str | Path,
+                make_interpreter: Callable[..., Any] | None = None) -> TfliteModel:
     """Describe a .tflite file: I/O tensors with quantization, the ops, size, metadata names.
 
     Uses the flatbuffer schema that ships with ai-edge-litert; where only
-    tflite-runtime is installed it asks the interpreter instead (a model with
+    tflite-runtime is installed it asks an interpreter instead (a model with
     custom ops, such as a compiled Edge TPU model, then needs the op's delegate).
 
+    Args:
+        path: The .tflite file.
+        make_interpreter: Makes that interpreter (``edgeseg.runtime.make_interpreter``;
+            passed in, so this package stays below the runtime). None: without the
+            schema, reading fails with an install hint.
+
     Raises:
-        EdgesegError: The file is missing or is not a TFLite flatbuffer.
+        EdgesegError: The file is missing or is not a TFLite flatbuffer, or neither the
+            schema nor ``make_interpreter`` is there to read it.
     """
     data = read_model_bytes(path)
     try:
@@ -140,8 +149,11 @@ def read_tflite(path: str | Path) -> TfliteModel:
     try:
         if schema is not None:
             tensors, inputs, outputs, ops = _parse_with_schema(schema, data)
+        elif make_interpreter is not None:
+            tensors, inputs, outputs, ops = _parse_with_interpreter(data, make_interpreter)
         else:
-            tensors, inputs, outputs, ops = _parse_with_interpreter(data)
+            raise EdgesegError(f"reading the graph of {path} needs ai-edge-litert's model schema: "
+                               "pip install ai-edge-litert.")
         names = tuple(metadata_buffers(data))
     except EdgesegError:
         raise
@@ -213,9 +225,7 @@ def _builtin_options(schema: Any, op: Any) -> dict[str, Any]:
             if isinstance(v, (bool, int, float))}
 
 
-def _parse_with_interpreter(data: bytes) -> tuple:
-    from edgeseg.runtime.interpreter import make_interpreter
-
+def _parse_with_interpreter(data: bytes, make_interpreter: Callable[..., Any]) -> tuple:
     # Not allocated: a model whose custom op needs a delegate still shows its graph.
     interpreter = make_interpreter(data, threads=1, allocate=False)
     produced: set[int] = set()

@@ -11,10 +11,10 @@ from typing import Any
 from edgeseg.errors import EdgesegError
 from edgeseg.labels import parse_labels
 from edgeseg.preprocess import DEFAULT_MEAN, DEFAULT_STD
+from edgeseg.tflite.flatbuffer import TFLITE_IDENTIFIER
 
 METADATA_NAME = "TFLITE_METADATA"
 METADATA_IDENTIFIER = b"M001"
-TFLITE_IDENTIFIER = b"TFL3"
 LABELS_FILE = "labels.txt"
 SIDECAR_FILE = "edgeseg.json"
 INPUT_NAME = "image"

@@ -92,7 +92,8 @@ def input_size_of(data: str | Path, val: str | Path | None, height: Optional[int
     Raises:
         EdgesegError: When the dataset has no image pairs (from ``resolve_split``).
     """
-    from edgeseg.data.dataset import read_image, resolve_split
+    from edgeseg.data.dataset import resolve_split
+    from edgeseg.data.readers import read_image
 
     pairs, _ = resolve_split(Path(data), Path(val) if val else None, 0.1, 0)
     if not pairs:

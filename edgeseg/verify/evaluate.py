@@ -29,8 +29,7 @@ def truth_at(mask_path: Path, shape: tuple[int, int], encoding: Optional[MaskEnc
     Raises:
         EdgesegError: Unreadable mask, ids outside the classes, or a size that differs from the image.
     """
-    from edgeseg.data.dataset import read_mask
-    from edgeseg.data.readers import invalid_ids, invalid_ids_message
+    from edgeseg.data.readers import invalid_ids, invalid_ids_message, read_mask
     from edgeseg.preprocess import resize_mask
 
     ids = read_mask(mask_path, encoding)
@@ -47,7 +46,7 @@ def truth_at(mask_path: Path, shape: tuple[int, int], encoding: Optional[MaskEnc
 def iter_images(pairs: Sequence[tuple[Path, Path]],
                 batch_size: int = 8) -> Iterator[tuple[list[np.ndarray], list[Path]]]:
     """(RGB uint8 images at their own size, their mask paths), ``batch_size`` at a time."""
-    from edgeseg.data.dataset import read_image
+    from edgeseg.data.readers import read_image
 
     for i in range(0, len(pairs), batch_size):
         chunk = pairs[i:i + batch_size]

@@ -25,11 +25,12 @@ def inspect_tflite(path: str | Path, gpu: bool = False) -> dict[str, Any]:
     """
     from edgeseg.convert.edgetpu import edgetpu_preflight
     from edgeseg.convert.targets import compatibility
+    from edgeseg.runtime.interpreter import make_interpreter
     from edgeseg.tflite.description import read_description as runtime_metadata
     from edgeseg.tflite.flatbuffer import read_tflite
     from edgeseg.tflite.metadata import read_standard_metadata
 
-    model = read_tflite(path)
+    model = read_tflite(path, make_interpreter)
     rt = runtime_metadata(path)
     info = {
         "model": model.to_dict(),

@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-IGNORE_INDEX = 255  # PASCAL VOC / Cityscapes: pixels left out of training and scoring
+from edgeseg.data.readers import IGNORE_INDEX
 
 
 def confusion_matrix(truth: np.ndarray, pred: np.ndarray, n_classes: int,

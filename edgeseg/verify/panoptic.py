@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-THING_OFFSET = 1000  # edgeseg.data.instances.THING_OFFSET (the runtime and verify need no data import)
+from edgeseg.data.instances import THING_OFFSET
 
 
 @dataclass(frozen=True)

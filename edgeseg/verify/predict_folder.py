@@ -10,9 +10,8 @@ from typing import Optional
 
 import numpy as np
 
+from edgeseg.data.instances import THING_OFFSET
 from edgeseg.errors import EdgesegError
-
-THING_OFFSET = 1000
 
 
 @dataclass(frozen=True)
