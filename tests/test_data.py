@@ -11,13 +11,8 @@ from typer.testing import CliRunner
 
 from edgeseg.cli import app
 from edgeseg.data.check import check_dataset
-from edgeseg.data.dataset import (
-    list_images,
-    list_pairs,
-    read_image,
-    read_mask,
-    resolve_split,
-)
+from edgeseg.data.dataset import list_images, list_pairs, resolve_split
+from edgeseg.data.readers import read_image, read_mask
 from edgeseg.data.synth import class_names, synthesize
 from edgeseg.errors import EdgesegError
 
