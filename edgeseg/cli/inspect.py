@@ -34,6 +34,11 @@ def _metadata_table(meta: dict[str, Any]) -> Any:
     t = Table(title="metadata", title_justify="left", show_header=False)
     t.add_column("key", style="bold")
     t.add_column("value")
+    if meta.get("error"):
+        from rich.markup import escape
+
+        t.add_row("TFLite metadata", f"[red]error[/]: {escape(meta['error'])}")
+        return t
     if not meta["has_metadata"] and not meta["associated_files"]:
         t.add_row("TFLite metadata", "none (MediaPipe needs it for float models)")
         return t
@@ -98,6 +103,7 @@ def inspect(
     info = inspect_tflite(model, gpu=gpu)
     if as_json:
         typer.echo(json.dumps(info))
+        _metadata_error(model, info)
         return
     m = info["model"]
     console.print(f"[bold]{model}[/]: {human_size(m['size'])}, {m['ops']} ops")
@@ -130,6 +136,17 @@ def inspect(
                      for s in (x, g, e)]
             detail.add_row(str(x["index"]), x["op"], *cells)
         console.print(detail)
+    _metadata_error(model, info)
+
+
+def _metadata_error(model: Path, info: dict[str, Any]) -> None:
+    """A file whose TFLite metadata cannot be read fails inspect, after showing the rest."""
+    error = info["metadata"].get("error")
+    if error:
+        typer.echo(f"error: {model}: its TFLite metadata could not be read ({error}); the "
+                   "runtime would run it on defaults. Re-export it with its metadata, or write a "
+                   "sidecar <model>.json.", err=True)
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

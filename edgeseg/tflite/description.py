@@ -10,13 +10,15 @@ Segmenter derives from the input tensor.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from edgeseg.config import read_sidecar, sidecar_path
 from edgeseg.errors import EdgesegError
 from edgeseg.labels import parse_labels
+from edgeseg.tflite.metadata import associated_files, read_standard_metadata
 
 EMBEDDED_JSON = "edgeseg.json"
 EMBEDDED_LABELS = "labels.txt"
@@ -44,6 +46,8 @@ class ModelMetadata:
         notes: Settings the model states that are not used, and why.
         confidence: The convert-time distribution of per-frame confidence
             (:func:`edgeseg.runtime.confidence.summarize`), or None.
+        metadata_error: Why the file's standard TFLite metadata could not be read
+            (a damaged buffer, a missing package), or None.
     """
 
     mean: tuple[float, float, float] | None = None
@@ -58,6 +62,7 @@ class ModelMetadata:
     description: dict[str, Any] | None = None
     notes: tuple[str, ...] = ()
     confidence: dict[str, Any] | None = field(default=None, hash=False, compare=False)
+    metadata_error: str | None = None
 
 
 def _triple(v: Any) -> tuple[float, float, float] | None:
@@ -106,16 +111,28 @@ def parse(data: dict[str, Any], source: str, labels: tuple[str, ...] = ()) -> Mo
     )
 
 
-def _standard(path: Path) -> dict[str, Any]:
-    """The standard TFLite metadata and packed files ({} when unreadable or absent)."""
+def read_standard_or_error(path: Path) -> tuple[dict[str, Any], str | None]:
+    """The standard TFLite metadata and packed files, or ``({}, why it could not be read)``.
+
+    Raises:
+        EdgesegError: The file is missing or is not a TFLite model.
+    """
     try:
-        from edgeseg.tflite.metadata import read_standard_metadata as read_standard
-    except ImportError:  # a runtime install without the metadata schema's flatbuffers
-        return {}
-    try:
-        return read_standard(path)
-    except (ImportError, ValueError, TypeError, AttributeError, IndexError, KeyError, OSError):
-        return {}  # no flatbuffers package, or a damaged metadata buffer: the model still runs on defaults
+        return read_standard_metadata(path), None
+    except EdgesegError:
+        raise
+    except ImportError as e:  # the metadata schema needs the flatbuffers package
+        return {}, f"reading it needs the {e.name or 'flatbuffers'} package: pip install flatbuffers"
+    except Exception as e:  # noqa: BLE001 - a damaged flatbuffer fails anywhere inside its parser
+        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        kind = type(e).__name__ if type(e).__module__ == "builtins" else (
+            f"{type(e).__module__}.{type(e).__name__}")
+        return {}, f"the TFLITE_METADATA buffer is damaged, {kind}: {detail}"
+
+
+# What the Segmenter falls back to when a model states nothing (segmenter._spec).
+DEFAULTS_TEXT = ("mean/std from the input tensor (x / 128 - 1 for a float input, the input's "
+                 "quantization for uint8/int8), RGB, bilinear resize, no class names")
 
 
 def _from_standard(std: dict[str, Any]) -> ModelMetadata:
@@ -156,11 +173,13 @@ def read_description(model_path: str | Path) -> ModelMetadata:
     data = read_sidecar(path)  # None when absent or another model's (it warns)
     where = str(sidecar_path(path))
     source = "sidecar"
-    std = _standard(path) if path.is_file() else {}
-    files = set(std.get("associated_files") or ())
+    std, std_error = read_standard_or_error(path) if path.is_file() else ({}, None)
+    # The packed files are a zip after the flatbuffer: readable when the metadata is not.
+    files = set(std.get("associated_files") or ()) if std_error is None else set(
+        associated_files(path))
     packed_labels: tuple[str, ...] = ()
     if data is None:
-        packed = _packed(path) if EMBEDDED_JSON in files or EMBEDDED_LABELS in files else {}
+        packed = associated_files(path) if EMBEDDED_JSON in files or EMBEDDED_LABELS in files else {}
         if EMBEDDED_JSON in packed:
             try:
                 data = json.loads(packed[EMBEDDED_JSON])
@@ -170,19 +189,22 @@ def read_description(model_path: str | Path) -> ModelMetadata:
             source, where = "embedded", f"{path} (embedded {EMBEDDED_JSON})"
         packed_labels = parse_labels(packed.get(EMBEDDED_LABELS, b""))
     if data is None:
-        return _from_standard(std)
+        meta = replace(_from_standard(std), metadata_error=std_error)
+        if std_error:
+            # Once per file (the message names it); the CLI prints warnings as one line.
+            warnings.warn(f"{path}: its TFLite metadata could not be read ({std_error}); running "
+                          f"on defaults: {DEFAULTS_TEXT}. Re-export the model with its "
+                          "metadata, or write a sidecar <model>.json (see `edgeseg inspect`).",
+                          stacklevel=2)
+        return meta
     try:
         if not isinstance(data, dict):
             raise TypeError("not a JSON object")
-        return parse(data, source, packed_labels)
+        meta = parse(data, source, packed_labels)
     except (ValueError, TypeError, AttributeError) as e:
         raise EdgesegError(f"{where} is not a valid edgeseg description ({e}); "
                            "fix it or re-run `edgeseg convert`.") from None
-
-
-def _packed(path: Path) -> dict[str, bytes]:
-    try:
-        from edgeseg.tflite.metadata import associated_files
-    except ImportError:
-        return {}
-    return associated_files(path)
+    if std_error:  # edgeseg's description holds every setting; only MediaPipe is affected
+        meta = replace(meta, metadata_error=std_error, notes=meta.notes + (
+            f"its TFLite metadata could not be read ({std_error}); MediaPipe would not run it",))
+    return meta

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ def inspect_tflite(path: str | Path, gpu: bool = False) -> dict[str, Any]:
             ``"gpu_accelerator"`` (:func:`edgeseg.runtime.accelerator.probe`).
 
     Returns:
-        ``{"model": TfliteModel.to_dict(), "metadata": read_standard_metadata(...),
+        ``{"model": TfliteModel.to_dict(), "metadata": read_standard_metadata(...)
+        (with ``"error"`` naming why, when the file's TFLite metadata cannot be read),
         "runtime": {how the runtime will feed it, with the source of each setting},
         "targets": {target: TargetReport.to_dict()}, "edgetpu": EdgeTpuPreflight.to_dict()}``
         (+ ``"gpu_accelerator"`` when asked).
@@ -26,15 +28,22 @@ def inspect_tflite(path: str | Path, gpu: bool = False) -> dict[str, Any]:
     from edgeseg.convert.edgetpu import edgetpu_preflight
     from edgeseg.convert.targets import compatibility
     from edgeseg.runtime.interpreter import make_interpreter
-    from edgeseg.tflite.description import read_description as runtime_metadata
+    from edgeseg.tflite.description import read_description, read_standard_or_error
     from edgeseg.tflite.flatbuffer import read_tflite
-    from edgeseg.tflite.metadata import read_standard_metadata
+    from edgeseg.tflite.metadata import associated_files
 
     model = read_tflite(path, make_interpreter)
-    rt = runtime_metadata(path)
+    metadata, error = read_standard_or_error(Path(path))
+    if error:  # shown as an error in the metadata table, not as the runtime's warning
+        metadata = {"has_metadata": False, "labels": [], "mean": None, "std": None,
+                    "edgeseg": None, "associated_files": sorted(associated_files(path)),
+                    "error": error}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rt = read_description(path)
     info = {
         "model": model.to_dict(),
-        "metadata": read_standard_metadata(path),
+        "metadata": metadata,
         "runtime": {"source": rt.source, "mean": rt.mean, "std": rt.std, "color": rt.color,
                     "interpolation": rt.interpolation, "labels": list(rt.labels),
                     "head": rt.head, "sources": rt.sources, "notes": list(rt.notes)},
