@@ -86,6 +86,25 @@ def test_bundle_of_edgetpu_model_uses_the_delegate_and_embedded_description(
     assert "--coral" in (b.path / "README.md").read_text()
 
 
+def test_bundle_takes_a_third_party_model_described_by_its_tflite_metadata(
+        tmp_path: Path) -> None:
+    """Like MediaPipe's selfie model: standard TFLite metadata and labels.txt, no edgeseg.json.
+    `edgeseg run` reads it through edgeseg.tflite.read_description; so does bundle."""
+    import io
+
+    data = (Path(__file__).parent / "data" / "tiny_int8.tflite").read_bytes()
+    flat = data[:min(i.header_offset for i in zipfile.ZipFile(io.BytesIO(data)).infolist())]
+    model = tmp_path / "selfie.tflite"
+    model.write_bytes(flat)
+    with zipfile.ZipFile(model, "a") as zf:
+        zf.writestr("labels.txt", "bg\nperson\n")
+    b = make_bundle(model, tmp_path / "b")
+    assert b.sidecar_source == f"{model} (TFLite metadata)"
+    assert sorted(p.name for p in (b.path / "models").iterdir()) == ["labels.txt", "selfie.tflite"]
+    readme = (b.path / "README.md").read_text()
+    assert "classes: bg, person." in readme and "reads its TFLite metadata" in readme
+
+
 def test_bundle_of_a_compiled_model_takes_the_description_of_its_source(tmp_path: Path) -> None:
     fake_model(tmp_path / "seg.tflite", sidecar=description("edgetpu"))
     compiled = fake_model(tmp_path / "seg_edgetpu.tflite")  # what edgetpu_compiler writes

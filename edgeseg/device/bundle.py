@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeseg.config import sidecar_path
+from edgeseg.config import file_sha256, sidecar_path
 from edgeseg.device.deploy_files import EXECUTABLES, TEMPLATES, fill_env, find_templates, parse_env
 from edgeseg.errors import EdgesegError
+from edgeseg.tflite import read_description
 
 
 @dataclass(frozen=True)
@@ -58,24 +60,16 @@ class Bundle:
     notes: tuple[str, ...] = ()
 
 
-def _embedded(model: Path) -> tuple[dict[str, Any] | None, list[str]]:
-    """The ``edgeseg.json`` and ``labels.txt`` zipped into the .tflite, if any."""
-    try:
-        with zipfile.ZipFile(model) as zf:
-            names = set(zf.namelist())
-            data = json.loads(zf.read("edgeseg.json")) if "edgeseg.json" in names else None
-            labels = (zf.read("labels.txt").decode("utf-8").split("\n")
-                      if "labels.txt" in names else [])
-    except (zipfile.BadZipFile, OSError, ValueError):
-        return None, []
-    return (data if isinstance(data, dict) else None), [s.strip() for s in labels if s.strip()]
+def read_bundle_description(model: Path) -> tuple[dict[str, Any] | None, list[str], str]:
+    """The model's edgeseg description, its labels, and where they came from.
 
-
-def read_description(model: Path) -> tuple[dict[str, Any], list[str], str]:
-    """The model's sidecar dict, its labels, and where the sidecar came from.
+    Read by :func:`edgeseg.tflite.read_description`, as ``edgeseg run`` reads them: the
+    sidecar, else the embedded ``edgeseg.json``, else the standard TFLite metadata of a
+    model edgeseg did not write (MediaPipe's: the description is then None). A compiled
+    ``X_edgetpu.tflite`` carries neither sidecar nor zip: ``X.tflite``'s description is used.
 
     Raises:
-        EdgesegError: When the model is missing or not a .tflite, or has no description.
+        EdgesegError: When the model is missing or not a .tflite, or describes nothing.
     """
     if not model.is_file():
         raise EdgesegError(f"{model}: no such model file; give the .tflite from edgeseg convert.")
@@ -84,38 +78,30 @@ def read_description(model: Path) -> tuple[dict[str, Any], list[str], str]:
     if model.suffix != ".tflite" or head[4:8] != b"TFL3":
         raise EdgesegError(f"{model} is not a .tflite model; convert it first: "
                            "edgeseg convert model.keras --int8 -o model.tflite")
-    side = sidecar_path(model)
-    # edgetpu_compiler writes X_edgetpu.tflite without our sidecar or zip: X.tflite has them.
     sources = [model]
     if model.stem.endswith("_edgetpu"):
         sources.append(model.with_name(model.stem[: -len("_edgetpu")] + ".tflite"))
-    data: Any = None
-    zip_labels: list[str] = []
+    found = []
     for src in sources:
-        if sidecar_path(src).is_file():
-            try:
-                data = json.loads(sidecar_path(src).read_text())
-            except ValueError as e:
-                raise EdgesegError(f"{sidecar_path(src)} is not valid JSON ({e}); fix it or "
-                                   "re-run edgeseg convert.") from e
-            source = str(sidecar_path(src))
-            zip_labels = _embedded(src)[1]
-            break
         if src.is_file():
-            data, zip_labels = _embedded(src)
-            if data is not None:
-                source = f"{src} (embedded edgeseg.json)"
-                break
-    if data is None:
+            with warnings.catch_warnings():  # the runtime's "running on defaults" is ours to say
+                warnings.simplefilter("ignore")
+                found.append((src, read_description(src)))
+    src, meta = next(((s, m) for s, m in found if m.description is not None),
+                     next(((s, m) for s, m in found if m.source != "defaults"), found[0]))
+    if meta.source == "defaults":
         raise EdgesegError(
-            f"{side} is missing and {model.name} has no embedded description: the runtime "
-            "needs it for preprocessing and labels. Copy it beside the model, or re-run "
-            "edgeseg convert, which writes both."
+            f"{sidecar_path(model)} is missing and {model.name} has no embedded description or "
+            "TFLite metadata: the runtime needs it for preprocessing and labels. Copy the "
+            "sidecar beside the model, or re-run edgeseg convert, which writes both."
         )
-    if not isinstance(data, dict) or not isinstance(data.get("edgeseg"), dict):
-        raise EdgesegError(f"{source} has no \"edgeseg\" section; re-run edgeseg convert.")
-    labels = [str(s) for s in data["edgeseg"].get("labels") or []] or zip_labels
-    return data, labels, source
+    where = {"sidecar": str(sidecar_path(src)),
+             "embedded": f"{src} (embedded edgeseg.json)"}.get(meta.source, f"{src} ({meta.source})")
+    data = meta.description
+    if data is not None and src != model and data.get("model_sha256"):
+        # The copy beside the compiled model describes the compiled bytes.
+        data = {**data, "model_sha256": file_sha256(model)}
+    return data, list(meta.labels), where
 
 
 def auto_delegate(model: Path) -> str:
@@ -123,9 +109,9 @@ def auto_delegate(model: Path) -> str:
     return "edgetpu" if model.stem.endswith("_edgetpu") else ""
 
 
-def notes_for(model: Path, data: dict[str, Any], delegate: str) -> list[str]:
+def notes_for(model: Path, data: dict[str, Any] | None, delegate: str) -> list[str]:
     """Warnings worth a line: a model meant for the Edge TPU but not compiled, and the reverse."""
-    target = (data.get("tflite") or {}).get("target")
+    target = ((data or {}).get("tflite") or {}).get("target")
     if target == "edgetpu" and delegate != "edgetpu":
         return [f"{model.name} was converted for the Edge TPU but not compiled: it runs on the "
                 f"CPU. Compile it (edgetpu_compiler {model.name}) and bundle "
@@ -136,16 +122,19 @@ def notes_for(model: Path, data: dict[str, Any], delegate: str) -> list[str]:
     return []
 
 
-def _readme(model: str, data: dict[str, Any], labels: list[str], env: dict[str, str],
+def _readme(model: str, data: dict[str, Any] | None, labels: list[str], env: dict[str, str],
             dirname: str) -> str:
-    cfg, tfl = data["edgeseg"], data.get("tflite") or {}
-    size = f"{cfg.get('height', '?')}×{cfg.get('width', '?')} (H×W)"
-    kind = f"{tfl.get('mode', '?')}, target {tfl.get('target', '?')}"
+    if data is None:
+        what = "not made by edgeseg: the runtime reads its TFLite metadata, as `edgeseg run` does"
+    else:
+        cfg, tfl = data.get("edgeseg", data), data.get("tflite") or {}
+        what = (f"{cfg.get('height', '?')}×{cfg.get('width', '?')} (H×W) input, "
+                f"{tfl.get('mode', '?')}, target {tfl.get('target', '?')}")
     coral = " --coral" if env.get("EDGESEG_DELEGATE") == "edgetpu" else ""
     port = env.get("EDGESEG_STREAM_PORT") or "8080"
     return f"""# edgeseg bundle: {model}
 
-Model: `models/{model}` ({size} input, {kind}); classes: {", ".join(labels) or "?"}.
+Model: `models/{model}` ({what}); classes: {", ".join(labels) or "?"}.
 Settings: `edgeseg.env` (camera {env["EDGESEG_CAMERA"]}, {env["EDGESEG_THREADS"]} threads,
 stream port {env["EDGESEG_STREAM_PORT"] or "none"}).
 
@@ -170,12 +159,13 @@ update the model, run this again with a new bundle, or copy the files into
 """
 
 
-def _build(dest: Path, model: Path, data: dict[str, Any], labels: list[str],
+def _build(dest: Path, model: Path, data: dict[str, Any] | None, labels: list[str],
            settings: BundleSettings, delegate: str, templates: Path, wheel: Path | None,
            name: str, own: bool = False, wheelhouse: list[Path] | None = None) -> None:
     (dest / "models").mkdir()
     shutil.copyfile(model, dest / "models" / model.name)
-    (dest / "models" / sidecar_path(model).name).write_text(json.dumps(data, indent=2) + "\n")
+    if data is not None:  # a third-party model carries its TFLite metadata inside
+        (dest / "models" / sidecar_path(model).name).write_text(json.dumps(data, indent=2) + "\n")
     if labels:
         (dest / "models" / "labels.txt").write_text("\n".join(labels) + "\n")
     for t in TEMPLATES:
@@ -290,7 +280,7 @@ def make_bundle(model: str | Path, output: str | Path, settings: BundleSettings 
     """
     model, out = Path(model), Path(output)
     settings = settings or BundleSettings()
-    data, labels, source = read_description(model)
+    data, labels, source = read_bundle_description(model)
     if wheel is not None:
         wheel = Path(wheel)
         if not wheel.is_file() or wheel.suffix != ".whl":
