@@ -108,7 +108,11 @@ def test_compare_layers_ranks_the_models_own_layers(trained, converted, synth_da
     r = CliRunner().invoke(app, ["compare", str(path), str(converted["int8"]), "--data",
                                  str(synth_data), "--layers", "--json", "--limit", "8"])
     assert r.exit_code == 0, r.output
-    rows = json.loads(r.output.strip().splitlines()[-1])["layers"]
+    out = json.loads(r.output.strip().splitlines()[-1])
+    rows = out["layers"]
+    # The calibration set the .tflite records (train/, 100 images), not one guessed from --data.
+    assert out["layers_calibration"] == (f"calibration: 100 images of {synth_data / 'train'} "
+                                         "(seed 0), as recorded in tiny_int8.tflite")
     model, _ = load_model(path)
     names = {layer.name for layer in model.layers}
     assert 5 <= len(rows) <= 15

@@ -55,6 +55,7 @@ def report_compare(float_model: Path, quant_model: Path, data: Path, max_miou_dr
                 lt.add_row(r["layer"], r["op"], f"{r['rmse_over_scale']:.3f}",
                            f"{r['max_abs_error']:.4f}")
             console.print(lt)
+            console.print(rep.layers_calibration, markup=False, soft_wrap=True)
     if _is_instance(quant_model):
         _report_heads(float_model, quant_model, data, as_json, limit, encoding)
     if failed:

@@ -121,6 +121,24 @@ class ConvertResult:
     extra_files: tuple[Path, ...] = ()
 
 
+def deployment_graph(model: Any, cfg: ModelConfig, ccfg: ConvertConfig,
+                     log: Callable[[str], None] = lambda s: None) -> tuple[Any, ModelConfig]:
+    """The Keras graph ``convert`` hands the converter for ``ccfg`` (head, upsampling, target,
+    folded normalization), and the config that describes it."""
+    from edgeseg.convert.fold import fold_normalization, needs_folding
+    from edgeseg.model.build import deployment_copy
+
+    deploy = deployment_copy(model, cfg, ccfg.head, ccfg.upsampling,
+                             edgetpu=ccfg.target == "edgetpu")
+    if needs_folding(cfg, ccfg.mode, ccfg.io):
+        # Per-channel means (keras_segmentation's) can't ride on one input scale/zero point.
+        folded, new_cfg = fold_normalization(deploy, cfg)
+        log(f"folded the per-channel normalization (mean {list(cfg.mean)}, std "
+            f"{list(cfg.std)}) into the graph: the {ccfg.io} input takes raw RGB pixels")
+        return folded, new_cfg
+    return deploy, cfg
+
+
 def _converter(model: Any, cfg: ModelConfig, ccfg: ConvertConfig,
                calib: Any, progress: Optional[Callable[[int], None]]) -> Any:
     from edgeseg.deps import tensorflow
@@ -200,36 +218,6 @@ def _selective(conv: Any, model: Any, calib: Any, cfg: ModelConfig, keep: tuple[
     return bytes(debugger.get_nondebug_quantized_model())
 
 
-def layer_statistics(model_path: str | Path, calib: Any) -> tuple[list[str], list[dict[str, str]]]:
-    """Per-tensor quantization statistics of the int8 conversion ``convert --int8`` makes.
-
-    Args:
-        model_path: The .keras model.
-        calib: A CalibrationSet (calibration and debug images).
-
-    Returns:
-        (the deployment model's layer names, the debugger's rows: ``tensor_name``,
-        ``op_name``, ``scale``, ``mean_squared_error``, ``max_abs_error``, ...).
-    """
-    import csv
-    import io
-
-    from edgeseg.deps import quiet_tensorflow
-    from edgeseg.model.build import deployment_copy
-    from edgeseg.model.io import load_model
-
-    model, cfg = load_model(model_path)
-    deploy = deployment_copy(model, cfg, "softmax", True)
-    conv = _converter(deploy, cfg, ConvertConfig(mode="int8", io="float32"), calib, None)
-    with quiet_tensorflow():
-        debugger = quantization_debugger(conv, calib, cfg)
-        debugger.run()
-    buf = io.StringIO()
-    debugger.layer_statistics_dump(buf)
-    buf.seek(0)
-    return [layer.name for layer in deploy.layers], list(csv.DictReader(buf))
-
-
 def tensor_info(model_bytes: bytes) -> dict[str, Any]:
     """Shapes, dtypes and quantization of the model's input and output tensors."""
     from edgeseg.runtime.interpreter import make_interpreter
@@ -274,7 +262,6 @@ def convert(model_path: str | Path, output: str | Path, ccfg: ConvertConfig,
         progress: Called as ``progress(stage, done, total)`` while calibrating.
     """
     from edgeseg.atomic import write_bytes
-    from edgeseg.model.build import deployment_copy
     from edgeseg.model.io import load_model
 
     t0 = time.monotonic()
@@ -289,16 +276,8 @@ def convert(model_path: str | Path, output: str | Path, ccfg: ConvertConfig,
 
         calib = load_calibration(ccfg.calib, ccfg.calib_count, ccfg.seed, warn=log)
         log(f"calibrating on {len(calib.files)} images from {calib.folder}")
-    deploy = deployment_copy(model, cfg, ccfg.head, ccfg.upsampling,
-                             edgetpu=ccfg.target == "edgetpu")
     source_cfg = cfg
-    from edgeseg.convert.fold import fold_normalization, needs_folding
-
-    if needs_folding(cfg, ccfg.mode, ccfg.io):
-        # Per-channel means (keras_segmentation's) can't ride on one input scale/zero point.
-        deploy, cfg = fold_normalization(deploy, cfg)
-        log(f"folded the per-channel normalization (mean {list(source_cfg.mean)}, std "
-            f"{list(source_cfg.std)}) into the graph: the {ccfg.io} input takes raw RGB pixels")
+    deploy, cfg = deployment_graph(model, cfg, ccfg, log)
     total = len(calib.files) if calib else 0
     step = (lambda i: progress("calibrating", i, total)) if progress and calib else None
     conv = _converter(deploy, cfg, ccfg, calib, step)

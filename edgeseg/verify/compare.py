@@ -30,6 +30,7 @@ class CompareReport:
         prob_mean_error: Mean of the same (None when either model outputs class ids).
         layers: Per-layer quantization error, worst first (None unless asked).
         accelerator: The GPU accelerator line of the second model (``delegate="gpu"``).
+        layers_calibration: Which calibration set the per-layer errors were made with.
     """
 
     images: int
@@ -42,6 +43,7 @@ class CompareReport:
     labels: tuple[str, ...]
     layers: Optional[list[dict[str, Any]]] = None
     accelerator: Optional[str] = None
+    layers_calibration: Optional[str] = None
 
     @property
     def miou_drop(self) -> float:
@@ -62,7 +64,8 @@ class CompareReport:
             "prob_max_error": self.prob_max_error, "prob_mean_error": self.prob_mean_error,
             "float": self.float_metrics.to_dict(self.labels),
             "quant": self.quant_metrics.to_dict(self.labels),
-            "layers": self.layers, "accelerator": self.accelerator,
+            "layers": self.layers, "layers_calibration": self.layers_calibration,
+            "accelerator": self.accelerator,
         }
 
 
@@ -81,7 +84,10 @@ def compare(float_model: str | Path, quant_model: str | Path, data: str | Path,
         quant_model: The quantized .tflite.
         data: Dataset folder with ground truth.
         limit: Compare only the first N images.
-        layers: Also rank layers by quantization error (needs the .keras source).
+        layers: Also rank layers by quantization error: the int8 conversion is re-made
+            with the settings and calibration set ``quant_model`` records
+            (:func:`edgeseg.convert.layer_errors.plan_layer_errors`), from the .keras
+            ``float_model`` or the source the .tflite records.
         progress: Called as ``progress(done, total)``.
         output: Which output of a .tflite holds the segmentation.
         encoding: How masks are read (default: ``MaskEncoding()``, ignore index 255).
@@ -90,7 +96,8 @@ def compare(float_model: str | Path, quant_model: str | Path, data: str | Path,
         fallback: Run it on the CPU, with a warning, when the delegate can't be used.
 
     Raises:
-        EdgesegError: Models that predict different classes or label-map sizes, no data.
+        EdgesegError: Models that predict different classes or label-map sizes, no data;
+            with ``layers``, a .tflite that does not record its conversion (checked first).
     """
     from edgeseg.verify.evaluate import (
         check_eval_data,
@@ -102,6 +109,12 @@ def compare(float_model: str | Path, quant_model: str | Path, data: str | Path,
     )
     from edgeseg.verify.predict import load_predictor
 
+    plan = None
+    if layers:  # refuse before the long part when the file cannot be re-made
+        from edgeseg.convert.layer_errors import plan_layer_errors
+
+        plan = plan_layer_errors(quant_model, float_model if Path(float_model).suffix == ".keras"
+                                 else None)
     ref = load_predictor(float_model, output=output)
     quant = load_predictor(quant_model, output=output, delegate=delegate, fallback=fallback)
     n = n_classes_of(ref)
@@ -142,8 +155,10 @@ def compare(float_model: str | Path, quant_model: str | Path, data: str | Path,
     with np.errstate(invalid="ignore", divide="ignore"):
         flips = 1.0 - np.diag(cm) / cm.sum(axis=1)
     layer_rows = None
-    if layers:
-        layer_rows = layer_errors(_keras_source(float_model, quant), Path(data))
+    if plan is not None:
+        from edgeseg.convert.layer_errors import layer_errors
+
+        layer_rows = layer_errors(plan)
     return CompareReport(
         images=done, pixel_agreement=float(np.trace(cm) / cm.sum()),
         flip_rate=tuple(float(0.0 if np.isnan(f) else f) for f in flips),
@@ -153,43 +168,5 @@ def compare(float_model: str | Path, quant_model: str | Path, data: str | Path,
         labels=tuple(ref.labels), layers=layer_rows,
         accelerator=(quant.segmenter.describe()["accelerator"]
                      if hasattr(quant, "segmenter") else None),
+        layers_calibration=plan.describe() if plan is not None else None,
     )
-
-
-def _keras_source(float_model: str | Path, quant: Any) -> Path:
-    if Path(float_model).suffix == ".keras":
-        return Path(float_model)
-    desc = getattr(getattr(quant, "segmenter", None), "metadata", None)
-    src = ((getattr(desc, "description", None) or {}).get("tflite") or {}).get("source")
-    if src and Path(src).exists():
-        return Path(src)
-    raise EdgesegError("per-layer errors need the float .keras model; pass it as FLOAT.")
-
-
-def layer_errors(keras_path: Path, data: Path, count: int = 32,
-                 top: int = 15) -> list[dict[str, Any]]:
-    """Rank the int8 graph's tensors by quantization error relative to their scale.
-
-    Runs TFLite's QuantizationDebugger (``edgeseg.convert.quantize.layer_statistics``)
-    on the same int8 conversion ``convert`` makes, calibrated and debugged on up to
-    ``count`` images of ``data``: RMSE/scale ≈ 0.3 is the floor of rounding noise;
-    much larger means that layer's range is hurting.
-    """
-    from edgeseg.convert.calibration import load_calibration
-    from edgeseg.convert.quantize import layer_statistics
-    from edgeseg.verify.evaluate import eval_pairs
-
-    pairs = eval_pairs(data)
-    root = pairs[0][0].parent.parent if pairs else Path(data)
-    calib = load_calibration(root, count, warn=lambda s: None)
-    names, stats = layer_statistics(keras_path, calib)
-    rows = []
-    for r in stats:
-        scale = float(r["scale"]) or 1.0
-        rmse = float(r["mean_squared_error"]) ** 0.5
-        tensor = r["tensor_name"]
-        layer = next((n for n in sorted(names, key=len, reverse=True) if n in tensor), tensor[:60])
-        rows.append({"layer": layer, "op": r["op_name"], "rmse_over_scale": round(rmse / scale, 4),
-                     "max_abs_error": round(float(r["max_abs_error"]), 6), "scale": scale})
-    rows.sort(key=lambda d: d["rmse_over_scale"], reverse=True)
-    return rows[:top]
