@@ -26,15 +26,30 @@ def built_app(converted, tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip("needs gcc and make")
     if not (_litert_dir() / "libLiteRt.so").is_file():
         pytest.skip("this ai-edge-litert wheel ships no libLiteRt.so (the LiteRT C API)")
+    from pip_cache import cached
+
     from edgeseg.device.export_c import export_c_array
 
     work = tmp_path_factory.mktemp("c_app")
-    for name in ("Makefile", "segment.c", "litert_c_api.h"):
+    sources = ("Makefile", "segment.c", "litert_c_api.h")
+    for name in sources:
         shutil.copy(APP / name, work / name)
     export_c_array(converted["int8"], work, name="model")
-    proc = subprocess.run(["make", f"PYTHON={sys.executable}", "MODEL=model", "CFLAGS=-O1 -Wall -Wextra -Werror"],
-                          cwd=work, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    gcc = subprocess.run(["gcc", "--version"], capture_output=True, text=True).stdout
+
+    def build(out: Path) -> None:
+        for name in (*sources, "model.h", "model.cc"):
+            shutil.copy(work / name, out / name)
+        proc = subprocess.run(["make", f"PYTHON={sys.executable}", "MODEL=model",
+                               "CFLAGS=-O1 -Wall -Wextra -Werror"],
+                              cwd=out, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    # The build is kept in the test cache, keyed by its sources, the exported model, gcc
+    # and the LiteRT library it links: an unchanged model is not compiled again.
+    built = cached("c-app", [*(work / n for n in (*sources, "model.h", "model.cc")), gcc,
+                             _litert_dir() / "libLiteRt.so"], build)
+    shutil.copy(built / "segment", work / "segment")
     return work
 
 

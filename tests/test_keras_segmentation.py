@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pip_cache import cache_dir, pip_install_or_skip
+from pip_cache import cached, pip_install_or_skip
 from typer.testing import CliRunner
 
 from edgeseg.cli import app
@@ -23,31 +23,42 @@ runner = CliRunner()
 
 
 def _ks_site() -> Path:
-    """keras-segmentation installed --no-deps into a cache folder (its deps pin h5py<=2.10)."""
-    site = cache_dir() / f"keras-segmentation-{KS_VERSION}"
-    if not (site / "keras_segmentation").is_dir():
-        pip_install_or_skip(sys.executable, "--no-deps", "--target", str(site),
-                            f"keras-segmentation=={KS_VERSION}", what="keras-segmentation")
-    return site
+    """keras-segmentation installed --no-deps into the test cache (its deps pin h5py<=2.10)."""
+    return cached(f"keras-segmentation-{KS_VERSION}", [KS_VERSION, sys.version],
+                  lambda site: pip_install_or_skip(
+                      sys.executable, "--no-deps", "--target", str(site),
+                      f"keras-segmentation=={KS_VERSION}", what="keras-segmentation"))
+
+
+def _versions() -> str:
+    from importlib.metadata import version
+
+    return " ".join(f"{p}={version(p)}" for p in ("tensorflow", "tf-keras", "numpy", "h5py"))
 
 
 @pytest.fixture(scope="session")
-def ks_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
+def ks_run() -> tuple[Path, list[Path]]:
     """keras_segmentation trains its own mobilenet_segnet (2 epochs x 100 steps) and predicts.
 
     200 steps: int8-vs-float agreement is only meaningful on a trained model. After 60
     steps (train accuracy 0.83) many pixels are near-ties and int8 agreed on 0.93-0.96;
-    after 200 (train accuracy 1.0) on 0.980-0.996 per image.
+    after 200 (train accuracy 1.0) on 0.980-0.996 per image. The run (about 3 minutes on
+    2 cores) is kept in the test cache, keyed by the reference script, the photos and the
+    TensorFlow/tf_keras/numpy/h5py versions; the tests only read it.
     """
-    out = tmp_path_factory.mktemp("ks")
-    images = [out / "data" / "images" / f"{i:03d}.png" for i in range(8)]
-    if PHOTOS.is_dir():
-        images += [PHOTOS / n for n in PHOTO_NAMES]
-    proc = subprocess.run([sys.executable, str(HERE / "keras_segmentation_reference.py"), str(_ks_site()),
-                           str(out), "100", *map(str, images)], capture_output=True, text=True,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out, images
+    photos = [PHOTOS / n for n in PHOTO_NAMES] if PHOTOS.is_dir() else []
+    site = _ks_site()
+
+    def run(out: Path) -> None:
+        images = [out / "data" / "images" / f"{i:03d}.png" for i in range(8)] + photos
+        proc = subprocess.run([sys.executable, str(HERE / "keras_segmentation_reference.py"),
+                               str(site), str(out), "100", *map(str, images)], capture_output=True,
+                              text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    out = cached("keras-segmentation-reference", [HERE / "keras_segmentation_reference.py",
+                                                  KS_VERSION, _versions(), "100", *photos], run)
+    return out, [out / "data" / "images" / f"{i:03d}.png" for i in range(8)] + photos
 
 
 def _agreement(a: np.ndarray, b: np.ndarray) -> float:

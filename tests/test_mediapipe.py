@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pip_cache import cache_dir, pip_install_or_skip
+from pip_cache import cached, pip_install_or_skip
 
 HERE = Path(__file__).resolve().parent
 MEDIAPIPE = "mediapipe==0.10.14"
@@ -23,13 +23,13 @@ def _mediapipe_python() -> str:
     given = os.environ.get("EDGESEG_MEDIAPIPE_PYTHON")
     if given:
         return given
-    venv = cache_dir() / "venv-mediapipe"
-    python = venv / "bin" / "python"
-    if not (venv / "ok").exists():
+
+    def make(venv: Path) -> None:
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        pip_install_or_skip(python, MEDIAPIPE, what=MEDIAPIPE)
-        (venv / "ok").write_text(MEDIAPIPE)
-    return str(python)
+        pip_install_or_skip(venv / "bin" / "python", MEDIAPIPE, what=MEDIAPIPE)
+
+    # Kept in the test cache, keyed by MediaPipe's pin and this Python.
+    return str(cached("venv-mediapipe", [MEDIAPIPE, sys.version], make) / "bin" / "python")
 
 
 def _mediapipe_masks(model: Path, images: list[Path], out: Path) -> dict:
