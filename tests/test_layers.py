@@ -128,3 +128,18 @@ def test_no_module_re_exports_what_it_imports() -> None:
         if unused:
             shims[rel(p)] = unused
     assert not shims
+
+
+def test_no_package_imports_another_packages_private_names() -> None:
+    """Packages talk through public functions (compare calls convert.layer_errors, not the
+    converter's internals); ``_name`` stays inside its package."""
+    private = {}
+    for p in sources():
+        here = ".".join(p.relative_to(REPO).with_suffix("").parts[:2])
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("edgeseg."):
+                there = ".".join(node.module.split(".")[:2])
+                names = [a.name for a in node.names if a.name.startswith("_")]
+                if names and there != here:
+                    private[rel(p)] = (node.module, names)
+    assert not private
