@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from edgeseg.cli import app
 
 COMMANDS = ("build", "data", "train", "evaluate", "convert", "compare", "inspect", "export",
-            "run", "bench", "bundle", "demo", "import", "predict")
+            "run", "bench", "bundle", "demo", "import", "predict", "plan")
 
 
 def test_every_command_is_registered() -> None:

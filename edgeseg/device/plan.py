@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edgeseg.config import ALPHAS  # the encoder widths a model can be built with
 from edgeseg.device.estimate import Estimate, OpRow, cost_data, estimate_rows
 from edgeseg.errors import EdgesegError
 
-ALPHAS = (0.25, 0.5, 0.75, 1.0)
 SIZES = (224, 256, 288, 320, 352, 384, 416)
 _BASE = 224  # the op tables in pi_cost.json are of 224×224 models
 
