@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,9 +83,8 @@ def read_bundle_description(model: Path) -> tuple[dict[str, Any] | None, list[st
     found = []
     for src in sources:
         if src.is_file():
-            with warnings.catch_warnings():  # the runtime's "running on defaults" is ours to say
-                warnings.simplefilter("ignore")
-                found.append((src, read_description(src)))
+            # Nothing that falls to defaults is bundled (refused below): no "running on defaults".
+            found.append((src, read_description(src, warn_unreadable=False)))
     src, meta = next(((s, m) for s, m in found if m.description is not None),
                      next(((s, m) for s, m in found if m.source != "defaults"), found[0]))
     if meta.source == "defaults":

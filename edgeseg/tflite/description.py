@@ -162,8 +162,14 @@ def _from_standard(std: dict[str, Any]) -> ModelMetadata:
                          else "defaults", sources=sources, notes=tuple(notes))
 
 
-def read_description(model_path: str | Path) -> ModelMetadata:
+def read_description(model_path: str | Path, warn_unreadable: bool = True) -> ModelMetadata:
     """Read the model's preprocessing, labels and head, noting where each came from.
+
+    Args:
+        model_path: The .tflite.
+        warn_unreadable: Warn (once, naming the file) when its TFLite metadata cannot be
+            read and the settings fall to defaults; False for a caller that reports
+            ``metadata_error`` itself (``inspect``). Other warnings (a stale sidecar) stay.
 
     Raises:
         EdgesegError: The sidecar or the packed edgeseg.json is present but malformed
@@ -190,7 +196,7 @@ def read_description(model_path: str | Path) -> ModelMetadata:
         packed_labels = parse_labels(packed.get(EMBEDDED_LABELS, b""))
     if data is None:
         meta = replace(_from_standard(std), metadata_error=std_error)
-        if std_error:
+        if std_error and warn_unreadable:
             # Once per file (the message names it); the CLI prints warnings as one line.
             warnings.warn(f"{path}: its TFLite metadata could not be read ({std_error}); running "
                           f"on defaults: {DEFAULTS_TEXT}. Re-export the model with its "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +37,7 @@ def inspect_tflite(path: str | Path, gpu: bool = False) -> dict[str, Any]:
         metadata = {"has_metadata": False, "labels": [], "mean": None, "std": None,
                     "edgeseg": None, "associated_files": sorted(associated_files(path)),
                     "error": error}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        rt = read_description(path)
+    rt = read_description(path, warn_unreadable=False)
     info = {
         "model": model.to_dict(),
         "metadata": metadata,
