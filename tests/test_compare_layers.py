@@ -81,6 +81,17 @@ def test_a_missing_calibration_folder_is_refused_naming_it(tmp_path: Path,
         plan_layer_errors(model)
 
 
+def test_the_default_set_is_found_by_its_hash_after_it_moved(tmp_path: Path,
+                                                            keras_file: Path) -> None:
+    from edgeseg.convert.calibration import DEFAULT_DIR
+
+    sha = load_calibration(None, 5, seed=0, warn=lambda s: None).sha256
+    model = recorded_model(tmp_path, source=str(keras_file), convert={"mode": "int8"},
+                           calibration={"folder": "/old/checkout/edgeseg/assets/calibration",
+                                        "count": 5, "sha256": sha})
+    assert plan_layer_errors(model).calibration.folder == DEFAULT_DIR
+
+
 def test_compare_layers_refuses_a_file_that_records_no_conversion(tmp_path: Path) -> None:
     # Like a third-party model: the flatbuffer alone, no sidecar or edgeseg.json. The old
     # compare re-converted with fixed settings and guessed the calibration folder.

@@ -6,7 +6,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Optional
 
-from edgeseg.convert.calibration import CalibrationSet, load_calibration
+from edgeseg.convert.calibration import DEFAULT_DIR, CalibrationSet, load_calibration
 from edgeseg.convert.quantize import ConvertConfig
 from edgeseg.errors import EdgesegError
 
@@ -72,9 +72,15 @@ def plan_layer_errors(model: str | Path, keras: Optional[str | Path] = None) -> 
         raise EdgesegError(f"per-layer errors need the float .keras model {model.name} was "
                            f"converted from ({tfl.get('source') or 'not recorded'}); pass it as "
                            "FLOAT.")
+    count = int(calib.get("count") or ccfg.calib_count)
+    folder = Path(calib["folder"])
+    if not folder.is_dir() and calib.get("sha256") and folder.name == DEFAULT_DIR.name:
+        # The default set moved (edgeseg/assets/calibration -> calibration/, or another
+        # install): the same images, by hash, are the same set.
+        moved = load_calibration(None, count, ccfg.seed, warn=lambda s: None)
+        folder = DEFAULT_DIR if moved.sha256 == calib["sha256"] else folder
     try:
-        calibration = load_calibration(calib["folder"], int(calib.get("count") or ccfg.calib_count),
-                                       ccfg.seed, warn=lambda s: None)
+        calibration = load_calibration(folder, count, ccfg.seed, warn=lambda s: None)
     except EdgesegError as e:
         raise EdgesegError(f"the calibration set {model.name} records ({calib['folder']}) cannot "
                            f"be read ({e}); restore it or {redo}.") from None
