@@ -74,7 +74,8 @@ def grouping_time(model: Path, frames: int = 200) -> dict[str, float]:
         post.append(r.timings.postprocess_ms)
         n.append(len(r.instances or ()))
     g = np.array(group[10:])
-    return {"frames": len(g), "group_ms_p50": float(np.median(g)), "group_ms_p90": float(np.percentile(g, 90)),
+    return {"frames": len(g), "group_ms_min": float(g.min()), "group_ms_p10": float(np.percentile(g, 10)),
+            "group_ms_p50": float(np.median(g)), "group_ms_p90": float(np.percentile(g, 90)),
             "postprocess_ms_p50": float(np.median(post[10:])), "instances_per_frame": float(np.mean(n)),
             "frame": "640x480 (H×W 480×640)"}
 

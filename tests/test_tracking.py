@@ -91,3 +91,11 @@ def test_reader_dequantizes_heads_and_separates_touching_objects() -> None:
     assert all(abs(i.confidence - 1.0) < 0.01 for i in instances)  # the centre's heat
     again, instances2, _ = reader.read(classes, (h, w))
     assert (again == ids).all() and [i.id for i in instances2] == [i.id for i in instances]
+
+
+def test_an_instance_without_any_score_logs_null_confidence() -> None:
+    from edgeseg.runtime.instances import Instance
+
+    d = Instance(3, 1, 10, (0, 0, 2, 2), (1.0, 1.0), float("nan")).to_dict(["bg", "box"])
+    assert d["confidence"] is None and d["class"] == "box"
+    assert Instance(3, 1, 10, (0, 0, 2, 2), (1.0, 1.0), 0.87654).to_dict()["confidence"] == 0.8765

@@ -28,7 +28,8 @@ class Instance(NamedTuple):
         bbox: ``(x0, y0, x1, y1)`` in frame pixels, x1/y1 exclusive.
         centre: ``(x, y)`` of the predicted object centre in frame pixels.
         confidence: Mean class score of its pixels (0-1), or the centre's heat when
-            the model gives no per-pixel score.
+            the model gives no per-pixel score; NaN (None in ``to_dict``) when neither
+            exists (components of an in-graph argmax).
     """
 
     id: int
@@ -42,7 +43,7 @@ class Instance(NamedTuple):
         return {"id": self.id, "class": labels[self.class_id] if self.class_id < len(labels)
                 else self.class_id, "class_id": self.class_id, "area": self.area,
                 "bbox": list(self.bbox), "centre": [round(self.centre[0], 1), round(self.centre[1], 1)],
-                "confidence": round(self.confidence, 4)}
+                "confidence": None if self.confidence != self.confidence else round(self.confidence, 4)}
 
 
 def max_pool(heat: np.ndarray, kernel: int) -> np.ndarray:
