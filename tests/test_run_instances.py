@@ -45,6 +45,17 @@ def test_run_components_logs_instances_with_ids_stable_across_frames(models: Pat
     assert out.is_file()
 
 
+def test_run_draws_instances_beside_a_legend_panel_on_small_frames(models: Path, tmp_path: Path) -> None:
+    # A small frame gets the class legend as a panel beside it: instances go on the frame part.
+    video = tflite_fixtures.video(tmp_path / "small.mp4", 4, (128, 96))
+    out = tmp_path / "out.mp4"
+    r = runner.invoke(app, ["run", str(models / "int8_softmax.tflite"), "--source", str(video),
+                            "--no-display", "--max-frames", "3", "--save", str(out),
+                            "--instances", "components"], env=WIDE)
+    assert r.exit_code == 0, r.output
+    assert out.is_file() and out.stat().st_size > 0
+
+
 def test_stats_and_metrics_count_objects_per_class_and_distinct_ids(tmp_path: Path) -> None:
     model = tmp_path / "m.tflite"
     model.write_bytes(b"x")

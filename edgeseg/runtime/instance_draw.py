@@ -62,7 +62,11 @@ def instance_overlay(overlay: object, labels: Sequence[str], kind: str) -> objec
     def draw(frame: np.ndarray, result: object, fps: float | None = None,
              latency_ms: float | None = None) -> np.ndarray:
         base = overlay.draw(frame, result.mask, fps, latency_ms)  # type: ignore[attr-defined]
-        return draw_instances(base, result.instance_ids, result.instances, labels,  # type: ignore[attr-defined]
-                              alpha=0.45, kind="components" if kind == "components" else "instances")
+        # The class overlay may add a legend panel beside a small frame: draw on the frame's part.
+        h, w = frame.shape[:2]
+        base[:h, :w] = draw_instances(base[:h, :w], result.instance_ids, result.instances,  # type: ignore[attr-defined]
+                                      labels, alpha=0.45,
+                                      kind="components" if kind == "components" else "instances")
+        return base
 
     return draw
