@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from edgeseg.device import estimate as est  # noqa: E402
 from edgeseg.device.estimate import COST_FILE, KINDS, features, op_rows  # noqa: E402
 from edgeseg.tflite import read_tflite  # noqa: E402
 
@@ -119,17 +120,25 @@ def time_here(models_dir: Path, runs: int = 30) -> None:
 
 
 def _fit_x86(entries: list[dict], rows: dict, heldout_prefix: str) -> dict:
-    """x86: CPU ns per invoke, fitted on whole-model times (no per-kernel profile here)."""
-    cols = ["conv.macs", "conv1x1.macs", "dwconv.macs", "softmax.elements", "quantize.elements",
-            "resize.elements", "argmax.elements", "other.elements", "ops", "invoke"]
+    """x86: CPU ns per invoke as CPU ns per Pi 4 (A72) instruction of each op kind, fitted on
+    whole-model times (no per-kernel profile here); the range is the held-out files' error."""
+    groups = [("conv", "conv1x1"), ("dwconv",), ("softmax", "quantize", "argmax"), ("resize", "other")]
+
+    def feat(name: str) -> list[float]:
+        k = est.instructions(rows[name], "pi4")
+        return [sum(k[g] for g in grp) for grp in groups] + [float(len(rows[name])), 1.0]
+
     train = [e for e in entries if not e["model"].startswith(heldout_prefix)]
-    feats = [features(rows[e["model"]], PAD["x86"]) | {"invoke": 1.0} for e in train]
-    a = np.array([[f.get(c, 0.0) for c in cols] for f in feats])
+    a = np.array([feat(e["model"]) for e in train])
     b = np.array([e["instructions"] for e in train], dtype=float)
-    coef = dict(zip(cols, _nnls(a / b[:, None], np.ones(len(b))).tolist()))
-    pred = a @ np.array([coef[c] for c in cols])
-    err = float(np.sqrt(np.mean((pred / b - 1) ** 2)))
-    return {"coefficients": coef, "fit_error": round(err, 4), "fitted_on": sorted(e["model"] for e in train)}
+    x = _nnls(a / b[:, None], np.ones(len(b)))  # relative errors
+    coef = {k: float(x[i]) for i, grp in enumerate(groups) for k in grp} | {"ops": float(x[4]),
+                                                                            "invoke": float(x[5])}
+    errs = [float(np.array(feat(e["model"])) @ x / e["instructions"] - 1) for e in entries
+            if e["model"].startswith(heldout_prefix)] or [0.0]
+    return {"basis": "pi4", "coefficients": coef, "heldout_error": [round(min(min(errs), 0.0), 3),
+                                                                     round(max(max(errs), 0.0), 3)],
+            "fitted_on": sorted(e["model"] for e in train)}
 
 
 def _nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -198,6 +207,8 @@ def fit(models_dir: Path, heldout_prefix: str) -> None:
                 h[device] = e["instructions"]
     x86 = [e for e in data.values() if e["cpu"] == "x86"]
     if x86:
+        COST_FILE.write_text(json.dumps({"devices": devices}))  # the x86 fit stands on the pi4 model
+        est.cost_data.cache_clear()
         import platform
 
         fit_ = _fit_x86(x86, rows, heldout_prefix)
@@ -244,8 +255,6 @@ def _plan_tables(models_dir: Path) -> dict[str, list]:
 
 
 def _report(data: dict, rows: dict, heldout_prefix: str) -> None:
-    from edgeseg.device import estimate as est
-
     est.cost_data.cache_clear()
     for e in sorted(data.values(), key=lambda e: (e["cpu"], e["model"])):
         device = {"cortex-a72": "pi4", "cortex-a76": "pi5"}.get(e["cpu"], e["cpu"])
@@ -265,24 +274,30 @@ def plot(models_dir: Path, out: Path) -> None:
     data = {}
     for path in sorted(models_dir.glob("counts-*.json")):
         data.update(json.loads(path.read_text()))
-    entries = sorted((e for e in data.values() if e["model"].startswith("heldout_")),
+    entries = sorted((e for e in data.values() if e["model"].startswith("heldout_") and e["cpu"] != "x86"),
                      key=lambda e: (e["cpu"], e["model"]))
     groups = ["conv", "conv1x1", "dwconv", "resize", "softmax", "quantize", "argmax", "rest"]
     labels = {"conv": "3×3 conv (igemm)", "conv1x1": "1×1 conv (gemm)", "dwconv": "depthwise",
               "resize": "resize", "softmax": "softmax (TFLite builtin)", "quantize": "quantize (builtin)",
               "argmax": "argmax (builtin)", "rest": "other"}
-    names = [f"{e['cpu'].replace('cortex-', '')} {e['model'][8:-7]}" for e in entries]
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(entries) + 1.5))
-    left = np.zeros(len(entries))
-    for g in groups:
-        v = np.array([e["groups"].get(g, 0.0) / 1e6 for e in entries])
-        if v.any():
-            ax.barh(names, v, left=left, label=labels[g])
-            left += v
-    ax.set_xlabel("instructions per invoke, millions (qemu-user, one thread)")
-    ax.set_title("Where the instructions go: emulated Cortex-A72 (Pi 4) / A76 (Pi 5), int8")
-    ax.invert_yaxis()
-    ax.legend(fontsize=8, loc="lower right")
+    colors = dict(zip(groups, plt.get_cmap("tab10").colors))
+    presets = ["realtime", "seed"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for ax, preset in zip(axes, presets):
+        mine = [e for e in entries if e["model"][8:].startswith(preset)]
+        names = [f"{e['cpu'].replace('cortex-', '')}  {e['model'][8:-7]}" for e in mine]
+        left = np.zeros(len(mine))
+        for g in groups:
+            v = np.array([e["groups"].get(g, 0.0) / 1e6 for e in mine])
+            if v.any():
+                ax.barh(names, v, left=left, label=labels[g], color=colors[g])
+                left += v
+        ax.set_xlabel("instructions per invoke, millions")
+        ax.set_title(f"{preset} preset (int8)")
+        ax.invert_yaxis()
+    axes[0].legend(fontsize=8, loc="lower right")
+    fig.suptitle("Where the instructions go, per XNNPACK / TFLite kernel: emulated Cortex-A72 (Pi 4) and "
+                 "A76 (Pi 5), qemu-user, one thread", fontsize=10)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)

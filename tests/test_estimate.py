@@ -14,7 +14,9 @@ from edgeseg.device.plan import plan, rows_for
 
 DATA = Path(__file__).parent / "data"
 HELDOUT = json.loads((DATA / "pi_heldout_counts.json").read_text())["models"]
-CASES = [(name, device) for name, m in sorted(HELDOUT.items()) for device in ("pi4", "pi5", "x86") if device in m]
+# x86 is left out: its "counts" are CPU times taken on a loaded shared machine, and its stated range
+# is its held-out error (pi_cost.json's heldout_error), not a bound this test could hold it to.
+CASES = [(name, device) for name, m in sorted(HELDOUT.items()) for device in ("pi4", "pi5") if device in m]
 
 
 def _rows(name: str) -> list[OpRow]:
@@ -25,12 +27,12 @@ def test_heldout_models_were_not_fitted_on() -> None:
     for device, dev in cost_data()["devices"].items():
         fitted = set(dev["fitted_on"])
         assert fitted and not fitted & set(HELDOUT), device
-    assert {d for _, d in CASES} >= {"pi4", "pi5"}
+    assert {d for _, d in CASES} == {"pi4", "pi5"}
 
 
 @pytest.mark.parametrize(("name", "device"), CASES)
 def test_cost_model_predicts_counts_it_was_not_fitted_on(name: str, device: str) -> None:
-    """Emulated instructions per invoke (x86: CPU ns) of files not fitted on, within 15 %.
+    """Emulated instructions per invoke of files not fitted on, within 15 %.
 
     tests/data/pi_heldout_counts.json says how they were measured.
     """

@@ -1,1 +1,1 @@
-"""What goes onto the device: the bundle folder, its deploy files, edgeseg's own wheel, C source."""
+"""What goes onto the device (bundle, deploy files, own wheel, C source) and how fast it runs there (estimate, plan)."""

@@ -139,6 +139,11 @@ def instructions(rows: list[OpRow], device: str) -> dict[str, float]:
         kind -> instructions, plus ``"fixed"`` (per-invoke and per-op overhead).
     """
     dev = _device(device)
+    if "basis" in dev:  # x86: CPU ns per basis-device instruction, by kind
+        basis, coef = instructions(rows, dev["basis"]), dev["coefficients"]
+        out = {k: coef.get(k, 0.0) * basis[k] for k in KINDS}
+        out["fixed"] = coef.get("ops", 0.0) * len(rows) + coef.get("invoke", 0.0)
+        return out
     coef, f = dev["coefficients"], features(rows, dev["pad"])
     out = {k: sum(coef.get(f"{k}.{x}", 0.0) * f.get(f"{k}.{x}", 0.0) for x in ("macs", "pixels", "elements"))
            for k in KINDS}
@@ -201,11 +206,11 @@ def estimate_rows(rows: list[OpRow], device: str, threads: int = 4) -> Estimate:
     # Wall time in units of "instructions at the published thread count".
     effective = (total - serial) * ref_threads / threads + serial * ref_threads
     if dev.get("unit") == "cpu_ns":  # x86: thread CPU time measured here, per op kind
-        err = dev["fit_error"]
-        ms = [effective * 1e-6 * (1 - err), effective * 1e-6 * (1 + err)]
-        method = (f"estimate: one-thread CPU time per op kind fitted on invokes timed on {dev['core']} "
-                  f"(range ± the fit's rms error {err:.0%}); {threads} thread(s), assuming linear scaling "
-                  "of the XNNPACK part")
+        lo, hi = dev["heldout_error"]
+        ms = [effective * 1e-6 * (1 + lo), effective * 1e-6 * (1 + hi)]
+        method = (f"estimate: one-thread CPU time per {dev['basis']} instruction of each op kind, fitted on "
+                  f"invokes timed on {dev['core']} (range: the errors on files it was not fitted on, "
+                  f"{lo:+.0%} to {hi:+.0%}); {threads} thread(s), assuming linear scaling of the XNNPACK part")
     else:
         rates = [r["ms"] / r["instructions"] for r in dev["references"]]
         ms = [effective * k for k in rates]
