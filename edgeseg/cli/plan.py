@@ -9,16 +9,20 @@ import typer
 from edgeseg.cli._common import console, handle_errors
 
 
-def estimate_table(title: str, rows: list[tuple[str, Any]]) -> Any:
-    """A Rich table of (label, Estimate) rows: instructions, ms with its range, fps."""
+def estimate_table(title: str, rows: list[tuple[str, Any]], notes: list[str] | None = None) -> Any:
+    """A Rich table of (label, Estimate) rows: instructions, ms with its range, fps (and a notes column)."""
     from rich.table import Table
 
     table = Table(title=title)
-    for col in ("", "instructions (M, one core)", "est. ms", "est. range ms", "est. fps"):
+    unit = "CPU µs" if rows and rows[0][1].device == "x86" else "instructions (M, one core)"
+    for col in ("", unit, "est. ms", "est. range ms", "est. fps"):
         table.add_column(col, justify="right" if col else "left")
-    for label, e in rows:
-        table.add_row(label, f"{e.instructions / 1e6:.1f}", f"{e.ms:.1f}", f"{e.ms_low:.1f}–{e.ms_high:.1f}",
-                      f"{e.fps:.1f}")
+    if notes is not None:
+        table.add_column("accuracy measured")
+    for i, (label, e) in enumerate(rows):
+        cells = [label, f"{e.instructions / 1e6 if unit != 'CPU µs' else e.instructions / 1e3:.1f}", f"{e.ms:.1f}",
+                 f"{e.ms_low:.1f}–{e.ms_high:.1f}", f"{e.fps:.1f}"]
+        table.add_row(*cells, *([notes[i]] if notes is not None else []))
     return table
 
 
@@ -43,13 +47,14 @@ def plan_command(
         raise typer.Exit(1)
     title = (f"{device}, {threads} thread(s), {classes} classes: configurations estimated at ≥ {fps:g} fps "
              "(ESTIMATES, not measurements)")
-    table = estimate_table(title, [(f"{c.preset} α{c.alpha:g} {c.size}×{c.size}", c.estimate) for c in reach])
+    table = estimate_table(title, [(f"{c.preset} α{c.alpha:g} {c.size}×{c.size}", c.estimate) for c in reach],
+                           [c.measured for c in reach])
     console.print(table)
     console.print(f"How: {reach[0].estimate.method}.", soft_wrap=True)
     console.print(f"Best: {best.preset} alpha {best.alpha:g} at {best.size}×{best.size} "
                   f"(est. {best.estimate.ms:.1f} ms, {best.estimate.fps:.0f} fps).", soft_wrap=True)
-    if best.measured:
-        console.print(f"Accuracy measured for {best.preset} alpha {best.alpha:g}: {best.measured}.", soft_wrap=True)
+    console.print("Accuracy: measured only where the column says (benchmarks/RESULTS.md §6b/§6c, README); "
+                  "wider alpha and larger input are expected to be more accurate, at the cost shown.", soft_wrap=True)
     console.print(f"Make it:\n  {best.build_command}\n  {best.train_command}", soft_wrap=True)
 
 

@@ -207,7 +207,7 @@ def estimate_rows(rows: list[OpRow], device: str, threads: int = 4) -> Estimate:
     effective = (total - serial) * ref_threads / threads + serial * ref_threads
     if dev.get("unit") == "cpu_ns":  # x86: thread CPU time measured here, per op kind
         lo, hi = dev["heldout_error"]
-        ms = [effective * 1e-6 * (1 + lo), effective * 1e-6 * (1 + hi)]
+        ms = [effective * 1e-6 / (1 + hi), effective * 1e-6 / (1 + lo)]  # err = predicted / timed - 1
         method = (f"estimate: one-thread CPU time per {dev['basis']} instruction of each op kind, fitted on "
                   f"invokes timed on {dev['core']} (range: the errors on files it was not fitted on, "
                   f"{lo:+.0%} to {hi:+.0%}); {threads} thread(s), assuming linear scaling of the XNNPACK part")

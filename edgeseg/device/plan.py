@@ -14,10 +14,9 @@ _BASE = 224  # the op tables in pi_cost.json are of 224×224 models
 # Measured int8 mIoU of a configuration, where one was measured (synthetic scenes of
 # `edgeseg data synth` at 128², 4 classes; benchmarks/RESULTS.md and the README).
 MEASURED = {
-    ("realtime", 0.5): "int8 val mIoU 0.761 (README demo: 128², 4 classes, ≈ 9 min)",
-    ("realtime", 0.25): "13 points below alpha 0.5 at 6 epochs (RESULTS.md §6c: 0.346 vs 0.475)",
-    ("seed", 0.5): "seed decoder at 1/8: int8 0.619 vs 0.639 (lite), same 9 min (RESULTS.md §6b); "
-                   "the 1/16 seed preset plateaus on background from scratch",
+    ("realtime", 0.5): "int8 mIoU 0.761 (README demo)",
+    ("realtime", 0.25): "13 pts below α0.5 at 6 epochs (§6c)",
+    ("seed", 0.5): "1/8-tap seed decoder: int8 0.619 (§6b)",
 }
 
 
