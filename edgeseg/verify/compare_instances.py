@@ -68,8 +68,8 @@ def compare_heads(float_model: Path, quant_model: Path, data: Path, limit: Optio
     preds = [load_predictor(m) for m in (float_model, quant_model)]
     for p in preds:
         if p.instance_kind != "heads":
-            raise EdgesegError(f"{p.path} has no instance heads; compare --heads needs two "
-                               "instance models (train --task instance, then convert).")
+            raise EdgesegError(f"{p.path} has no instance heads; comparing the instance heads "
+                               "needs two instance models (train --task instance, then convert).")
     n = len(preds[0].labels)
     things = thing_classes([Path(data)], enc)
     lut = ri.thing_lookup(things, n)
