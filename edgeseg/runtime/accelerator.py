@@ -124,8 +124,11 @@ def _no_adapter_reason(log: str) -> tuple[str, str]:
 
 
 def _icd_note() -> str:
-    icd = os.environ.get("VK_ICD_FILENAMES") or os.environ.get("VK_DRIVER_FILES")
-    return f" (VK_ICD_FILENAMES={icd})" if icd else ""
+    """The variable that chose the Vulkan drivers, when one did: a likely culprit."""
+    for name in ("VK_ICD_FILENAMES", "VK_DRIVER_FILES"):
+        if os.environ.get(name):
+            return f" ({name}={os.environ[name]})"
+    return ""
 
 
 def failure(log: str, error: BaseException | None = None) -> str:
@@ -165,7 +168,14 @@ def _environment() -> Any:
 
     cm = _litert()
     with native_output():
-        env = cm.Environment.create(runtime_path=str(Path(cm.__file__).parent))
+        try:
+            env = cm.Environment.create(runtime_path=str(Path(cm.__file__).parent))
+        except RuntimeError as e:
+            env = e
+    if isinstance(env, RuntimeError):
+        first = (str(env).strip().splitlines() or ["failed"])[0]
+        raise EdgesegError(f"--delegate gpu: LiteRT's environment did not start ({first}); "
+                           "reinstall ai-edge-litert, or pass --fallback to run on the CPU.")
     ctypes.pythonapi.Py_IncRef(ctypes.py_object(env))
     atexit.register(_quiet_exit)
     return env
@@ -298,7 +308,7 @@ def compile_for_gpu(path: Path, details: Any, threads: int) -> GpuModel:
     adapter = _ADAPTER[0] if _ADAPTER else "an unnamed adapter"
     model = GpuModel(compiled, buffers, details,
                      GpuStatus(adapter, fully, *(_split(text) if not fully else (None, None, ()))))
-    with native_output() as log:  # the first run compiles the shaders and logs
+    with native_output():  # the first run compiles the shaders and logs
         try:
             model.invoke()
         except EdgesegError as e:
