@@ -95,6 +95,25 @@ def test_inspect_reports_what_the_accelerator_says() -> None:
     assert not [ln for ln in lines(r.stderr) if "INFO" in ln or "WARNING" in ln], r.stderr
 
 
+def test_the_split_is_read_from_the_accelerators_log() -> None:
+    from edgeseg.runtime.accelerator import GpuStatus, _split
+
+    # Verbatim from ai-edge-litert 2.3 compiling `convert --target gpu --head argmax`.
+    log = ("ERROR: Following operations are not supported by GPU delegate:\n"
+           "ARG_MAX: Tensor type(INT64) is not supported. mobilenet_segnet_1/seg_argmax_1/ArgMax\n"
+           "CAST: Tensor type(INT64) is not supported. mobilenet_segnet_1/seg_argmax_1/ArgMax\n"
+           "DEQUANTIZE: \n"
+           "17 operations will run on the GPU, and the remaining 21 operations will run on the "
+           "CPU.\n")
+    split = _split(log)
+    assert split == (17, 21, ("ARG_MAX (Tensor type(INT64) is not supported)",
+                              "CAST (Tensor type(INT64) is not supported)", "DEQUANTIZE"))
+    assert GpuStatus("X", False, *split).line().endswith(
+        "X: not fully accelerated, 21 of 38 ops run on the CPU (XNNPACK): ARG_MAX (Tensor "
+        "type(INT64) is not supported), CAST (Tensor type(INT64) is not supported), DEQUANTIZE")
+    assert _split("no split logged") == (None, None, ())
+
+
 def test_a_partly_accelerated_model_names_the_ops_left_to_the_cpu(models: Path) -> None:
     needs_swiftshader()
     # In-graph argmax: TensorFlow's ARG_MAX writes int64, which the GPU has no type for.
@@ -113,7 +132,7 @@ import json, sys
 from edgeseg.verify.compare import compare
 out = {}
 for name, path in json.loads(sys.argv[1]).items():
-    rep = compare(path, path, sys.argv[2], delegate="gpu")
+    rep = compare(path, path, sys.argv[2], limit=8, delegate="gpu")
     out[name] = {"agreement": rep.pixel_agreement, "images": rep.images,
                  "accelerator": rep.accelerator}
 print(json.dumps(out))
@@ -125,7 +144,9 @@ def test_trained_model_on_the_gpu_matches_the_cpu(converted: dict[str, Path], tr
                                                   synth_data: Path) -> None:
     """The trained tiny model, as each file convert writes, on the GPU accelerator vs XNNPACK,
     both through Segmenter (``compare(m, m, delegate="gpu")``: the reference stays on the CPU),
-    in one process that sees only SwiftShader."""
+    in one process that sees only SwiftShader. 8 images: SwiftShader emulates the GPU on
+    the CPU, and a loaded machine starves its worker threads (a 64×64 invoke took 5 s here
+    at load average 25)."""
     needs_swiftshader()
     from edgeseg.convert.quantize import ConvertConfig, convert
 
@@ -136,17 +157,17 @@ def test_trained_model_on_the_gpu_matches_the_cpu(converted: dict[str, Path], tr
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     r = subprocess.run([sys.executable, "-c", GPU_VS_CPU, json.dumps(files),
                         str(synth_data / "val")], env=env, capture_output=True, text=True,
-                       timeout=900, cwd=ROOT)
+                       timeout=1800, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     reps = json.loads(r.stdout)
     agreement = {k: round(v["agreement"], 6) for k, v in reps.items()}
-    print(f"\nGPU (SwiftShader) vs CPU pixel agreement on 32 images: {agreement}")
+    print(f"\nGPU (SwiftShader) vs CPU pixel agreement on 8 images: {agreement}")
     for name, rep in reps.items():  # the adapter is named for every model, not the first only
-        assert rep["images"] == 32
+        assert rep["images"] == 8
         assert rep["accelerator"].startswith("LiteRT GPU accelerator (WebGPU) on SwiftShader"), rep
         assert rep["accelerator"].endswith(": fully accelerated"), (name, rep)
     for name in ("float32", "float16", "target_gpu"):
         assert agreement[name] >= 0.999, agreement
     # The int8 file runs dequantized on the GPU, in float: close to the CPU's int8
-    # kernels, not equal (measured 99.991 % here).
+    # kernels, not equal (99.991 % on all 32 images here).
     assert agreement["int8"] >= 0.99, agreement

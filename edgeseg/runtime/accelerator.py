@@ -74,8 +74,9 @@ def _split(log: str) -> tuple[int | None, int | None, tuple[str, ...]]:
                       re.S)
     ops: list[str] = []
     for ln in (block.group(1).splitlines() if block else []):
-        op, _, why = ln.strip().partition(": ")
-        item = f"{op} ({why.split('. ')[0].rstrip('.')})" if why else op
+        op, _, why = ln.strip().partition(":")  # "OP: reason. node", or "OP: " alone
+        op, why = op.strip(), why.strip().split(". ")[0].rstrip(".")
+        item = f"{op} ({why})" if why else op
         if op and item not in ops:
             ops.append(item)
     if not counts:
