@@ -38,6 +38,7 @@ def test_run_components_logs_instances_with_ids_stable_across_frames(models: Pat
         # Left half red, right half blue, a green square moving down the middle.
         assert classes == ["blue", "green", "red"], classes
         assert rec["group_ms"] >= 0
+        assert rec["instance_kind"] == "components"  # said, so nobody takes them for model instances
         for i in rec["instances"]:
             assert set(i) == {"id", "class", "class_id", "area", "bbox", "centre", "confidence"}
     ids = [{i["class"]: i["id"] for i in rec["instances"]} for rec in records]

@@ -155,6 +155,7 @@ def run_pipeline(segmenter: Any, reader: Any, draw: Callable[..., np.ndarray] | 
                                 "frame_ms": round(dt * 1e3, 3),
                                 "dropped": int(getattr(reader, "dropped", 0)),
                                 **({"group_ms": round(tm.group_ms, 3),
+                                    "instance_kind": segmenter.instance_reader.kind,
                                     "instances": [i.to_dict(segmenter.labels) for i in seg.instances]}
                                    if seg.instances is not None else {})})
             if stop:
