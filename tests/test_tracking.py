@@ -45,7 +45,7 @@ def test_ids_follow_moving_touching_objects_even_when_detection_order_changes() 
 
 
 def test_new_objects_and_class_changes_get_new_ids_never_reused() -> None:
-    t = IoUTracker()
+    t = IoUTracker(max_age=0)  # previous frame only
     first = track(t, [(2, 8, 1)])
     second = track(t, [(2, 8, 2), (25, 8, 1)])  # same place, other class; a new object
     assert second[2] not in first.values() and second[25] not in first.values()
@@ -99,3 +99,17 @@ def test_an_instance_without_any_score_logs_null_confidence() -> None:
     d = Instance(3, 1, 10, (0, 0, 2, 2), (1.0, 1.0), float("nan")).to_dict(["bg", "box"])
     assert d["confidence"] is None and d["class"] == "box"
     assert Instance(3, 1, 10, (0, 0, 2, 2), (1.0, 1.0), 0.87654).to_dict()["confidence"] == 0.8765
+
+
+def test_an_object_missed_for_a_few_frames_gets_its_id_back() -> None:
+    t = IoUTracker(max_age=3)
+    first = track(t, [(2, 8, 1), (20, 8, 1)])
+    track(t, [(20, 8, 1)])  # the left object is missed (a detection gap)
+    track(t, [(21, 8, 1)])
+    back = track(t, [(3, 8, 1), (22, 8, 1)])  # it is found again, 1 px further
+    assert back[3] == first[2] and back[22] == first[20]
+    gone = IoUTracker(max_age=1)
+    first = track(gone, [(2, 8, 1)])
+    track(gone, [])
+    track(gone, [])
+    assert track(gone, [(2, 8, 1)])[2] != first[2]  # missed longer than max_age: a new object

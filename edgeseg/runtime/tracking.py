@@ -34,18 +34,21 @@ class IoUTracker:
     """Gives each instance the id of the previous frame's instance it overlaps most.
 
     Pairs are taken greedily, highest mask IoU first, when the IoU is at least
-    ``min_iou`` and the class is the same; an instance matching none gets a new id
-    (never reused). Matching is against the previous frame only.
+    ``min_iou`` and the class is the same: first against the previous frame's
+    instances, then (for those left) against objects missed for up to ``max_age``
+    frames, by their last mask; an instance matching none gets a new id (never reused).
 
     Args:
         min_iou: Least IoU (at the model's output resolution) that carries an id over.
+        max_age: Frames an unseen object keeps its id for (0: previous frame only).
     """
 
-    def __init__(self, min_iou: float = 0.3) -> None:
-        self.min_iou = min_iou
+    def __init__(self, min_iou: float = 0.3, max_age: int = 5) -> None:
+        self.min_iou, self.max_age = min_iou, max_age
         self.next_id = 1
         self._prev: np.ndarray | None = None
         self._prev_class: dict[int, int] = {}
+        self._lost: dict[int, tuple[np.ndarray, int, int]] = {}  # id -> (mask, class, frames unseen)
 
     def update(self, ids: np.ndarray, instances: Sequence[Instance]) -> tuple[np.ndarray, list[Instance]]:
         """Renumber this frame's ids (h×w, output resolution) and instances to track ids."""
@@ -63,19 +66,58 @@ class IoUTracker:
                     continue
                 lut[c] = p
                 taken.add(p)
+        self._match_lost(ids, instances, lut, taken)
         for inst in instances:
             if not lut[inst.id]:
                 lut[inst.id] = self.next_id
                 self.next_id += 1
         out = lut[ids]
         tracked = [i._replace(id=int(lut[i.id])) for i in instances]
+        self._remember_lost(out, {i.id for i in tracked})
         self._prev = out
         self._prev_class = {i.id: i.class_id for i in tracked}
         return out, tracked
 
+    def _match_lost(self, ids: np.ndarray, instances: Sequence[Instance], lut: np.ndarray,
+                    taken: set[int]) -> None:
+        """Unmatched instances against recently missed objects' last masks (greedy by IoU)."""
+        left = [i for i in instances if not lut[i.id]]
+        lost = [(t, m, c) for t, (m, c, _) in self._lost.items() if t not in taken
+                and m.shape == ids.shape]
+        if not left or not lost:
+            return
+        pairs = []
+        for inst in left:
+            mask = ids == inst.id
+            for t, m, c in lost:
+                if c == inst.class_id:
+                    inter = np.count_nonzero(mask & m)
+                    if inter:
+                        pairs.append((inter / np.count_nonzero(mask | m), inst.id, t))
+        for iou, i, t in sorted(pairs, reverse=True):
+            if iou < self.min_iou:
+                break
+            if not lut[i] and t not in taken:
+                lut[i] = t
+                taken.add(t)
+                del self._lost[t]
+
+    def _remember_lost(self, out: np.ndarray, seen: set[int]) -> None:
+        """Objects of the previous frame not seen now are kept ``max_age`` frames by their last mask."""
+        for t in list(self._lost):
+            m, c, age = self._lost[t]
+            if t in seen or age + 1 > self.max_age:
+                del self._lost[t]
+            else:
+                self._lost[t] = (m, c, age + 1)
+        if self._prev is not None and self.max_age:
+            for t, c in self._prev_class.items():
+                if t not in seen and t not in self._lost:
+                    self._lost[t] = (self._prev == t, c, 1)
+
     def reset(self) -> None:
-        """Forget the previous frame (a new clip)."""
-        self._prev, self._prev_class = None, {}
+        """Forget the previous frames (a new clip)."""
+        self._prev, self._prev_class, self._lost = None, {}, {}
 
 
 class InstanceCounter:
