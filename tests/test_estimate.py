@@ -9,8 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from edgeseg.cli import app
-from edgeseg.device.estimate import OpRow, cost_data, estimate_rows, instructions
+from edgeseg.device.estimate import OpRow, check_int8, cost_data, estimate_rows, instructions, op_rows
 from edgeseg.device.plan import plan, rows_for
+from edgeseg.errors import EdgesegError
+from edgeseg.tflite import OpInfo, TensorInfo, TfliteModel
 
 DATA = Path(__file__).parent / "data"
 HELDOUT = json.loads((DATA / "pi_heldout_counts.json").read_text())["models"]
@@ -83,3 +85,18 @@ def test_cli_plan_and_bench_estimate() -> None:
     assert json.loads(one.output)[0]["ms"] > json.loads(four.output)[0]["ms"]
     got = runner.invoke(app, ["bench", "--estimate", "pi9", model])
     assert got.exit_code != 0 and "pi4" in got.output and "Traceback" not in got.output
+
+
+def _conv_graph(weight_dtype: str) -> TfliteModel:
+    tensors = (TensorInfo(0, "in", (1, 8, 8, 3), "int8"), TensorInfo(1, "w", (4, 3, 3, 3), weight_dtype, constant=True),
+               TensorInfo(2, "out", (1, 8, 8, 4), "int8"), TensorInfo(3, "flat", (1, 256), "int8"))
+    ops = (OpInfo(0, "CONV_2D", (0, 1), (2,)), OpInfo(1, "RESHAPE", (2,), (3,)))
+    return TfliteModel(Path("m.tflite"), 0, tensors, (0,), (3,), ops)
+
+
+def test_rows_and_the_int8_check_read_the_graph() -> None:
+    rows = op_rows(_conv_graph("int8"))
+    assert rows == [OpRow("conv", "CONV_2D", 64, 9, 3, 4, 256)]  # RESHAPE costs nothing
+    check_int8(_conv_graph("int8"), "m.tflite")
+    with pytest.raises(EdgesegError, match=r"m.tflite.*float weights.*convert --int8"):
+        check_int8(_conv_graph("float32"), "m.tflite")

@@ -232,8 +232,23 @@ def estimate(model_path: str | Path, device: str, threads: int = 4) -> Estimate:
         An :class:`Estimate`; instructions are for one core, ms for ``threads`` threads.
 
     Raises:
-        EdgesegError: Unreadable model, unknown device, threads < 1.
+        EdgesegError: Unreadable model, a model that is not int8, unknown device, threads < 1.
     """
     from edgeseg.tflite import read_tflite
 
-    return estimate_rows(op_rows(read_tflite(model_path)), device, threads)
+    model = read_tflite(model_path)
+    check_int8(model, model_path)
+    return estimate_rows(op_rows(model), device, threads)
+
+
+def check_int8(model: Any, name: str | Path) -> None:
+    """Refuse a graph whose convolutions hold float weights: the cost model was fitted on int8 ones.
+
+    Raises:
+        EdgesegError: Naming the file and the fix.
+    """
+    float_weights = [op.name for op in model.ops if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+                     and len(op.inputs) > 1 and model.tensors[op.inputs[1]].dtype.startswith("float")]
+    if float_weights:
+        raise EdgesegError(f"{name}: {len(float_weights)} convolutions have float weights; the cost model "
+                           "is for full-integer int8 models: convert with `edgeseg convert --int8`.")
