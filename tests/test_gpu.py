@@ -95,6 +95,25 @@ def test_inspect_reports_what_the_accelerator_says() -> None:
     assert not [ln for ln in lines(r.stderr) if "INFO" in ln or "WARNING" in ln], r.stderr
 
 
+def test_run_says_which_accelerator_ran(tmp_path: Path) -> None:
+    needs_swiftshader()
+    import cv2
+    import numpy as np
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(frames / f"{i}.png"), np.full((48, 64, 3), 60 * i, np.uint8))
+    r = edgeseg(["run", str(TINY), "--source", str(frames), "--no-display", "--max-frames", "3",
+                 "--delegate", "gpu"], SWIFTSHADER)
+    assert r.returncode == 0, r.stderr
+    out = lines(r.stdout + r.stderr)
+    assert "LiteRT GPU accelerator (WebGPU) on SwiftShader Device (Subzero), backend=Vulkan, " \
+           "adapterType=CPU / Software: fully accelerated" in out, out
+    assert "reached --max-frames: 3 frames" in r.stdout + r.stderr
+    assert not [ln for ln in out if ln.startswith(("INFO", "WARNING", "I0000", "E0000"))], out
+
+
 def test_the_split_is_read_from_the_accelerators_log() -> None:
     from edgeseg.runtime.accelerator import GpuStatus, _split
 
