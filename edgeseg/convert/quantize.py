@@ -266,6 +266,10 @@ def convert(model_path: str | Path, output: str | Path, ccfg: ConvertConfig,
 
     t0 = time.monotonic()
     ccfg = ccfg.resolved()
+    if ccfg.target == "gpu" and ccfg.head == "argmax":
+        # Measured with ai-edge-litert 2.3 (benchmarks/RESULTS.md §11).
+        log("note: LiteRT's GPU accelerator does not run the argmax head (TensorFlow's ARG_MAX "
+            "writes int64): it and the ops next to it run on the CPU; --head softmax runs whole.")
     output = Path(output)
     if output.suffix != ".tflite":
         raise EdgesegError(f"-o {output}: name the output {output.stem}.tflite")
