@@ -12,7 +12,8 @@ from edgeseg.preprocess import DEFAULT_MEAN, DEFAULT_STD, Preprocessing
 
 ALPHAS = (0.25, 0.5, 0.75, 1.0)
 HEADS = ("flat", "spatial")
-DECODERS = ("seed", "lite", "fast")
+DECODERS = ("seed", "lite", "fast", "fast_dw")
+STEMS = ("mobilenet", "lean")
 TASKS = ("semantic", "instance")
 
 
@@ -29,7 +30,10 @@ class ModelConfig:
         head: ``flat`` (seed: Reshape + Softmax) or ``spatial`` (4-D softmax).
         decoder: ``seed`` (the published SegNet decoder), ``lite`` (depthwise, ReLU6) or
             ``fast`` (one conv at the tap, logits resized once: the realtime preset's).
-        decoder_width: Width multiplier of the ``lite``/``fast`` decoder's filters.
+        decoder_width: Width multiplier of the ``lite``/``fast``/``fast_dw`` decoder's filters.
+        stem: ``mobilenet`` (Keras' MobileNet: ``conv1`` and block 1 at 1/2) or ``lean``
+            (``conv1`` at half the filters and block 1 downsampling to 1/4, block 2 not:
+            the same later shapes, ~15 M fewer Cortex-A72 instructions at 320²).
         labels: One name per class.
         mean: Per-channel normalization mean (RGB).
         std: Per-channel normalization std (RGB).
@@ -46,6 +50,7 @@ class ModelConfig:
     head: str = "flat"
     decoder: str = "seed"
     decoder_width: float = 1.0
+    stem: str = "mobilenet"
     labels: tuple[str, ...] = ()
     mean: tuple[float, float, float] = DEFAULT_MEAN
     std: tuple[float, float, float] = DEFAULT_STD
@@ -71,6 +76,8 @@ class ModelConfig:
             raise EdgesegError(f"--head {self.head!r} must be one of {', '.join(HEADS)}.")
         if self.decoder not in DECODERS:
             raise EdgesegError(f"--decoder {self.decoder!r} must be one of {', '.join(DECODERS)}.")
+        if self.stem not in STEMS:
+            raise EdgesegError(f"--stem {self.stem!r} must be one of {', '.join(STEMS)}.")
         if not 0 < self.decoder_width <= 2:
             raise EdgesegError(f"--decoder-width {self.decoder_width} must be in (0, 2].")
         if self.task not in TASKS:
@@ -126,13 +133,13 @@ class ModelConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     # keras_segmentation's mobilenet_segnet, layer for layer (at the size you pass).
     "seed": {"alpha": 1.0, "encoder_level": 3, "decoder": "seed", "decoder_width": 1.0,
-             "head": "flat"},
+             "head": "flat", "stem": "mobilenet"},
     # ~4x faster int8 than "seed" at 416² (benchmarks/RESULTS.md §6c); its 1/8 tap also
     # learns from scratch on a CPU, where the seed's 1/16 tap plateaus on background.
     "realtime": {"alpha": 0.5, "encoder_level": 2, "decoder": "fast", "decoder_width": 0.5,
-                 "head": "spatial"},
+                 "head": "spatial", "stem": "mobilenet"},
 }
-ARCHITECTURE = ("alpha", "encoder_level", "decoder", "decoder_width", "head", "task")
+ARCHITECTURE = ("alpha", "encoder_level", "decoder", "decoder_width", "head", "stem", "task")
 
 
 def preset(name: str) -> dict[str, Any]:

@@ -27,10 +27,14 @@ EncoderLevel = Annotated[Optional[int], typer.Option(
 Head = Annotated[Optional[str], typer.Option(
     help="flat (seed: Reshape+Softmax) or spatial (4-D) (default: the preset's).", show_default=False)]
 Decoder = Annotated[Optional[str], typer.Option(
-    help="seed (published), lite (depthwise, ReLU6) or fast (one conv at the tap, logits "
-         "resized once) (default: the preset's).", show_default=False)]
+    help="seed (published), lite (depthwise, ReLU6), fast (one conv at the tap, logits "
+         "resized once) or fast_dw (fast with a depthwise-separable conv) (default: the "
+         "preset's).", show_default=False)]
+Stem = Annotated[Optional[str], typer.Option(
+    help="mobilenet (Keras' MobileNet) or lean (half-width conv1, block 1 downsamples: "
+         "fewer instructions at full resolution) (default: the preset's).", show_default=False)]
 DecoderWidth = Annotated[Optional[float], typer.Option(
-    help="Width multiplier of the lite/fast decoder (default: the preset's, or 0.5).",
+    help="Width multiplier of the lite/fast/fast_dw decoder (default: the preset's, or 0.5).",
     show_default=False)]
 Labels = Annotated[Optional[str], typer.Option(help="Class names, comma-separated.")]
 BackboneWeights = Annotated[Optional[str], typer.Option(
@@ -52,7 +56,7 @@ def model_config(preset: str, classes: int, height: int, width: int, labels: tup
         height: Input height in pixels.
         width: Input width in pixels.
         labels: Class names, or ``()``.
-        **explicit: ``alpha``, ``encoder_level``, ``head``, ``decoder``, ``decoder_width``;
+        **explicit: ``alpha``, ``encoder_level``, ``head``, ``decoder``, ``decoder_width``, ``stem``;
             ``None`` means "the preset's".
 
     Raises:

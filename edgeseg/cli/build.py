@@ -23,6 +23,7 @@ def build(
     head: mo.Head = None,
     decoder: mo.Decoder = None,
     decoder_width: mo.DecoderWidth = None,
+    stem: mo.Stem = None,
     labels: mo.Labels = None,
     backbone_weights: mo.BackboneWeights = None,
     summary: Annotated[bool, typer.Option(help="Print the Keras summary.")] = False,
@@ -33,7 +34,7 @@ def build(
     cfg = mo.model_config(preset or "seed", classes, 416 if height is None else height,
                           416 if width is None else width,
                           mo.parse_labels(labels), alpha=alpha, encoder_level=encoder_level,
-                          head=head, decoder=decoder, decoder_width=decoder_width)
+                          head=head, decoder=decoder, decoder_width=decoder_width, stem=stem)
     model, report = build_and_save(cfg, output, None if backbone_weights == "none" else backbone_weights)
     if summary:
         model.summary(print_fn=lambda line, **_: console.print(line, markup=False))

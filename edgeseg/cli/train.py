@@ -28,6 +28,7 @@ def train(
     head: mo.Head = None,
     decoder: mo.Decoder = None,
     decoder_width: mo.DecoderWidth = None,
+    stem: mo.Stem = None,
     labels: mo.Labels = None,
     val: Annotated[Optional[Path], typer.Option(help="Validation folder (default: split --data).")] = None,
     val_fraction: Annotated[float, typer.Option(help="Share of --data held out for validation.")] = 0.1,
@@ -78,7 +79,7 @@ def train(
         notes.append(note)
     cfg = mo.model_config(preset or "realtime", classes, height, width, names, alpha=alpha,
                           encoder_level=encoder_level, head=head, decoder=decoder,
-                          decoder_width=decoder_width).with_(task=task)
+                          decoder_width=decoder_width, stem=stem).with_(task=task)
     notes.append(f"model: {'--preset ' + (preset or 'realtime') + ('' if preset else ' (default)')}"
                  f" -> alpha {cfg.alpha}, {cfg.decoder} decoder at 1/{2 ** (cfg.encoder_level + 1)}, "
                  f"{cfg.head} head, {cfg.height}×{cfg.width} (H×W)")

@@ -70,12 +70,13 @@ def build_model(cfg: ModelConfig, batch_size: int | None = None, head: str | Non
     from edgeseg.model.encoder import mobilenet_encoder
 
     inputs = keras.Input((cfg.height, cfg.width, 3), batch_size=batch_size, name="image")
-    feats = mobilenet_encoder(inputs, cfg.alpha, cfg.encoder_level)
+    feats = mobilenet_encoder(inputs, cfg.alpha, cfg.encoder_level, cfg.stem)
     n_up = cfg.encoder_level
     if cfg.decoder == "seed":
         logits = seed_decoder(feats, cfg.n_classes, n_up, upsampling)
-    elif cfg.decoder == "fast":
-        logits = fast_decoder(feats, cfg.n_classes, n_up, cfg.decoder_width, edgetpu)
+    elif cfg.decoder in ("fast", "fast_dw"):
+        logits = fast_decoder(feats, cfg.n_classes, n_up, cfg.decoder_width, edgetpu,
+                              separable=cfg.decoder == "fast_dw")
     else:
         logits = lite_decoder(feats, cfg.n_classes, n_up, cfg.decoder_width, upsampling)
     outputs = _head(logits, cfg, head or cfg.head)

@@ -162,7 +162,7 @@ def lite_decoder(x: Any, n_classes: int, n_up: int, width: float = 0.5,
 
 
 def fast_decoder(x: Any, n_classes: int, n_up: int, width: float = 0.5,
-                 edgetpu: bool = False) -> Any:
+                 edgetpu: bool = False, separable: bool = False) -> Any:
     """One 3×3 conv (BN + ReLU6) at the tap's resolution, then the logits upsampled once.
 
     Decoding at the tap (1/8 for ``encoder_level`` 2) and resizing only the
@@ -178,14 +178,23 @@ def fast_decoder(x: Any, n_classes: int, n_up: int, width: float = 0.5,
         width: Filters of the conv, as a multiple of 128 (0.5: 64, an XNNPACK-friendly width).
         edgetpu: Resize with RESIZE_BILINEAR version 2 (the Edge TPU deployment copy's;
             Keras' values, see ``_edgetpu_bilinear_layer``).
+        separable: The conv as depthwise 3×3 + BN + ReLU6 + pointwise 1×1 (``fast_dw``,
+            the realtime preset's): ~1/8 of the dense conv's MACs, which on a Cortex-A72
+            (no int8 dot product) are half the dense decoder's model.
 
     Returns:
         Logits, N×(h·2**n_up)×(w·2**n_up)×n_classes.
     """
     from keras import layers
 
-    x = layers.Conv2D(max(8, int(128 * width)), 3, padding="same", use_bias=False,
-                      name="dec_conv_1")(x)
+    filters = max(8, int(128 * width))
+    if separable:
+        x = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="dec_dw_1")(x)
+        x = layers.BatchNormalization(name="dec_dw_1_bn")(x)
+        x = layers.ReLU(6.0, name="dec_dw_1_relu")(x)
+        x = layers.Conv2D(filters, 1, use_bias=False, name="dec_pw_1")(x)
+    else:
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name="dec_conv_1")(x)
     x = layers.BatchNormalization(name="dec_bn_1")(x)
     x = layers.ReLU(6.0, name="dec_relu_1")(x)
     x = layers.Conv2D(n_classes, 1, name="seg_logits")(x)

@@ -37,21 +37,31 @@ def _depthwise_conv_block(x: Any, filters: int, alpha: float, strides: int, bloc
     return layers.ReLU(6.0, name=f"conv_pw_{block_id}_relu")(x)
 
 
-def mobilenet_encoder(inputs: Any, alpha: float = 1.0, level: int = 3) -> Any:
+def mobilenet_encoder(inputs: Any, alpha: float = 1.0, level: int = 3,
+                      stem: str = "mobilenet") -> Any:
     """Run MobileNet v1 blocks on ``inputs`` up to the tap of ``level``.
 
     Args:
         inputs: A Keras tensor (H×W×3).
         alpha: Width multiplier.
         level: 1..4 selects f2 (1/4), f3 (1/8), f4 (1/16, ``conv_pw_11``), f5 (1/32).
+        stem: ``mobilenet`` (Keras' layers) or ``lean``: ``conv1`` with half the filters
+            and the stride of block 2 moved to block 1, so ``conv_pw_1`` already runs at
+            1/4. Every later shape is MobileNet's. On a Cortex-A72 (int8, no dot product)
+            the 3-channel stem runs at < 1 MAC per instruction and the 1/2-resolution
+            block 1 moves the largest activations: ~15 M of the realtime model's
+            instructions at 320² (benchmarks/RESULTS.md §6d).
 
     Returns:
         The feature tensor the decoder starts from. Blocks past the tap are not
         built: they would be unused by the graph anyway.
     """
-    x = _conv_block(inputs, 32, alpha)
+    lean = stem == "lean"
+    x = _conv_block(inputs, 16 if lean else 32, alpha)
     last = LEVEL_BLOCKS[level]
     for block_id, (filters, stride) in enumerate(_BLOCKS, start=1):
+        if lean and block_id in (1, 2):
+            stride = 3 - stride  # block 1 downsamples, block 2 does not
         x = _depthwise_conv_block(x, filters, alpha, stride, block_id)
         if block_id == last:
             break

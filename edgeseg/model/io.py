@@ -71,8 +71,11 @@ def infer_config(model: Any) -> ModelConfig:
         raise EdgesegError(f"{model.name}: its encoder ends at conv_pw_{deepest}, not at a tap of "
                            "mobilenet_segnet; keep the model's .json sidecar beside it.")
     level = LEVEL_BLOCKS.index(deepest)
-    alpha = model.get_layer("conv1").filters / 32
-    if "seg_upsample" in names:
+    stem = "lean" if tuple(model.get_layer("conv_dw_1").strides) == (2, 2) else "mobilenet"
+    alpha = model.get_layer("conv_pw_1").filters / 64
+    if "seg_upsample" in names and "dec_pw_1" in names:
+        decoder, width = "fast_dw", model.get_layer("dec_pw_1").filters / 128
+    elif "seg_upsample" in names:
         decoder, width = "fast", model.get_layer("dec_conv_1").filters / 128
     elif "dec_dw_1" in names:
         decoder = "lite"
@@ -80,7 +83,7 @@ def infer_config(model: Any) -> ModelConfig:
     else:
         decoder, width = "seed", 1.0
     return ModelConfig(n_classes=n_classes, height=h, width=w, alpha=alpha, encoder_level=level,
-                       head=head, decoder=decoder, decoder_width=width)
+                       head=head, decoder=decoder, decoder_width=width, stem=stem)
 
 
 def build_and_save(cfg: ModelConfig, output: str | Path,
