@@ -56,19 +56,25 @@ def _preset(name: str, size: int, head: str = "softmax", **over: Any) -> Any:
     from edgeseg.model.build import build_model
 
     cfg = ModelConfig(n_classes=CLASSES, height=size, width=size, **{**preset(name), **over})
-    return build_model(cfg, batch_size=1, head=head, resize_upsampling=True)
+    # The CPU target's ×2 upsampling (edgeseg convert's default there: one XNNPACK partition).
+    return build_model(cfg, batch_size=1, head=head, upsampling="concat_reshape")
 
 
 def variants(size: int, levers: bool) -> dict[str, Callable[[], Any]]:
     """name -> builder. The two presets always; the levers at ``size`` when asked."""
     v: dict[str, Callable[[], Any]] = {
         "seed preset (alpha 1.0, 1/16, seed decoder)": lambda: _preset("seed", size),
-        "realtime preset (alpha 0.5, 1/8, fast decoder)": lambda: _preset("realtime", size),
+        "realtime preset (alpha 0.5, 1/8, lean stem, fast decoder 16)":
+            lambda: _preset("realtime", size),
+        "old realtime preset (mobilenet stem, fast decoder 64)":
+            lambda: _preset("realtime", size, stem="mobilenet", decoder_width=0.5),
+        "realtime preset, argmax head": lambda: _preset("realtime", size, head="argmax"),
+        "old realtime preset, argmax head":
+            lambda: _preset("realtime", size, head="argmax", stem="mobilenet", decoder_width=0.5),
     }
     if not levers:
         return v
     v.update({
-        "realtime + in-graph argmax head": lambda: _preset("realtime", size, head="argmax"),
         "lite decoder, alpha 0.5, 1/8 (the old from-scratch recipe)":
             lambda: _preset("realtime", size, decoder="lite"),
         "seed decoder, alpha 0.5, 1/8": lambda: _preset("realtime", size, decoder="seed"),

@@ -194,6 +194,8 @@ def test_imports_work_without_tensorflow(code):
 @pytest.mark.parametrize("preset,extra", [
     ("seed", {}), ("realtime", {}), ("realtime", {"decoder": "lite", "decoder_width": 0.25}),
     ("seed", {"encoder_level": 4, "head": "spatial"}), ("realtime", {"encoder_level": 1}),
+    ("realtime", {"stem": "mobilenet", "decoder_width": 0.5}),
+    ("realtime", {"decoder": "fast_dw", "decoder_width": 1.0}), ("seed", {"stem": "lean"}),
 ])
 def test_a_keras_file_without_its_sidecar_loads_with_its_own_config(tmp_path, preset, extra):
     """The config is recovered from the layers; it used to be off by one encoder level."""
@@ -291,3 +293,33 @@ def test_traffic_counts_macs_and_int8_bytes_by_hand():
     conv = 8 * 8 * 3 + 8 * 8 * 4 + 3 * 3 * 3 * 4  # input, output, kernel
     dw = 8 * 8 * 4 + 8 * 8 * 4 + 3 * 3 * 4
     assert got["bytes"] == conv + dw + 8 * 8 * 4 + 16 * 16 * 4
+
+
+def test_lean_stem_moves_the_first_downsampling_and_keeps_every_later_shape():
+    from edgeseg.macs import count_macs
+
+    kw = {"n_classes": 4, "height": 320, "width": 320, "alpha": 0.5, "encoder_level": 2,
+          "decoder": "fast", "decoder_width": 0.5, "head": "spatial"}
+    lean, full = _build(stem="lean", **kw), _build(stem="mobilenet", **kw)
+    ls = {layer.name: tuple(layer.output.shape[1:]) for layer in lean.layers}
+    fs = {layer.name: tuple(layer.output.shape[1:]) for layer in full.layers}
+    assert ls["conv1"] == (160, 160, 8) and fs["conv1"] == (160, 160, 16)
+    assert ls["conv_pw_1"] == (80, 80, 32) and fs["conv_pw_1"] == (160, 160, 32)
+    assert ls["conv_pw_2"] == fs["conv_pw_2"] == (80, 80, 64)
+    assert all(ls[n] == fs[n] for n in fs if n.startswith(("conv_pw_3", "conv_pw_4", "conv_pw_5", "dec_", "seg_")))
+    # conv1 loses 8 filters; block 1 runs at 80² on 8 channels; block 2's depthwise, now at
+    # stride 1 on 80², makes the same 80² outputs as before
+    saved = count_macs(full)["encoder"] - count_macs(lean)["encoder"]
+    assert saved == (160 * 160 * 27 * 8 + 160 * 160 * 9 * 16 - 80 * 80 * 9 * 8
+                     + 160 * 160 * 16 * 32 - 80 * 80 * 8 * 32)
+
+
+def test_fast_dw_decoder_is_depthwise_separable_at_the_tap():
+    from edgeseg.macs import count_macs
+
+    m = _build(n_classes=4, height=320, width=320, alpha=0.5, encoder_level=2, decoder="fast_dw",
+               decoder_width=0.5, head="spatial")
+    shapes = {layer.name: tuple(layer.output.shape[1:]) for layer in m.layers}
+    assert shapes["dec_dw_1"] == (40, 40, 128) and shapes["dec_pw_1"] == (40, 40, 64)
+    assert "dec_conv_1" not in shapes and m.output_shape == (None, 160, 160, 4)
+    assert count_macs(m)["decoder"] == 40 * 40 * (9 * 128 + 128 * 64 + 64 * 4)
