@@ -296,7 +296,7 @@ def test_traffic_counts_macs_and_int8_bytes_by_hand():
 
 
 def test_lean_stem_moves_the_first_downsampling_and_keeps_every_later_shape():
-    from edgeseg.macs import count_macs
+    from edgeseg.model.macs import count_macs
 
     kw = {"n_classes": 4, "height": 320, "width": 320, "alpha": 0.5, "encoder_level": 2,
           "decoder": "fast", "decoder_width": 0.5, "head": "spatial"}
@@ -315,7 +315,7 @@ def test_lean_stem_moves_the_first_downsampling_and_keeps_every_later_shape():
 
 
 def test_fast_dw_decoder_is_depthwise_separable_at_the_tap():
-    from edgeseg.macs import count_macs
+    from edgeseg.model.macs import count_macs
 
     m = _build(n_classes=4, height=320, width=320, alpha=0.5, encoder_level=2, decoder="fast_dw",
                decoder_width=0.5, head="spatial")
