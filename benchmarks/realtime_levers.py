@@ -64,13 +64,10 @@ def variants(size: int, levers: bool) -> dict[str, Callable[[], Any]]:
     """name -> builder. The two presets always; the levers at ``size`` when asked."""
     v: dict[str, Callable[[], Any]] = {
         "seed preset (alpha 1.0, 1/16, seed decoder)": lambda: _preset("seed", size),
-        "realtime preset (alpha 0.5, 1/8, lean stem, fast decoder 16)":
-            lambda: _preset("realtime", size),
-        "old realtime preset (mobilenet stem, fast decoder 64)":
-            lambda: _preset("realtime", size, stem="mobilenet", decoder_width=0.5),
+        "realtime preset (alpha 0.5, 1/8, fast decoder)": lambda: _preset("realtime", size),
+        "realtime_1core preset (lean stem, fast decoder 16)": lambda: _preset("realtime_1core", size),
         "realtime preset, argmax head": lambda: _preset("realtime", size, head="argmax"),
-        "old realtime preset, argmax head":
-            lambda: _preset("realtime", size, head="argmax", stem="mobilenet", decoder_width=0.5),
+        "realtime_1core preset, argmax head": lambda: _preset("realtime_1core", size, head="argmax"),
     }
     if not levers:
         return v

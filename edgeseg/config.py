@@ -134,16 +134,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     # keras_segmentation's mobilenet_segnet, layer for layer (at the size you pass).
     "seed": {"alpha": 1.0, "encoder_level": 3, "decoder": "seed", "decoder_width": 1.0,
              "head": "flat", "stem": "mobilenet"},
-    # Its 1/8 tap learns from scratch on a CPU, where the seed's 1/16 tap plateaus on
-    # background. The lean stem cuts the 320² invoke from 90 to 75 M emulated Cortex-A72
-    # instructions (argmax head) at no cost in val mIoU (benchmarks/RESULTS.md §6d). Models
-    # saved before it (no "stem" in their JSON) rebuild as they were trained.
+    # ~4x faster int8 than "seed" at 416² (benchmarks/RESULTS.md §6c); its 1/8 tap also
+    # learns from scratch on a CPU, where the seed's 1/16 tap plateaus on background.
+    # The lean stem (90 -> 75 M A72 instructions per 320² invoke) is not taken: it cost
+    # 4 points of VOC mIoU at equal epochs (benchmarks/RESULTS.md §6d).
     "realtime": {"alpha": 0.5, "encoder_level": 2, "decoder": "fast", "decoder_width": 0.5,
-                 "head": "spatial", "stem": "lean"},
+                 "head": "spatial", "stem": "mobilenet"},
     # realtime with a 16-filter decoder conv: the whole camera loop at 320² (640×480 frames,
     # argmax head) in ~58 M A72 instructions, ~30 fps on one Pi 4 core by the calibrated
-    # estimate. Same val mIoU on few-class synthetic scenes; the narrow decoder learns
-    # 21-class VOC far more slowly (benchmarks/RESULTS.md §6d), so it is not the default.
+    # estimate. Same val mIoU on 4-class synthetic scenes; the narrow decoder fits 21-class
+    # VOC far more slowly (benchmarks/RESULTS.md §6d), so it is not the default.
     "realtime_1core": {"alpha": 0.5, "encoder_level": 2, "decoder": "fast",
                        "decoder_width": 0.125, "head": "spatial", "stem": "lean"},
 }
