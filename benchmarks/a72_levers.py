@@ -9,7 +9,8 @@ and counted under qemu-user ``-cpu cortex-a72`` by ``a72_count.run_guest`` (the 
 deterministic to 0.01 %). Variants a ``ModelConfig`` can say are built by ``build_model``;
 the others (blocks dropped, output at 1/4, no decoder pointwise conv) by ``_graph``, the same
 layers without the fixed names. ``--pipeline`` also counts the whole camera loop (640×480 BGR
-frame: ``Segmenter.segment`` + ``Overlay.draw``) of the old and the new realtime preset.
+frame: ``Segmenter.segment`` + ``Overlay.draw``) of realtime and realtime_1core (argmax heads; these
+files carry no labels, so the overlay draws no legend: ~1 M fewer than an ``edgeseg convert`` file).
 benchmarks/RESULTS.md §6d holds the table with the mIoU each lever cost.
 """
 
@@ -69,14 +70,14 @@ def variants(size: int) -> dict[str, Callable[[], Any]]:
     """Lever name -> builder, in the order RESULTS.md §6d lists them."""
     lean = {"stem": "lean"}
     return {
-        "old realtime, softmax head": lambda: _cfg_model(size, head="softmax"),
-        "old realtime, logits head": lambda: _cfg_model(size, head="logits"),
-        "old realtime, argmax head": lambda: _cfg_model(size),
-        "lean stem (dense 64 decoder)": lambda: _cfg_model(size, **lean),
+        "realtime, softmax head (convert's default)": lambda: _cfg_model(size, head="softmax"),
+        "realtime, logits head": lambda: _cfg_model(size, head="logits"),
+        "realtime, argmax head": lambda: _cfg_model(size),
+        "realtime + lean stem": lambda: _cfg_model(size, **lean),
         "lean stem, dense 3×3 32": lambda: _cfg_model(size, decoder_width=0.25, **lean),
-        "lean stem, dense 3×3 16 (new realtime)": lambda: _cfg_model(size, decoder_width=0.125,
+        "lean stem, dense 3×3 16 (realtime_1core)": lambda: _cfg_model(size, decoder_width=0.125,
                                                                      **lean),
-        "fast_dw 64 (mobilenet stem)": lambda: _cfg_model(size, decoder="fast_dw"),
+        "realtime, decoder fast_dw 64": lambda: _cfg_model(size, decoder="fast_dw"),
         "fast_dw 64, lean stem": lambda: _cfg_model(size, decoder="fast_dw", **lean),
         "fast_dw 128, lean stem": lambda: _cfg_model(size, decoder="fast_dw", decoder_width=1.0,
                                                      **lean),
@@ -104,7 +105,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     p.add_argument("--out", type=Path, default=Path("/tmp/edgeseg-a72-levers"))
     p.add_argument("--only", help="comma-separated lever names (default: all)")
     p.add_argument("--pipeline", action="store_true",
-                   help="also count the camera loop of the old and new realtime presets")
+                   help="also count the camera loop of realtime and realtime_1core")
     p.add_argument("--json", type=Path)
     a = p.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
@@ -122,7 +123,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         rows.append({"lever": name, "path": str(path), "invoke": n})
         print(f"| {name} | {n / 1e6:.2f} M |", flush=True)
     if a.pipeline:
-        for name in ("old realtime, argmax head", "lean stem, dense 3×3 16 (new realtime)"):
+        for name in ("realtime, argmax head", "lean stem, dense 3×3 16 (realtime_1core)"):
             row = next((r for r in rows if r["lever"] == name), None)
             if row is None:
                 continue
