@@ -330,3 +330,24 @@ def test_fast_dw_decoder_is_depthwise_separable_at_the_tap():
     assert shapes["dec_dw_1"] == (40, 40, 128) and shapes["dec_pw_1"] == (40, 40, 64)
     assert "dec_conv_1" not in shapes and m.output_shape == (None, 160, 160, 4)
     assert count_macs(m)["decoder"] == 40 * 40 * (9 * 128 + 128 * 64 + 64 * 4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("head", ["argmax", "softmax"])
+def test_realtime_1core_int8_runs_as_one_xnnpack_partition(tmp_path, head):
+    """The lean stem's strided depthwise and the 16-filter decoder stay inside XNNPACK."""
+    from edgeseg.config import PRESETS
+    from edgeseg.convert.quantize import ConvertConfig, convert
+    from edgeseg.model.io import build_and_save
+    from edgeseg.runtime.interpreter import make_interpreter
+
+    cfg = ModelConfig(n_classes=3, height=64, width=64, **PRESETS["realtime_1core"])
+    build_and_save(cfg, tmp_path / "m.keras")
+    out = convert(tmp_path / "m.keras", tmp_path / "m.tflite",
+                  ConvertConfig(mode="int8", head=head, calib_count=4), log=lambda _: None).path
+    ops = [op["op_name"] for op in make_interpreter(out, 1)._get_ops_details()]
+    assert ops.count("DELEGATE") == 1, ops  # one delegate node: one partition
+    # the graph holds only XNNPACK's int8 kernels and the I/O and head ops around them
+    assert set(ops) <= {"DELEGATE", "PAD", "CONV_2D", "DEPTHWISE_CONV_2D", "RESIZE_BILINEAR",
+                        "QUANTIZE", "ARG_MAX", "CAST", "RESHAPE", "SOFTMAX"}, ops
+    assert "DEPTHWISE_CONV_2D" in ops and "RESIZE_BILINEAR" in ops
