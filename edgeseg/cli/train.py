@@ -43,7 +43,12 @@ def train(
     resume: Annotated[Optional[Path], typer.Option(help="Continue from a .last.keras checkpoint.")] = None,
     time_limit: Annotated[Optional[float], typer.Option(
         help="Minutes; epochs are fitted to it and training stops after the epoch that crosses it.")] = None,
-    strategy: Annotated[str, typer.Option(help="default, mirrored or multi-worker (tf.distribute).")] = "default",
+    strategy: Annotated[str, typer.Option(
+        help="default, mirrored (the GPUs of this machine) or multi-worker (the machines of TF_CONFIG; "
+             "see the README's 'Training on several machines').")] = "default",
+    cluster_timeout: Annotated[float, typer.Option(
+        min=1, help="Seconds a multi-worker task waits for the others to start, then names the missing one.")
+    ] = 300.0,
     precision: Annotated[str, typer.Option(
         help="auto (bfloat16 for the seed decoder where the CPU has it), float32 or mixed_bfloat16.")] = "auto",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -87,7 +92,8 @@ def train(
                        val_fraction=val_fraction, epochs=epochs, batch_size=batch_size, lr=lr,
                        augment=not no_augment, backbone_weights=backbone_weights,
                        resume=str(resume) if resume else None, time_limit=time_limit, clock=clock,
-                       strategy=strategy, precision=precision, seed=seed, ignore_index=ignore_index,
+                       strategy=strategy, cluster_timeout=cluster_timeout, precision=precision, seed=seed,
+                       ignore_index=ignore_index,
                        binary=binary, mask_colors=str(mask_colors) if mask_colors else None,
                        skip_bad=skip_bad)
     with batch_progress() as bar:
@@ -95,7 +101,8 @@ def train(
                                                                       soft_wrap=True),
                               notes=notes, progress=bar)
     console.print(f"best val mIoU {result.best_miou:.4f} at epoch {result.best_epoch} "
-                  f"({result.epochs_run} epochs, {result.seconds / 60:.1f} min) -> {result.model_path}")
+                  f"({result.epochs_run} epochs, {result.seconds / 60:.1f} min) -> {result.model_path}"
+                  + ("" if result.wrote else " (written by the chief)"))
     console.print(f"log: {result.history_csv}" + (f", plot: {result.history_png}"
                                                     if result.history_png else ""))
 

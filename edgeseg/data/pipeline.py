@@ -108,17 +108,25 @@ def median_frequency_weights(freq: np.ndarray, cap: float = 10.0) -> np.ndarray:
 def make_dataset(pairs: Sequence[tuple[Path, Path]], cfg: ModelConfig, batch_size: int,
                  training: bool, augment: Augment | None = None, seed: int = 0,
                  class_weights: np.ndarray | None = None,
-                 encoding: Optional[MaskEncoding] = None) -> Any:
+                 encoding: Optional[MaskEncoding] = None, cache: bool = True,
+                 steps: Optional[int] = None) -> Any:
     """A batched ``tf.data.Dataset`` of (normalized image, class ids at output size[, weights]).
 
     Images are decoded by the same readers as evaluation and calibration, in
-    parallel, cached after decoding, augmented (training only), normalized by
+    parallel, cached after decoding when ``cache`` (else streamed: only file names
+    are shuffled, and a pair is read when it is needed, so memory does not grow with
+    the dataset), augmented (training only), normalized by
     :func:`edgeseg.preprocess.normalize`, and the masks are resized with
     nearest-neighbour to the model's output size (half the input). Training
     batches carry per-pixel weights: the class weight, 0 on the ignore index
     (so ignored pixels add nothing to the loss). Validation batches keep the
     ignore index in the labels for the metrics to skip. Run the training loop
     under :func:`pipeline_errors`.
+
+    With ``steps`` (tf.distribute, where every worker must run the same number of
+    steps) each pass over ``pairs`` yields exactly ``steps`` full batches and the
+    dataset repeats: a pass is an epoch, no pair twice in it. ``pairs`` must hold at
+    least ``steps * batch_size``.
     """
     enc = encoding or MaskEncoding()
     import tensorflow as tf
@@ -136,9 +144,16 @@ def make_dataset(pairs: Sequence[tuple[Path, Path]], cfg: ModelConfig, batch_siz
         mask = tf.reshape(mask, (h, w, 1))
         return img, mask
 
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).cache()
+    shuffle = training and len(pairs) > 1
+    if cache:
+        ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).cache()
+        if shuffle:
+            ds = ds.shuffle(min(len(pairs), 2048), seed=seed, reshuffle_each_iteration=True)
+    else:  # names are shuffled (all of them: a few bytes each), pairs decoded as they are needed
+        if shuffle:
+            ds = ds.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
     if training:
-        ds = ds.shuffle(min(len(pairs), 2048), seed=seed, reshuffle_each_iteration=True)
         aug = augment or Augment()
         ds = ds.map(lambda i, m: _augment(i, m, aug, h, w), num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -160,5 +175,17 @@ def make_dataset(pairs: Sequence[tuple[Path, Path]], cfg: ModelConfig, batch_siz
         return x, tf.minimum(y, cfg.n_classes - 1), w
 
     ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
+    if steps is not None:
+        if len(pairs) < steps * batch_size:
+            raise EdgesegError(f"{len(pairs)} pairs cannot fill {steps} batches of {batch_size}.")
+        return ds.batch(batch_size, drop_remainder=True).take(steps).repeat().prefetch(tf.data.AUTOTUNE)
     return ds.batch(batch_size, drop_remainder=training and len(pairs) >= batch_size).prefetch(
         tf.data.AUTOTUNE)
+
+
+CACHE_BYTES = 1 << 30  # decoded training sets up to 1 GiB stay in memory; larger ones stream from disk
+
+
+def decoded_bytes(n_pairs: int, cfg: ModelConfig) -> int:
+    """Memory ``n_pairs`` take decoded at the model's size (uint8 RGB + uint8 mask)."""
+    return n_pairs * cfg.height * cfg.width * 4

@@ -12,8 +12,7 @@ from typing import Any, Optional
 
 from edgeseg.config import ModelConfig, architecture_changes, load_config
 from edgeseg.errors import EdgesegError
-
-STRATEGIES = ("default", "mirrored", "multi-worker")
+from edgeseg.train.distribute import STRATEGIES  # noqa: F401 -- the choices of --strategy
 
 
 @dataclass(frozen=True)
@@ -35,6 +34,7 @@ class TrainConfig:
     time_limit: Optional[float] = None  # minutes
     clock: str = "wall"  # what time_limit counts: "wall" or "cpu" (this process's CPU time)
     strategy: str = "default"
+    cluster_timeout: float = 300.0  # seconds a multi-worker task waits for the others to start
     precision: str = "auto"  # auto | float32 | mixed_bfloat16
     seed: int = 0
     # How masks are read (edgeseg.data.readers.MaskEncoding) and what to do with bad pairs.
@@ -55,6 +55,7 @@ class TrainResult:
     seconds: float
     history_csv: Path
     history_png: Optional[Path]
+    wrote: bool = True  # False on a multi-worker task other than the chief: the chief wrote them
 
 
 def history_paths(model_path: Path) -> tuple[Path, Path]:
@@ -110,19 +111,6 @@ def input_size_of(data: str | Path, val: str | Path | None, height: Optional[int
                   + "); --height/--width to change")
 
 
-def _strategy(name: str) -> Any:
-    from edgeseg.deps import tensorflow
-
-    tf = tensorflow()
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi-worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    raise EdgesegError(f"--strategy {name!r} must be one of {', '.join(STRATEGIES)}.")
-
-
 def _precision(name: str, cfg: ModelConfig) -> str:
     from edgeseg.deps import cpu_has_bf16
 
@@ -165,8 +153,10 @@ def train(cfg: ModelConfig, tcfg: TrainConfig,
     (:class:`edgeseg.train.loop.BatchProgress`) and replaces Keras' progress bar.
     """
     from edgeseg.data.pipeline import (
+        CACHE_BYTES,
         Augment,
         class_frequencies,
+        decoded_bytes,
         make_dataset,
         median_frequency_weights,
         pipeline_errors,
@@ -195,70 +185,117 @@ def train(cfg: ModelConfig, tcfg: TrainConfig,
             + "; centre heatmap + offset heads (Panoptic-DeepLab)")
     for note in notes:
         log(note)
+    from edgeseg.train import distribute as dist
+
+    # First touch of TensorFlow: collective ops can only be configured before its context exists.
+    strategy, cluster = dist.make_strategy(tcfg.strategy, log, tcfg.cluster_timeout)
     from edgeseg.deps import keras
 
     k = keras()
     k.utils.set_random_seed(tcfg.seed)
     batch = min(tcfg.batch_size, len(train_pairs))
+    replicas = strategy.num_replicas_in_sync
+    if batch % replicas:
+        raise EdgesegError(f"--batch-size {batch} (the global batch) does not split evenly over "
+                           f"{replicas} replicas; use a multiple of {replicas}.")
     weights = None
     if tcfg.balance:
         freq = class_frequencies(train_pairs, cfg.n_classes, encoding=enc)
         weights = median_frequency_weights(freq)
         log("class weights (median frequency): " + ", ".join(
             f"{n} {w:.2f}" for n, w in zip(cfg.class_names, weights)))
-    train_ds = make_dataset(train_pairs, cfg, batch, True, Augment() if tcfg.augment else
-                            Augment(flip=False, min_crop=1.0, brightness=0, contrast=0), tcfg.seed,
-                            class_weights=weights, encoding=enc)
-    val_ds = make_dataset(val_pairs, cfg, batch, False, encoding=enc)
+    cache = decoded_bytes(len(train_pairs) + len(val_pairs), cfg) <= CACHE_BYTES
+    if not cache:
+        log(f"input: {len(train_pairs) + len(val_pairs)} pairs would take "
+            f"{decoded_bytes(len(train_pairs) + len(val_pairs), cfg) / 2**30:.1f} GiB decoded; "
+            "streaming them from disk each epoch")
+    aug = Augment() if tcfg.augment else Augment(flip=False, min_crop=1.0, brightness=0, contrast=0)
     steps_per_epoch = len(train_pairs) // batch
+    distributed = tcfg.strategy != "default"
+    if distributed:
+        if cfg.task == "instance":
+            raise EdgesegError(f"--strategy {tcfg.strategy} trains --task semantic only for now; "
+                               "train the instance model with the default strategy.")
+        train_ds, val_ds = dist.datasets(strategy, cluster, make_dataset, train_pairs, val_pairs, cfg, batch,
+                                         steps_per_epoch, augment=aug, seed=tcfg.seed, class_weights=weights,
+                                         encoding=enc, cache=cache)
+    else:
+        more = {"cache": cache} if cfg.task != "instance" else {}
+        train_ds = make_dataset(train_pairs, cfg, batch, True, aug, tcfg.seed, class_weights=weights,
+                                encoding=enc, **more)
+        val_ds = make_dataset(val_pairs, cfg, batch, False, encoding=enc, **more)
 
     # The run's pieces (schedule, budget, history, checkpoints) live in edgeseg.train.loop, which
     # imports Keras at module level; the data check and ignore-index options go above.
     from edgeseg.train import loop as tl
 
-    state: dict[str, Any] = {}
-    with _strategy(tcfg.strategy).scope():
-        if tcfg.resume:
-            model, state = _resume(Path(tcfg.resume), cfg)
-            log(f"resuming from {tcfg.resume} after epoch {state['epoch']} "
-                f"(best val mIoU {state.get('best_miou', -1.0):.4f})")
-        else:
-            model = _fresh_model(cfg, tcfg, log)
-    start_epoch = int(state.get("epoch", 0))
-    epochs = max_epochs(tcfg)
-    if start_epoch >= epochs:
-        raise EdgesegError(f"{tcfg.resume} already trained {start_epoch} epochs; raise --epochs.")
-    csv_path, png_path = history_paths(out)
-    history = tl.History(csv_path, png_path, _old_rows(out, start_epoch))
-    checkpoints = tl.Checkpoints(cfg, out, last_checkpoint(out), tl.settings_dict(tcfg),
-                                 state.get("best_miou", -1.0), state.get("best_epoch", 0))
-    budget = tl.TimeBudget(tcfg.time_limit * 60 if tcfg.time_limit else None, epochs, epochs)
-    schedule = tl.WarmupCosine(tcfg.lr, max(1, int(tcfg.warmup_epochs * steps_per_epoch)),
-                               epochs * steps_per_epoch)
-    if tcfg.clock not in ("wall", "cpu"):
-        raise EdgesegError(f"--clock {tcfg.clock!r} must be wall or cpu.")
-    loop_state = tl.LoopState(start_epoch * steps_per_epoch, steps_per_epoch,
-                              time.process_time() if tcfg.clock == "cpu" else time.monotonic(),
-                              state.get("seconds", 0.0), clock=tcfg.clock)
-    log(f"training on {len(train_pairs)} images, validating on {len(val_pairs)}, "
-        f"{steps_per_epoch} steps/epoch, "
-        + (f"{tcfg.time_limit:g} min{' of CPU time' if tcfg.clock == 'cpu' else ''}"
-           if tcfg.time_limit and tcfg.epochs is None else f"up to {epochs} epochs"
-           + (f" or {tcfg.time_limit:g} min" if tcfg.time_limit else "")))
-    loop = tl.TrainingLoop(loop_state, schedule, budget, history, checkpoints, val_ds, log,
-                           tcfg.ignore_index)
+    resume = tcfg.resume
+    if tcfg.strategy == "multi-worker" and not resume:  # fault tolerance: a restarted job goes on
+        resume = dist.backup_to_resume(out, last_checkpoint(out))
+    if cluster is not None:
+        dist.agree(strategy, dist.names_checksum(train_pairs + val_pairs), f"the dataset's file names "
+                   f"({len(train_pairs)} + {len(val_pairs)} pairs here); every worker needs the same --data")
+        dist.agree(strategy, float(_resume_epoch(resume)), f"where to resume ({resume or 'from scratch'}); "
+                   "-o must be on storage every worker shares")
+    scratch = dist.worker_scratch(cluster)
     try:
-        with pipeline_errors():  # a file failing inside tf.data: one line naming it
-            # With ``progress`` the caller draws the bar (one total from the first batch on),
-            # instead of Keras' own.
-            bar = [tl.BatchProgress(steps_per_epoch, progress)] if progress else []
-            model.fit(train_ds, epochs=epochs, initial_epoch=start_epoch, callbacks=[loop, *bar],
-                      shuffle=False, verbose=0 if progress or not sys.stdout.isatty() else 1)
-    except KeyboardInterrupt:
-        log("interrupted; the best model so far is kept" if checkpoints.best_epoch else "interrupted")
-        raise
-    return TrainResult(out, checkpoints.best_miou, checkpoints.best_epoch, len(history.rows),
-                       history.rows[-1]["seconds"] if history.rows else 0.0, csv_path, history.png)
+        state: dict[str, Any] = {}
+        with strategy.scope():
+            if resume:
+                model, state = _resume(Path(resume), cfg)
+                log(f"resuming from {resume} after epoch {state['epoch']} "
+                    f"(best val mIoU {state.get('best_miou', -1.0):.4f})")
+            else:
+                model = _fresh_model(cfg, tcfg, log)
+        start_epoch = int(state.get("epoch", 0))
+        epochs = max_epochs(tcfg)
+        if start_epoch >= epochs:
+            raise EdgesegError(f"{resume} already trained {start_epoch} epochs; raise --epochs.")
+        mine = dist.write_path(out, cluster, scratch)
+        csv_path, png_path = history_paths(mine)
+        history = tl.History(csv_path, png_path, _old_rows(mine, start_epoch))
+        checkpoints = tl.Checkpoints(cfg, mine, last_checkpoint(mine), tl.settings_dict(tcfg),
+                                     state.get("best_miou", -1.0), state.get("best_epoch", 0))
+        budget = tl.TimeBudget(tcfg.time_limit * 60 if tcfg.time_limit else None, epochs, epochs)
+        schedule = tl.WarmupCosine(tcfg.lr, max(1, int(tcfg.warmup_epochs * steps_per_epoch)),
+                                   epochs * steps_per_epoch)
+        if tcfg.clock not in ("wall", "cpu"):
+            raise EdgesegError(f"--clock {tcfg.clock!r} must be wall or cpu.")
+        loop_state = tl.LoopState(start_epoch * steps_per_epoch, steps_per_epoch,
+                                  time.process_time() if tcfg.clock == "cpu" else time.monotonic(),
+                                  state.get("seconds", 0.0), clock=tcfg.clock)
+        log(f"training on {len(train_pairs)} images, validating on {len(val_pairs)}, "
+            f"{steps_per_epoch} steps/epoch"
+            + (f" of {batch} ({batch // replicas} per replica, {replicas} replicas)" if distributed else "")
+            + ", " + (f"{tcfg.time_limit:g} min{' of CPU time' if tcfg.clock == 'cpu' else ''}"
+                      if tcfg.time_limit and tcfg.epochs is None
+                      else f"up to {epochs} epochs" + (f" or {tcfg.time_limit:g} min" if tcfg.time_limit else "")))
+        combine = None
+        if cluster is not None:
+            combine = dist.Combine(strategy, cluster, out)
+            dist.fit_multi_worker(model, strategy)
+        loop = tl.TrainingLoop(loop_state, schedule, budget, history, checkpoints, val_ds, log,
+                               tcfg.ignore_index, combine)
+        try:
+            with pipeline_errors(), dist.lost_peers(cluster, out):  # one line naming the file / the task
+                # With ``progress`` the caller draws the bar (one total from the first batch on),
+                # instead of Keras' own.
+                bar = [tl.BatchProgress(steps_per_epoch, progress)] if progress else []
+                model.fit(train_ds, epochs=epochs, initial_epoch=start_epoch, callbacks=[loop, *bar],
+                          steps_per_epoch=steps_per_epoch if distributed else None,
+                          shuffle=False, verbose=0 if progress or not sys.stdout.isatty() else 1)
+        except KeyboardInterrupt:
+            log("interrupted; the best model so far is kept" if checkpoints.best_epoch else "interrupted")
+            raise
+        if combine is not None:
+            combine.finished()
+    finally:
+        dist.remove_scratch(scratch)
+    csv_path, png_path = history_paths(out)
+    return TrainResult(out, checkpoints.best_miou, checkpoints.best_epoch,
+                       len(history.rows),
+                       history.rows[-1]["seconds"] if history.rows else 0.0, csv_path,
+                       png_path if history.png else None, cluster is None or cluster.is_chief)
 
 
 def _fresh_model(cfg: ModelConfig, tcfg: TrainConfig, log: Callable[[str], None]) -> Any:
@@ -331,6 +368,15 @@ def _resume(ckpt: Path, cfg: ModelConfig) -> tuple[Any, dict[str, Any]]:
     if "epoch" not in state:
         raise EdgesegError(f"--resume {ckpt}: its JSON has no training state; pass a .last.keras file.")
     return model, state
+
+
+def _resume_epoch(ckpt: Optional[str]) -> int:
+    """The epoch a checkpoint's sidecar says it was saved after (0: none)."""
+    from edgeseg.config import read_sidecar
+
+    if not ckpt or not Path(ckpt).exists():
+        return 0
+    return int((read_sidecar(Path(ckpt)) or {}).get("train", {}).get("state", {}).get("epoch", 0))
 
 
 def _old_rows(out: Path, upto: int) -> list[dict[str, float]]:

@@ -124,11 +124,15 @@ def float32_copy(model: Any, cfg: ModelConfig) -> Any:
 
 
 def predict_masks(model: Any, ds: Any, n_classes: int,
-                  ignore_index: Optional[int] = 255) -> MetricAccumulator:
-    """Run ``model`` over a (x, y) dataset and accumulate the confusion matrix (``ignore_index`` left out)."""
+                  ignore_index: Optional[int] = 255, local: bool = False) -> MetricAccumulator:
+    """Run ``model`` over a (x, y) dataset and accumulate the confusion matrix (``ignore_index`` left out).
+
+    ``local``: call the model directly on this worker, outside tf.distribute's replicas
+    (each worker validates its own files; the confusion matrices are summed after).
+    """
     acc = MetricAccumulator(n_classes, ignore_index)
     for x, y in ds:
-        probs = model.predict_on_batch(x)
+        probs = model(x, training=False) if local else model.predict_on_batch(x)
         if isinstance(probs, (list, tuple)):  # an instance model: [scores, centre, offsets]
             probs = probs[0]
         acc.update(np.asarray(y), np.argmax(np.asarray(probs), axis=-1))
@@ -198,8 +202,12 @@ class TrainingLoop(keras.callbacks.Callback):
 
     def __init__(self, state: LoopState, schedule: WarmupCosine, budget: TimeBudget,
                  history: History, checkpoints: Checkpoints, val_ds: Any,
-                 log: Callable[[str], None], ignore_index: Optional[int] = 255) -> None:
+                 log: Callable[[str], None], ignore_index: Optional[int] = 255,
+                 combine: Any = None) -> None:
+        """``combine`` (multi-worker, ``edgeseg.train.distribute.Combine``) sums the workers'
+        validation and averages their clocks, so that every worker takes the same decisions."""
         super().__init__()
+        self.combine = combine
         self.state, self.schedule, self.budget = state, schedule, budget
         self.ignore_index = ignore_index
         self.history, self.checkpoints, self.val_ds, self.log = history, checkpoints, val_ds, log
@@ -214,16 +222,23 @@ class TrainingLoop(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
         done = epoch + 1
         cfg = self.checkpoints.cfg
-        m = predict_masks(self.model, self.val_ds, cfg.n_classes, self.ignore_index).result()
+        acc = predict_masks(self.model, self.val_ds, cfg.n_classes, self.ignore_index,
+                            local=self.combine is not None)
         epoch_seconds = self.state.now() - self.state.epoch_start
+        elapsed = self.state.elapsed()
+        if self.combine is not None:
+            acc, elapsed, epoch_seconds = self.combine.epoch(acc, elapsed, epoch_seconds)
+        m = acc.result()
         row = {"epoch": done, "loss": float((logs or {}).get("loss", float("nan"))),
                "val_miou": m.mean_iou, "val_pixel_accuracy": m.pixel_accuracy,
                "lr": float(np.asarray(self.model.optimizer.learning_rate)),
-               "seconds": self.state.elapsed()}
+               "seconds": elapsed}
         best = self.checkpoints.save(self.model, done, m, {"planned_epochs": self.budget.planned,
                                                            "seconds": row["seconds"]})
         self.history.append(row)
-        if self.budget.after_epoch(done, self.state.elapsed(), epoch_seconds):
+        if self.combine is not None:
+            self.combine.saved(done)
+        if self.budget.after_epoch(done, elapsed, epoch_seconds):
             self.log(f"time limit reached after epoch {done}; keeping the best model")
         self.schedule.total_steps = self.budget.planned * self.state.steps_per_epoch
         self.log(f"{epoch_label(done, self.budget)}  loss {row['loss']:.4f}  "
