@@ -76,6 +76,9 @@ def main() -> None:
         def on_train_batch_end(self, step: int, logs: object = None) -> None:
             if step % 25 == 0 or step == steps - 1:
                 samples.append((step + 1, time.perf_counter(), rss_mib()))
+                if step % 100 == 0:
+                    print(f"  step {step + 1}: RSS {samples[-1][2]:.0f} MiB, "
+                          f"{samples[-1][1] - t:.0f} s", flush=True)
 
     t = time.perf_counter()
     model.fit(make_dataset(pairs, cfg, batch, True, Augment(), seed=0, cache=False), epochs=1,
