@@ -16,7 +16,8 @@ start with the held-out prefix, writes the package's pi_cost.json (coefficients,
 and the op tables `edgeseg plan` scales), and tests/data/pi_heldout_counts.json (the held-out
 models' op rows and measured counts, which tests/test_estimate.py checks the model against).
 Make the models with the int8 converter: `edgeseg build --preset P --alpha A -c K --height S
---width S` then `edgeseg convert --int8` (their weights do not change the instruction count).
+--width S` then `edgeseg convert --int8` (their weights do not change the instruction count); name
+them P_aA_kK_S.tflite (P: realtime, seed, and realtime_1core at alpha 0.5 only, for `plan`).
 """
 
 from __future__ import annotations

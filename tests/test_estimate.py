@@ -100,3 +100,22 @@ def test_rows_and_the_int8_check_read_the_graph() -> None:
     check_int8(_conv_graph("int8"), "m.tflite")
     with pytest.raises(EdgesegError, match=r"m.tflite.*float weights.*convert --int8"):
         check_int8(_conv_graph("float32"), "m.tflite")
+
+
+def test_plan_takes_realtime_1core_for_a_larger_input_on_one_core() -> None:
+    """realtime_1core buys input size; at a size both presets reach, realtime comes first."""
+    reach, best = plan("pi4", 30.0, threads=1, classes=2)
+    sizes = {p: {c.size for c in reach if c.preset == p and c.alpha == 0.5}
+             for p in ("realtime", "realtime_1core")}
+    assert sizes["realtime_1core"] and max(sizes["realtime_1core"]) > max(sizes["realtime"], default=0)
+    assert best.preset == "realtime_1core" and best.size == max(sizes["realtime_1core"])
+    assert "--preset realtime_1core" in best.build_command and "--alpha" not in best.build_command
+    both = sizes["realtime"] & sizes["realtime_1core"]
+    assert both
+    order = [(c.preset, c.size) for c in reach if c.alpha == 0.5 and c.size in both]
+    for size in both:
+        assert order.index(("realtime", size)) < order.index(("realtime_1core", size))
+    # the 16-filter decoder is estimated cheaper than realtime's 64 at the same size
+    one = {c.size: c.estimate.ms for c in reach if c.preset == "realtime_1core"}
+    full = {c.size: c.estimate.ms for c in reach if c.preset == "realtime" and c.alpha == 0.5}
+    assert all(one[s] < full[s] for s in both)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgeseg.config import ALPHAS  # the encoder widths a model can be built with
+from edgeseg.config import preset as preset_fields
 from edgeseg.device.estimate import Estimate, OpRow, cost_data, estimate_rows
 from edgeseg.errors import EdgesegError
 
@@ -17,7 +18,9 @@ MEASURED = {
     ("realtime", 0.5): "int8 mIoU 0.761 (README demo)",
     ("realtime", 0.25): "13 pts below α0.5 at 6 epochs (§6c)",
     ("seed", 0.5): "1/8-tap seed decoder: int8 0.619 (§6b)",
+    ("realtime_1core", 0.5): "realtime's synth mIoU; 21-class VOC −16 pts (§6d)",
 }
+PRESETS = ("realtime", "realtime_1core", "seed")
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,7 @@ class Candidate:
     """One configuration and its estimate.
 
     Attributes:
-        preset: ``seed`` or ``realtime``.
+        preset: ``seed``, ``realtime`` or ``realtime_1core``.
         alpha: MobileNet width multiplier.
         size: Input height = width, pixels.
         classes: Output classes.
@@ -42,13 +45,13 @@ class Candidate:
 
     @property
     def build_command(self) -> str:
-        alpha = "" if (self.preset, self.alpha) in (("realtime", 0.5), ("seed", 1.0)) else f" --alpha {self.alpha:g}"
+        alpha = "" if preset_fields(self.preset)["alpha"] == self.alpha else f" --alpha {self.alpha:g}"
         return (f"edgeseg build --preset {self.preset}{alpha} -c {self.classes} --height {self.size} "
                 f"--width {self.size} -o model.keras")
 
     @property
     def train_command(self) -> str:
-        alpha = "" if (self.preset, self.alpha) in (("realtime", 0.5), ("seed", 1.0)) else f" --alpha {self.alpha:g}"
+        alpha = "" if preset_fields(self.preset)["alpha"] == self.alpha else f" --alpha {self.alpha:g}"
         return (f"edgeseg train --data DATA --preset {self.preset}{alpha} --classes {self.classes} "
                 f"--height {self.size} --width {self.size} -o model.keras && "
                 "edgeseg convert model.keras --int8 -o model.tflite")
@@ -87,7 +90,7 @@ def candidates(device: str, threads: int, classes: int, sizes: tuple[int, ...] =
         raise EdgesegError(f"--classes {classes} must be at least 2 (background included).")
     tables = cost_data()["plan"]
     out = []
-    for preset in ("realtime", "seed"):
+    for preset in PRESETS:
         for alpha in ALPHAS:
             if f"{preset}_a{alpha}_k2_224" not in tables or f"{preset}_a{alpha}_k21_224" not in tables:
                 continue  # not in the shipped cost model
@@ -101,9 +104,11 @@ def plan(device: str, fps: float, threads: int = 4, classes: int = 2,
          sizes: tuple[int, ...] = SIZES) -> tuple[list[Candidate], Candidate | None]:
     """The configurations whose estimated fps (central figure) reaches ``fps``, and the best of them.
 
-    Best: the realtime preset before the seed (the seed's 1/16 tap does not learn from scratch
-    in a CPU budget, RESULTS.md §6b/6c), then the widest alpha, then the largest input; alpha
-    0.25 only when nothing else fits (it cost 13 mIoU points, RESULTS.md §6c).
+    Best: the realtime presets before the seed (the seed's 1/16 tap does not learn from scratch
+    in a CPU budget, RESULTS.md §6b/6c), then the widest alpha, then the largest input, then
+    realtime before realtime_1core (its 16-filter decoder buys input size on a slow core, and
+    fits many classes more slowly, RESULTS.md §6d); alpha 0.25 only when nothing else fits (it
+    cost 13 mIoU points, RESULTS.md §6c).
 
     Raises:
         EdgesegError: Unknown device, fps <= 0, threads < 1.
@@ -111,5 +116,6 @@ def plan(device: str, fps: float, threads: int = 4, classes: int = 2,
     if fps <= 0:
         raise EdgesegError(f"--fps {fps} must be above 0.")
     reach = [c for c in candidates(device, threads, classes, sizes) if c.estimate.fps >= fps]
-    reach.sort(key=lambda c: (c.preset != "realtime", c.alpha == 0.25, -c.alpha, -c.size))
+    reach.sort(key=lambda c: (c.preset == "seed", c.alpha == 0.25, -c.alpha, -c.size,
+                              c.preset != "realtime"))
     return reach, (reach[0] if reach else None)
