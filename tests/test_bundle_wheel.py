@@ -133,7 +133,7 @@ def test_demo_next_commands_are_one_line_each_at_80_columns(tmp_path: Path,
     int8 = out / "model_int8.tflite"
     summary = {"report": [str(out / "report.md"), str(out / "report.html")],
                "run": {"video": str(out / "run_int8.mp4")}, "tflite": {"int8": str(int8)}}
-    monkeypatch.setattr(edgeseg.demo, "run_demo", lambda cfg, log: summary)
+    monkeypatch.setattr(edgeseg.demo, "run_demo", lambda cfg, log, progress=None: summary)
     monkeypatch.setattr(edgeseg.demo.report, "summary_rows", lambda s: [])
     r = runner.invoke(app, ["demo", "--out", str(out)], env={"COLUMNS": "80"})
     assert r.exit_code == 0, r.output
