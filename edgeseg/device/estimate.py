@@ -251,4 +251,4 @@ def check_int8(model: Any, name: str | Path) -> None:
                      and len(op.inputs) > 1 and model.tensors[op.inputs[1]].dtype.startswith("float")]
     if float_weights:
         raise EdgesegError(f"{name}: {len(float_weights)} convolutions have float weights; the cost model "
-                           "is for full-integer int8 models: convert with `edgeseg convert --int8`.")
+                           "is for full-integer int8 models (`edgeseg convert --int8` makes one from a .keras).")
