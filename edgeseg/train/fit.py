@@ -12,7 +12,6 @@ from typing import Any, Optional
 
 from edgeseg.config import ModelConfig, architecture_changes, load_config
 from edgeseg.errors import EdgesegError
-from edgeseg.train.distribute import STRATEGIES  # noqa: F401 -- the choices of --strategy
 
 
 @dataclass(frozen=True)
