@@ -106,3 +106,16 @@ def test_data_check_reports_instances_and_fails_on_disagreement(tmp_path: Path) 
     assert res.exit_code == 1
     assert "00001.png: 1 pixels disagree" in res.output
     assert "without instances/NAME.png (00002)" in res.output
+
+
+def test_train_instance_task_without_instances_is_one_line(tmp_path: Path) -> None:
+    ds = tmp_path / "ds"
+    assert runner.invoke(app, ["data", "synth", "-o", str(ds), "--count", "4", "--height", "64",
+                               "--width", "64"]).exit_code == 0  # semantic only: no instances/
+    res = runner.invoke(app, ["train", "--data", str(ds), "--task", "instance", "--epochs", "1",
+                              "-o", str(tmp_path / "m.keras")])
+    assert res.exit_code == 2
+    assert "has no instances/ folder" in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["train", "--data", str(ds), "--task", "panoptic", "--epochs", "1",
+                              "-o", str(tmp_path / "m.keras")])
+    assert res.exit_code == 2 and "--task 'panoptic' must be one of semantic, instance" in res.output
