@@ -178,7 +178,7 @@ def test_two_workers_train_and_the_chiefs_model_evaluates(tiny, tmp_path):
     logs = [_log(tmp_path, f"w{i}.log") for i in range(2)]
     assert rcs == [0, 0], logs
     # 29 training pairs, global batch 8: 3 steps of 4 pairs on each worker.
-    assert "3 steps/epoch of 8 (4 per replica, 2 replicas)" in logs[0]
+    assert "3 steps/epoch of 8 (4 per replica, 2 replicas; 5 pairs left out an epoch, drawn anew)" in logs[0]
     # Both workers validated the same (summed) way and agree on every epoch and the best.
     assert _epoch_lines(logs[0]) == _epoch_lines(logs[1]) and len(_epoch_lines(logs[0])) == 2
     assert "Traceback" not in logs[0] + logs[1]

@@ -265,7 +265,9 @@ def train(cfg: ModelConfig, tcfg: TrainConfig,
                                   state.get("seconds", 0.0), clock=tcfg.clock)
         log(f"training on {len(train_pairs)} images, validating on {len(val_pairs)}, "
             f"{steps_per_epoch} steps/epoch"
-            + (f" of {batch} ({batch // replicas} per replica, {replicas} replicas)" if distributed else "")
+            + (f" of {batch} ({batch // replicas} per replica, {replicas} replicas; "
+               f"{len(train_pairs) - steps_per_epoch * batch} pairs left out an epoch, drawn anew)"
+               if distributed else "")
             + ", " + (f"{tcfg.time_limit:g} min{' of CPU time' if tcfg.clock == 'cpu' else ''}"
                       if tcfg.time_limit and tcfg.epochs is None
                       else f"up to {epochs} epochs" + (f" or {tcfg.time_limit:g} min" if tcfg.time_limit else "")))
