@@ -240,3 +240,36 @@ def test_a_missing_worker_is_named_within_the_timeout(tiny, tmp_path):
     text = _log(tmp_path, "alone0.log")
     assert rc == 2 and f"could not reach worker 1 at localhost:{ports[1]} within 3 s" in text, text
     assert "Traceback" not in text and time.monotonic() - t < 170
+
+
+def test_tasks_meet_before_tensorflow_and_a_missing_one_is_named():
+    from edgeseg.train.distribute import wait_for_peers
+
+    mine, peer = free_ports(2)
+    cluster = read_tf_config({"TF_CONFIG": tf_config([mine, peer], 0)})
+    with socket.socket() as other:  # the peer is up (listening): the wait ends at once
+        other.bind(("localhost", peer))
+        other.listen(4)
+        t = time.monotonic()
+        wait_for_peers(cluster, timeout=5)
+        assert time.monotonic() - t < 5
+    t = time.monotonic()  # the peer is gone: one line naming it, after the timeout
+    with pytest.raises(EdgesegError, match=f"could not reach worker 1 at localhost:{peer} within 1 s"):
+        wait_for_peers(cluster, timeout=1)
+    assert 1 <= time.monotonic() - t < 10
+    with socket.socket() as taken:  # this task's own port is taken: said, with the fix
+        taken.bind(("", mine))
+        taken.listen(1)
+        with pytest.raises(EdgesegError, match=f"cannot listen on port {mine}"):
+            wait_for_peers(cluster, timeout=1)
+
+
+def test_a_lost_peer_is_one_line_naming_it():
+    from edgeseg.train.distribute import lost_peer_message
+
+    cluster = read_tf_config({"TF_CONFIG": tf_config([1111, 2222], 0)})
+    err = RuntimeError("UNAVAILABLE: The following tasks are unhealthy (stopped sending heartbeats):\n"
+                       "/job:worker/replica:0/task:1\nThe tasks have crashed.")
+    line = lost_peer_message(err, cluster, Path("m.backup.json"))
+    assert line.startswith("multi-worker: lost worker 1 (localhost:2222); restart every task") and "\n" not in line
+    assert lost_peer_message(ValueError("shapes differ"), cluster, Path("m.backup.json")) is None

@@ -192,7 +192,8 @@ def reachable(address: str, timeout: float = 2.0) -> bool:
 def lost_peer_message(e: BaseException, cluster: Cluster, backup: Path) -> Optional[str]:
     """One line for a collective that failed because a task went away (None: not that error)."""
     text = str(e)
-    if "is down" not in text and "Unavailable" not in type(e).__name__ + text:
+    said = (type(e).__name__ + " " + text).lower()
+    if not any(w in said for w in ("unavailable", "is down", "unhealthy")):
         return None
     gone = [f"{n} ({a})" for n, a in cluster.peers() if f"task:{n.split()[1]}" in text and n.split()[0] in text]
     who = ", ".join(gone) or "another task"
