@@ -183,7 +183,7 @@ def test_list_images_flat_or_dataset(tmp_path: Path, good: Path) -> None:
         (flat / name).write_bytes(b"x")
     assert [p.name for p in list_images(flat)] == ["y.jpeg", "z.JPG"]
     (tmp_path / "none").mkdir()
-    with pytest.raises(EdgesegError, match="no .jpg"):
+    with pytest.raises(EdgesegError, match=r"no images \(.*\.webp.*\) in"):
         list_images(tmp_path / "none")
 
 

@@ -114,6 +114,12 @@ def test_predict_errors_are_one_line(models: Path, tmp_path: Path) -> None:
     res = runner.invoke(app, ["predict", str(models / "float_softmax.tflite"), "--source",
                               str(tmp_path / "imgs"), "-o", str(tmp_path / "o")], env=WIDE)
     assert res.exit_code == 2 and "share the name a" in res.output
+    (tmp_path / "imgs" / "a.jpg").unlink()
+    (tmp_path / "afile").write_text("x")
+    res = runner.invoke(app, ["predict", str(models / "float_softmax.tflite"), "--source",
+                              str(tmp_path / "imgs"), "-o", str(tmp_path / "afile")], env=WIDE)
+    assert res.exit_code == 2 and "afile is a file" in res.output
+    assert "Traceback" not in res.output
     data = dataset(tmp_path / "ds", n=1)
     res = runner.invoke(app, ["evaluate", str(tmp_path / "imgs"), "--data", str(data)], env=WIDE)
     assert res.exit_code == 2 and "without annotations/" in res.output

@@ -182,7 +182,7 @@ def list_images(root: Path) -> list[Path]:
     """Image files of a folder, sorted: a flat folder, a dataset's ``images/`` or ``train/images/``.
 
     Raises:
-        EdgesegError: The folder is missing or holds no .jpg/.jpeg/.png file.
+        EdgesegError: The folder is missing or holds no image (``IMAGE_SUFFIXES``).
     """
     root = Path(root)
     if not root.is_dir():
@@ -194,5 +194,6 @@ def list_images(root: Path) -> list[Path]:
             break
     files = _files(folder, IMAGE_SUFFIXES)
     if not files:
-        raise EdgesegError(f"no .jpg/.jpeg/.png images in {folder}; point at a folder of images.")
+        raise EdgesegError(f"no images ({'/'.join(IMAGE_SUFFIXES)}) in {folder}; "
+                           "point at a folder of images.")
     return files

@@ -103,13 +103,20 @@ def predict_folder(model: Path, source: Path, out: Path, output: Optional[int] =
 
     t0 = time.perf_counter()
     files = source_images(source)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise EdgesegError(f"-o {out} is a file; predict writes a folder (annotations/, labels.txt): "
+                           "give a folder's path.")
     predictor = load_predictor(model, threads, output, instances)
     kind = predictor.instance_kind
     labels = tuple(predictor.labels)
-    out = Path(out)
     subs = ["annotations"] + (["instances"] if kind else []) + (["overlays"] if overlay else [])
     for sub in subs:
-        (out / sub).mkdir(parents=True, exist_ok=True)
+        try:
+            (out / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise EdgesegError(f"-o {out}: cannot make {out / sub} ({e.strerror}); give a folder "
+                               "you can write to.") from e
     objects: dict[str, int] = {}
     for done, path in enumerate(files, start=1):
         rgb = read_image(path)
