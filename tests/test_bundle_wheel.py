@@ -144,3 +144,19 @@ def test_demo_next_commands_are_one_line_each_at_80_columns(tmp_path: Path,
                    f"  edgeseg convert '{out / 'model.keras'}' --target edgetpu -o "
                    f"'{out / 'model_edgetpu.tflite'}'",
                    f"  edgeseg bundle {q} -o '{out / 'pi-bundle'}'"]
+
+
+def test_demo_table_explains_its_asterisk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import edgeseg.demo
+    import edgeseg.demo.report
+
+    out = tmp_path / "d"
+    summary = {"report": [str(out / "report.md"), str(out / "report.html")],
+               "run": {"video": str(out / "run_int8.mp4")}, "tflite": {"int8": str(out / "m.tflite")}}
+    monkeypatch.setattr(edgeseg.demo, "run_demo", lambda cfg, log, progress=None: summary)
+    monkeypatch.setattr(edgeseg.demo.report, "summary_rows",
+                        lambda s: [["TFLite float32", "0.45 MB", "1.1", "1.00×", "0.693*", "—"]])
+    r = runner.invoke(app, ["demo", "--out", str(out)], env={"COLUMNS": "120"})
+    assert r.exit_code == 0, r.output
+    assert "0.693*" in r.output
+    assert "*float32 .tflite gives the Keras model's mIoU" in r.output

@@ -28,7 +28,7 @@ def demo(
 
     from edgeseg.config import preset as check_preset
     from edgeseg.demo import DemoConfig, run_demo
-    from edgeseg.demo.report import HEADER, summary_rows
+    from edgeseg.demo.report import FLOAT_NOTE, HEADER, summary_rows
 
     check_preset(preset)  # an unknown name fails before any step runs
     cfg = DemoConfig(out=str(out), train_minutes=train_minutes, train_images=train_images,
@@ -37,9 +37,12 @@ def demo(
     t = Table(title="edgeseg demo: one model, three formats")
     for h in HEADER:
         t.add_column(h, justify="right")
-    for r in summary_rows(s):
+    rows = summary_rows(s)
+    for r in rows:
         t.add_row(*r)
     console.print(t)
+    if any(cell.endswith("*") for r in rows for cell in r):
+        console.print(FLOAT_NOTE, markup=False, soft_wrap=True)
     from edgeseg.demo.confidence import explain
 
     clip = explain(s["run"].get("confidence"))

@@ -73,6 +73,8 @@ def summary_rows(s: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+#: The note on the ``*`` that ``summary_rows`` puts on the float32 .tflite's mIoU (not compared).
+FLOAT_NOTE = "*float32 .tflite gives the Keras model's mIoU up to float rounding."
 HEADER = ["model", "size", "p50 latency (ms)", "speed-up vs float32", "val mIoU", "agreement with float"]
 
 
@@ -105,7 +107,7 @@ def write_report(out: Path, s: dict[str, Any], val_dir: Path) -> tuple[Path, Pat
     if clip:
         facts += " " + clip
     md = ["# edgeseg demo report", "", facts, "", _md_table(rows), "",
-          "*float32 .tflite gives the Keras model's mIoU up to float rounding.", ""]
+          FLOAT_NOTE, ""]
     md += [f"## {title}\n\n![{title}]({p.name})\n" for p, title in pics]
     md_path = write_text(out / "report.md", "\n".join(md))
 
