@@ -91,6 +91,17 @@ def test_no_tf_config_and_no_gpu_are_said(monkeypatch):
         make_strategy("horovod", logs.append)
 
 
+def test_cluster_timeout_without_multi_worker_is_said(monkeypatch):
+    from edgeseg.train.distribute import make_strategy
+
+    logs: list[str] = []
+    make_strategy("default", logs.append, cluster_timeout=5)
+    assert logs == ["--cluster-timeout applies to --strategy multi-worker only; ignored with --strategy default."]
+    logs.clear()
+    make_strategy("default", logs.append)  # the default value: nothing to say
+    assert logs == []
+
+
 class _TwoPipelines:
     """A stand-in for a strategy of 2 workers x 1 replica: builds each worker's input."""
 

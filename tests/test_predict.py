@@ -123,3 +123,27 @@ def test_predict_errors_are_one_line(models: Path, tmp_path: Path) -> None:
     data = dataset(tmp_path / "ds", n=1)
     res = runner.invoke(app, ["evaluate", str(tmp_path / "imgs"), "--data", str(data)], env=WIDE)
     assert res.exit_code == 2 and "without annotations/" in res.output
+
+
+def test_evaluate_says_which_predictions_it_did_not_score(models: Path, tmp_path: Path) -> None:
+    data = dataset(tmp_path / "ds", n=2)
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["predict", str(models / "float_softmax.tflite"), "--source",
+                              str(data), "-o", str(out)], env=WIDE)
+    assert res.exit_code == 0, res.output
+    (out / "annotations" / "im1.png").rename(out / "annotations" / "other.png")  # a stem the data lacks
+    (data / "annotations" / "im1.png").unlink()
+    (data / "images" / "im1.png").unlink()
+    res = runner.invoke(app, ["evaluate", str(out), "--data", str(data)], env=WIDE)
+    assert res.exit_code == 0, res.output
+    assert "1 prediction(s) have no mask in the scored data and are not scored (e.g. other.png); 1 are." in res.output
+
+
+def test_evaluate_on_a_file_given_as_the_dataset_says_it_is_a_file(models: Path, tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "data.txt"
+    not_a_folder.write_text("x")
+    res = runner.invoke(app, ["evaluate", str(models / "float_softmax.tflite"), "--data", str(not_a_folder)],
+                        env=WIDE)
+    assert res.exit_code != 0
+    assert f"{not_a_folder} is a file; give the dataset folder" in res.output
+    assert "Traceback" not in res.output

@@ -27,6 +27,8 @@ def _files(folder: Path, suffixes: Sequence[str]) -> list[Path]:
 
 def _require_layout(root: Path) -> tuple[Path, Path]:
     root = Path(root)
+    if root.is_file():
+        raise EdgesegError(f"{root} is a file; give the dataset folder (holding images/ and annotations/).")
     if not root.is_dir():
         raise EdgesegError(f"dataset folder {root} does not exist; check the path.")
     images, annotations = root / IMAGES_DIR, root / ANNOTATIONS_DIR
@@ -185,6 +187,8 @@ def list_images(root: Path) -> list[Path]:
         EdgesegError: The folder is missing or holds no image (``IMAGE_SUFFIXES``).
     """
     root = Path(root)
+    if root.is_file():
+        raise EdgesegError(f"{root} is a file; give a folder of images.")
     if not root.is_dir():
         raise EdgesegError(f"image folder {root} does not exist; check the path.")
     folder = root

@@ -112,6 +112,8 @@ def make_strategy(name: str, log: Callable[[str], None],
     """
     if name not in STRATEGIES:
         raise EdgesegError(f"--strategy {name!r} must be one of {', '.join(STRATEGIES)}.")
+    if name != "multi-worker" and cluster_timeout != CLUSTER_TIMEOUT_S:
+        log(f"--cluster-timeout applies to --strategy multi-worker only; ignored with --strategy {name}.")
     cluster = read_tf_config() if name == "multi-worker" else None
     from edgeseg.deps import tensorflow
 

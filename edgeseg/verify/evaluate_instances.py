@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,15 @@ def _prediction_folder(folder: Path) -> tuple[str, ...]:
     return tuple(s.strip() for s in labels.read_text().splitlines() if s.strip()) if labels.is_file() else ()
 
 
+def _say_unscored(folder: Path, pairs: list[tuple[Path, Path]]) -> None:
+    """Warn, once, about predictions that have no mask among ``pairs`` (they are not scored)."""
+    scored = {Path(m).stem for _, m in pairs}
+    extra = sorted(p.name for p in (folder / "annotations").glob("*.png") if p.stem not in scored)
+    if extra:
+        warnings.warn(f"{folder / 'annotations'}: {len(extra)} prediction(s) have no mask in the scored "
+                      f"data and are not scored (e.g. {extra[0]}); {len(pairs)} are.", stacklevel=2)
+
+
 def evaluate_any(model: Path, data: Path, task: str = "semantic", limit: Optional[int] = None,
                  progress: Optional[Callable[[int, int], None]] = None, threads: Optional[int] = None,
                  output: Optional[int] = None, encoding: Optional[MaskEncoding] = None,
@@ -81,6 +91,7 @@ def evaluate_any(model: Path, data: Path, task: str = "semantic", limit: Optiona
     predictor = None
     if folder:
         labels = _prediction_folder(model)
+        _say_unscored(model, pairs)
         kind: Optional[str] = "folder" if (model / "instances").is_dir() else None
     else:
         from edgeseg.verify.evaluate import n_classes_of
