@@ -98,7 +98,8 @@ def test_convert_bad_input_is_a_clear_error(case, trained, tmp_path):
     path, _ = trained
     args = ["convert", str(path), "-o", str(tmp_path / "out.tflite")]
     needle = {"missing": "no such model", "not_keras": "not a readable Keras model",
-              "empty_calib": "has no .jpg/.png", "broken_calib": "g.png is empty (0 bytes)",
+              "empty_calib": "has no images (.jpg/.jpeg/.png/.bmp/.webp/.tif/.tiff)",
+              "broken_calib": "g.png is empty (0 bytes)",
               "bad_flags": "pick one"}[case]
     if case == "missing":
         args[1] = str(tmp_path / "nope.keras")

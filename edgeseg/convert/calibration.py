@@ -84,6 +84,7 @@ def load_calibration(folder: Optional[str | Path], count: int = 200, seed: int =
         EdgesegError: The folder is missing or has no images.
     """
     from edgeseg.data.dataset import list_images
+    from edgeseg.data.readers import IMAGE_SUFFIXES
 
     root = Path(folder) if folder else DEFAULT_DIR
     if not root.is_dir():
@@ -94,8 +95,8 @@ def load_calibration(folder: Optional[str | Path], count: int = 200, seed: int =
     except EdgesegError:
         files = []
     if not files:
-        raise EdgesegError(f"calibration folder {root} has no .jpg/.png images; pass --calib DIR "
-                           "with 100+ images like the ones the model will see.")
+        raise EdgesegError(f"calibration folder {root} has no images ({'/'.join(IMAGE_SUFFIXES)}); pass "
+                           "--calib DIR with 100+ images like the ones the model will see.")
     if count < 1:
         raise EdgesegError(f"--calib-count must be at least 1 (got {count}).")
     rng = np.random.default_rng(seed)
