@@ -37,6 +37,15 @@ def _check_classes(n_classes: int) -> None:
         )
 
 
+def _check_dataset_args(n_classes: int, count: int, height: int, width: int) -> None:
+    """The checks every synthetic dataset writer makes before it writes anything."""
+    _check_classes(n_classes)
+    if count < 1:
+        raise EdgesegError(f"--count must be at least 1 (got {count}).")
+    if min(height, width) < 32:
+        raise EdgesegError(f"synthetic images must be at least 32×32 (got {height}×{width}, H×W).")
+
+
 @dataclass(frozen=True)
 class SynthReport:
     """What ``synthesize`` wrote.
@@ -268,11 +277,7 @@ def synthesize(
     Returns:
         A SynthReport with the class pixel shares.
     """
-    _check_classes(n_classes)
-    if count < 1:
-        raise EdgesegError(f"--count must be at least 1 (got {count}).")
-    if min(height, width) < 32:
-        raise EdgesegError(f"synthetic images must be at least 32×32 (got {height}×{width}, H×W).")
+    _check_dataset_args(n_classes, count, height, width)
     out = Path(out)
     _guard_folder(out, count)
     start = time.perf_counter()

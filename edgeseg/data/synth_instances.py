@@ -17,6 +17,7 @@ from edgeseg.data.synth import (
     SynthReport,
     _background,
     _check_classes,
+    _check_dataset_args,
     _colour,
     _draw,
     _finish,
@@ -129,11 +130,7 @@ def synthesize_instances(out: Path, n_classes: int = 4, count: int = 200, height
     Raises:
         EdgesegError: Bad class count, count < 1, images under 32×32, or a folder holding other files.
     """
-    _check_classes(n_classes)
-    if count < 1:
-        raise EdgesegError(f"--count must be at least 1 (got {count}).")
-    if min(height, width) < 32:
-        raise EdgesegError(f"synthetic images must be at least 32×32 (got {height}×{width}, H×W).")
+    _check_dataset_args(n_classes, count, height, width)
     out = Path(out)
     _guard_folder(out, count)
     start = time.perf_counter()
