@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -25,12 +25,7 @@ def component_ids(classes: np.ndarray, things: Iterable[int]) -> np.ndarray:
     """
     ids = np.zeros(classes.shape, np.int32)
     k = 0
-    for c in things:
-        m = (classes == c).astype(np.uint8)
-        if not m.any():
-            continue
-        n, lab = cv2.connectedComponents(m, connectivity=8)
-        sel = lab > 0
+    for _, n, lab, sel in _class_components(classes, things):
         ids[sel] = lab[sel] + k
         k += n - 1
     return ids
@@ -39,11 +34,17 @@ def component_ids(classes: np.ndarray, things: Iterable[int]) -> np.ndarray:
 def components(classes: np.ndarray, things: Iterable[int]) -> np.ndarray:
     """Cityscapes-encoded connected components: ``class * 1000 + k`` (k per class), stuff as its class id."""
     out = classes.astype(np.int32).copy()
+    for c, _, lab, sel in _class_components(classes, things):
+        out[sel] = c * THING_OFFSET + np.minimum(lab[sel], THING_OFFSET - 1)
+    return out
+
+
+def _class_components(classes: np.ndarray, things: Iterable[int]
+                      ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+    """Per thing class present: (class, labels incl. background, 8-connected labels, their mask)."""
     for c in things:
         m = (classes == c).astype(np.uint8)
         if not m.any():
             continue
-        _, lab = cv2.connectedComponents(m, connectivity=8)
-        sel = lab > 0
-        out[sel] = c * THING_OFFSET + np.minimum(lab[sel], THING_OFFSET - 1)
-    return out
+        n, lab = cv2.connectedComponents(m, connectivity=8)
+        yield c, n, lab, lab > 0
