@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -181,6 +182,14 @@ def _print_import(report) -> None:  # report: edgeseg.data.importers.ImportRepor
     console.print(f"Next: edgeseg data check {report.out}", soft_wrap=True)
 
 
+def _run_import(run: Callable[..., Any], *args: Path) -> None:
+    """Run one importer with a progress bar, then print its report."""
+    with _progress() as bar:
+        task = bar.add_task("importing", total=None)
+        report = run(*args, progress=lambda d, n: bar.update(task, completed=d, total=n))
+    _print_import(report)
+
+
 @import_app.command("voc")
 @handle_errors
 def import_voc(
@@ -191,10 +200,7 @@ def import_voc(
     """PASCAL VOC segmentation → train/ and val/ (ImageSets lists), palette indices as class ids."""
     from edgeseg.data.importers import import_voc as run
 
-    with _progress() as bar:
-        task = bar.add_task("importing", total=None)
-        report = run(folder, out, progress=lambda d, n: bar.update(task, completed=d, total=n))
-    _print_import(report)
+    _run_import(run, folder, out)
 
 
 @import_app.command("coco")
@@ -207,10 +213,7 @@ def import_coco(
     """COCO JSON → class-id masks (0 background, categories in id order; crowd = 255 ignore)."""
     from edgeseg.data.importers import import_coco as run
 
-    with _progress() as bar:
-        task = bar.add_task("importing", total=None)
-        report = run(annotations, images, out, progress=lambda d, n: bar.update(task, completed=d, total=n))
-    _print_import(report)
+    _run_import(run, annotations, images, out)
 
 
 @import_app.command("cityscapes")
@@ -222,10 +225,7 @@ def import_cityscapes(
     """Cityscapes gtFine → train/, val/ with class masks (19 train ids) and instances/."""
     from edgeseg.data.import_cityscapes import import_cityscapes as run
 
-    with _progress() as bar:
-        task = bar.add_task("importing", total=None)
-        report = run(root, out, progress=lambda d, n: bar.update(task, completed=d, total=n))
-    _print_import(report)
+    _run_import(run, root, out)
 
 
 def register(app: typer.Typer) -> None:
