@@ -92,3 +92,32 @@ def test_every_flag_a_message_names_exists() -> None:
                     if flag not in have | OTHER_TOOLS:
                         unknown.append(f"{path.relative_to(package)}:{n}: {flag}")
     assert not unknown, "flags no command has:\n" + "\n".join(unknown)
+
+
+def _help_screens() -> dict[str, str]:
+    """The rendered --help of the root and of every command and subcommand."""
+    screens = {}
+    paths = [[]] + [[name] for name in commands()]
+    paths += [[name, sub] for name, cmd in commands().items() for sub in getattr(cmd, "commands", {})]
+    for path in paths:
+        r = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+        assert r.exit_code == 0, (path, r.output)
+        screens[" ".join(path) or "edgeseg"] = r.output
+    return screens
+
+
+def test_flags_read_as_flags_on_every_help_screen() -> None:
+    screens = _help_screens()
+    assert len(screens) > 15
+    for name, text in screens.items():
+        assert "<bool>" not in text, f"edgeseg {name} --help shows a flag taking a value:\n{text}"
+        help_line = next(ln for ln in text.splitlines() if "--help" in ln)
+        assert help_line.split("--help", 1)[1].split()[:2] == ["Show", "this"], help_line
+    inspect = screens["inspect"]
+    json_line = next(ln for ln in inspect.splitlines() if "--json" in ln)
+    assert json_line.split("--json", 1)[1].split()[0] == "Print", json_line
+    gpu_line = next(ln for ln in inspect.splitlines() if "--no-gpu" in ln)
+    assert gpu_line.split("--no-gpu", 1)[1].split()[0] == "Ask", gpu_line
+    # an option that takes a value still says what value
+    runs_line = next(ln for ln in screens["bench"].splitlines() if "--runs" in ln)
+    assert "<int>" in runs_line, runs_line

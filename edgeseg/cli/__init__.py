@@ -5,6 +5,24 @@ from __future__ import annotations
 import importlib
 
 import typer
+from typer.core import TyperOption
+
+
+def _flag_reads_as_flag(display_type_rich):  # noqa: ANN001, ANN202
+    """Typer 0.29's Rich help shows a flag's type (``--json <bool>``) as if it took a value;
+    its plain help leaves it out. A flag (``--json``, ``--gpu/--no-gpu``, ``--help``) shows
+    no type here either; options that take a value keep theirs."""
+
+    def display(self: TyperOption, ctx: typer.Context) -> str | None:
+        if self.is_flag and not self.count and self.metavar is None:
+            return None
+        return display_type_rich(self, ctx)
+
+    return display
+
+
+if hasattr(TyperOption, "display_type_rich"):  # the Rich help's type column, where typer has one
+    TyperOption.display_type_rich = _flag_reads_as_flag(TyperOption.display_type_rich)
 
 app = typer.Typer(
     name="edgeseg",
