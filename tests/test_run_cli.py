@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -239,38 +240,64 @@ def test_ctrl_c_finalizes_the_saved_video(models: Path, tmp_path: Path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mp4"]  # no temp file
 
 
-class FastCamera:
-    """A live source much faster than its consumer."""
+class GatedCamera:
+    """A live camera that delivers exactly the frames the test releases (frame i is filled
+    with i), so what the reader keeps is decided by the frame order, not by thread timing."""
 
-    live, name, fps = True, "fast camera", 100.0
+    live, name, fps = True, "gated camera", 100.0
 
     def __init__(self) -> None:
-        self.n = 0
+        self.made = self.released = self.reads = 0
+        self.stopped = False
+        self.cond = threading.Condition()
 
     def open(self) -> None:
         pass
 
-    def read(self) -> np.ndarray:
-        time.sleep(0.002)
-        self.n += 1
-        return np.full((4, 4, 3), self.n % 256, np.uint8)
+    def read(self) -> np.ndarray | None:
+        with self.cond:
+            self.reads += 1
+            self.cond.notify_all()
+            self.cond.wait_for(lambda: self.made < self.released or self.stopped)
+            if self.stopped:
+                return None
+            self.made += 1
+            return np.full((4, 4, 3), self.made, np.uint8)
+
+    def release(self, n: int) -> None:
+        """Let ``n`` more frames out; return once the reader has handed all of them on
+        (it is back in ``read()`` waiting for the next one)."""
+        with self.cond:
+            self.released += n
+            self.cond.notify_all()
+            assert self.cond.wait_for(lambda: self.reads > self.released, timeout=60), \
+                (self.reads, self.released)
+
+    def stop(self) -> None:
+        with self.cond:
+            self.stopped = True
+            self.cond.notify_all()
 
     def close(self) -> None:
         pass
 
 
 def test_live_reader_keeps_only_the_newest_frame_and_counts_drops() -> None:
-    reader = FrameReader(FastCamera())
+    cam = GatedCamera()
+    # No watchdog here: the camera sits idle between the test's releases.
+    reader = FrameReader(cam, stall_s=600, first_frame_s=600)
     try:
-        seen = []
-        for _ in range(5):
-            time.sleep(0.03)  # a slow consumer
-            frame = reader.read(timeout=2)
-            assert frame is not None
-            seen.append(int(frame[0, 0, 0]))
-        assert reader.dropped > 10
-        assert all(b - a > 3 for a, b in zip(seen, seen[1:])), seen  # not a backlog
+        cam.release(6)  # six frames arrive while the consumer is busy
+        assert int(reader.read()[0, 0, 0]) == 6  # the newest, not the oldest
+        assert reader.dropped == 5 and reader.captured == 6
+        cam.release(1)
+        assert int(reader.read()[0, 0, 0]) == 7  # nothing older was queued behind it
+        assert reader.dropped == 5
+        cam.release(4)
+        assert int(reader.read()[0, 0, 0]) == 11
+        assert reader.dropped == 8 and reader.captured == 11
     finally:
+        cam.stop()
         reader.close()
 
 
