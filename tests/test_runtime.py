@@ -355,3 +355,30 @@ def test_memory_stays_flat_over_many_frames(models: Path) -> None:
         seg.segment(frame)
     assert rss() - before < 5.0
     assert peak_rss_mb() > 0
+
+
+TINY = Path(__file__).resolve().parent / "data" / "tiny_int8.tflite"
+
+
+@pytest.mark.parametrize("args", [["bench", str(TINY), "--runs", "3"], ["inspect", str(TINY)]])
+def test_a_cpu_run_prints_no_litert_info_line(args: list[str], tmp_path: Path) -> None:
+    # A process of its own: LiteRT logs the line once per process, at the first allocation.
+    env = {**os.environ, "COLUMNS": "200", "VK_ICD_FILENAMES": str(tmp_path / "none.json"),
+           "PYTHONPATH": os.pathsep.join([str(RUNTIME.parents[1]), os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([sys.executable, "-c", "from edgeseg.cli import main; main()", *args],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "tiny_int8.tflite" in r.stdout
+    noise = [ln for ln in (r.stdout + r.stderr).splitlines()
+             if ln.startswith(("INFO:", "I0000", "WARNING: All log messages"))]
+    assert noise == [], r.stderr
+
+
+def test_native_lines_other_than_litert_info_are_passed_on(capfd: pytest.CaptureFixture) -> None:
+    from edgeseg.runtime.interpreter import _without_native_info
+
+    with _without_native_info():
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"
+                    b"ERROR: Didn't find op for builtin opcode 'FOO' version '9'.\n")
+    err = capfd.readouterr().err
+    assert err == "ERROR: Didn't find op for builtin opcode 'FOO' version '9'.\n"

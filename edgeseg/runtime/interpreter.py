@@ -10,8 +10,11 @@ import io
 import os
 import platform
 import re
+import sys
+import tempfile
 import warnings
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -173,6 +176,31 @@ def check_model_file(path: str | os.PathLike) -> None:
                            f"{path} --int8")
 
 
+# What LiteRT's native logger writes to fd 2 on every CPU run, with no switch to turn it
+# off (TF_CPP_MIN_LOG_LEVEL does not reach it): dropped. Every other line is passed on.
+_NATIVE_INFO = frozenset({"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",
+                          "INFO: Initialized TensorFlow Lite runtime."})
+
+
+@contextlib.contextmanager
+def _without_native_info() -> Iterator[None]:
+    """Hold what native code writes to fd 2 in the block; pass it on less ``_NATIVE_INFO``."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = [ln for ln in held.read().splitlines(keepends=True)
+                    if ln.decode(errors="replace").strip() not in _NATIVE_INFO]
+            if kept:
+                os.write(2, b"".join(kept))
+
+
 def _create(model_path: Path, threads: int, delegates: list[Any], content: bytes | None = None,
             allocate: bool = True) -> Any:
     # numpy's C-API loader prints its own traceback to stderr before the call fails;
@@ -180,7 +208,7 @@ def _create(model_path: Path, threads: int, delegates: list[Any], content: bytes
     noise = io.StringIO()
     source = {"model_content": content} if content is not None else {"model_path": str(model_path)}
     try:
-        with contextlib.redirect_stderr(noise):
+        with contextlib.redirect_stderr(noise), _without_native_info():
             interpreter = backend().module.Interpreter(
                 **source, num_threads=threads, experimental_delegates=delegates or None,
             )
