@@ -73,6 +73,28 @@ def test_xnnpack_table_predicts_the_runtime_delegation(models, name):
     assert report.partitions == _runtime_delegate_kernels(models[name])
 
 
+@pytest.mark.slow
+def test_argmax_head_runs_as_one_xnnpack_partition_as_the_interpreter_says(trained, synth_data,
+                                                                            tmp_path):
+    """`convert --int8 --head argmax` ends in ARG_MAX, CAST and a RESHAPE of the plain uint8
+    class map: XNNPACK takes none of the three, so the graph is one partition, not two."""
+    from edgeseg.convert.quantize import ConvertConfig, convert
+
+    cfg = ConvertConfig(mode="int8", head="argmax", calib=str(synth_data / "train"),
+                        calib_count=20)
+    path = convert(trained[0], tmp_path / "argmax_int8.tflite", cfg, log=lambda s: None).path
+    model = read_tflite(path)
+    assert [op.name for op in model.ops][-3:] == ["ARG_MAX", "CAST", "RESHAPE"]
+    kernels = _runtime_delegate_kernels(path)
+    assert kernels == 1
+    report = check_target(model, "xnnpack")
+    assert report.partitions == kernels
+    assert not report.ops[-1].supported and "quantization" in report.ops[-1].reason
+    r = runner.invoke(app, ["inspect", str(path), "--json", "--no-gpu"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["targets"]["xnnpack"]["partitions"] == kernels
+
+
 def test_edgetpu_preflight_passes_resize_and_int8_graph(models, tmp_path):
     report = edgetpu_preflight(models["int8_resize_logits"])
     assert report.fully_mapped and report.fallback_at is None

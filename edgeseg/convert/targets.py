@@ -98,9 +98,14 @@ def xnnpack_support(model: TfliteModel, op: OpInfo) -> OpSupport:
         return OpSupport(op.index, op.name, False,
                          "builtin kernel: XNNPACK does not requantize uint8 <-> int8")
     if acts and all(t.dtype in _EIGHT_BIT for t in acts):
-        if op.name in XNNPACK_QUANT_OPS:
-            return OpSupport(op.index, op.name, True)
-        return OpSupport(op.index, op.name, False, "builtin kernel: XNNPACK has no 8-bit op")
+        if op.name not in XNNPACK_QUANT_OPS:
+            return OpSupport(op.index, op.name, False, "builtin kernel: XNNPACK has no 8-bit op")
+        if not all(t.quantized for t in acts):
+            # e.g. the RESHAPE after the argmax head's CAST: a plain uint8 class map, which
+            # XNNPACK's quantized kernels refuse (the interpreter keeps it on the CPU kernel)
+            return OpSupport(op.index, op.name, False,
+                             "builtin kernel: 8-bit tensor without quantization parameters")
+        return OpSupport(op.index, op.name, True)
     types = sorted({t.dtype for t in acts})
     return OpSupport(op.index, op.name, False, f"builtin kernel: {', '.join(types)} tensors")
 
