@@ -19,7 +19,7 @@ def _pyplot():  # noqa: ANN202
 
 
 def plot_history(rows: Sequence[dict[str, float]], path: Path) -> Optional[Path]:
-    """Loss and val mIoU per epoch as a PNG (None when matplotlib is missing)."""
+    """Loss and val mIoU (and PQ things) per epoch as a PNG (None when matplotlib is missing)."""
     plt = _pyplot()
     if plt is None or not rows:
         return None
@@ -32,6 +32,9 @@ def plot_history(rows: Sequence[dict[str, float]], path: Path) -> Optional[Path]
     b.plot(epochs, [r["val_miou"] for r in rows], "o-", color="tab:blue", label="val mIoU")
     b.plot(epochs, [r["val_pixel_accuracy"] for r in rows], "--", color="tab:gray",
            label="val pixel acc.")
+    if "val_pq_things" in rows[0]:  # instance models
+        b.plot(epochs, [r["val_pq_things"] for r in rows], "s-", color="tab:green",
+               label="val PQ things")
     b.set(title="validation", xlabel="epoch", ylim=(0, 1))
     b.legend(loc="lower right")
     for ax in (a, b):

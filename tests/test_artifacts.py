@@ -77,16 +77,16 @@ def test_corrupt_keras_sidecar_is_one_line(tmp_path: Path) -> None:
 
 def test_corrupt_demo_steps_and_training_history_are_one_line(tmp_path: Path) -> None:
     from edgeseg.demo import DemoConfig, Steps
-    from edgeseg.train.fit import _old_rows
+    from edgeseg.train.resume import old_rows
 
     (tmp_path / "steps.json").write_text('{"done": {"train"')
     with pytest.raises(EdgesegError, match=r"steps.json is not valid JSON .*delete it"):
         Steps(tmp_path, DemoConfig(), log=lambda s: None)
     (tmp_path / "m.history.csv").write_text("epoch,loss\n1,0.5\n2,oops\n")
     with pytest.raises(EdgesegError, match=r"m.history.csv is not a readable history"):
-        _old_rows(tmp_path / "m.keras", 2)
+        old_rows(tmp_path / "m.keras", 2)
     (tmp_path / "m.history.csv").write_text("epoch,loss\n1,0.5\n2,0.4\n3,0.3\n")
-    assert _old_rows(tmp_path / "m.keras", 2) == [{"epoch": 1.0, "loss": 0.5},
+    assert old_rows(tmp_path / "m.keras", 2) == [{"epoch": 1.0, "loss": 0.5},
                                                   {"epoch": 2.0, "loss": 0.4}]
 
 

@@ -106,3 +106,31 @@ def test_predict_writes_instances_that_evaluate_scores_as_pq(instance_models: di
     b = json.loads(direct.output.strip().splitlines()[-1])["panoptic"]
     # The folder and the model are scored the same way: the same PQ (to rounding of resizes).
     assert a["things"]["pq"] == pytest.approx(b["things"]["pq"], abs=0.02)
+
+
+@pytest.mark.slow
+def test_resume_continues_an_instance_model_and_keeps_the_best_pq_things_epoch(
+        instance_models: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    # A copy of the run: the resumed one writes its own history and checkpoints.
+    src = instance_models["keras"]
+    for suffix in (".last.keras", ".last.keras.json", ".history.csv"):
+        shutil.copy(src.with_name(src.stem + suffix), tmp_path / ("inst" + suffix))
+    out = tmp_path / "inst.keras"
+    res = runner.invoke(app, ["train", "--data", str(instance_models["data"]), "--task", "instance",
+                              "--epochs", "5", "--batch-size", "8", "--backbone-weights", "none",
+                              "--resume", str(tmp_path / "inst.last.keras"), "-o", str(out)], env=WIDE)
+    assert res.exit_code == 0, res.output
+    assert "resuming from" in res.output and "after epoch 4" in res.output
+    assert "epoch 5/5" in res.output and "epoch 4/" not in res.output  # one more epoch only
+    lines = (tmp_path / "inst.history.csv").read_text().splitlines()
+    keys = lines[0].split(",")
+    rows = [dict(zip(keys, map(float, ln.split(",")))) for ln in lines[1:]]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5] and "val_pq_things" in keys
+    state = json.loads((tmp_path / "inst.last.keras.json").read_text())["train"]["state"]
+    assert state["epoch"] == 5 and state["best_by"] == "val_pq_things"
+    best = max(rows, key=lambda r: (r["val_pq_things"], r["val_miou"]))
+    assert state["best_epoch"] == best["epoch"]
+    assert state["best_pq_things"] == pytest.approx(best["val_pq_things"], abs=1e-5)
+    assert f"best val PQ things {best['val_pq_things']:.4f}" in res.output

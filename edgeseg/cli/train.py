@@ -39,6 +39,9 @@ def train(
         min=1, help="Images per step (8 learns faster per minute on a CPU).")] = 8,
     lr: Annotated[float, typer.Option(help="Peak learning rate (warm-up, then cosine decay).")] = 2e-3,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="Turn augmentation off.")] = False,
+    no_balance: Annotated[bool, typer.Option(
+        "--no-balance", help="Plain cross-entropy: no median-frequency class weights (which make "
+        "rare classes over-predicted where they are easy to find).")] = False,
     backbone_weights: mo.BackboneWeights = "imagenet",
     resume: Annotated[Optional[Path], typer.Option(help="Continue from a .last.keras checkpoint.")] = None,
     time_limit: Annotated[Optional[float], typer.Option(
@@ -90,7 +93,8 @@ def train(
                  f"{cfg.head} head, {cfg.height}×{cfg.width} (H×W)")
     tcfg = TrainConfig(data=str(data), output=str(output), val=str(val) if val else None,
                        val_fraction=val_fraction, epochs=epochs, batch_size=batch_size, lr=lr,
-                       augment=not no_augment, backbone_weights=backbone_weights,
+                       augment=not no_augment, balance=not no_balance,
+                       backbone_weights=backbone_weights,
                        resume=str(resume) if resume else None, time_limit=time_limit, clock=clock,
                        strategy=strategy, cluster_timeout=cluster_timeout, precision=precision, seed=seed,
                        ignore_index=ignore_index,
@@ -100,8 +104,11 @@ def train(
         result = run_training(cfg, tcfg, log=lambda s: console.print(s, markup=False,
                                                                       soft_wrap=True),
                               notes=notes, progress=bar)
-    console.print(f"best val mIoU {result.best_miou:.4f} at epoch {result.best_epoch} "
-                  f"({result.epochs_run} epochs, {result.seconds / 60:.1f} min) -> {result.model_path}"
+    chosen = ("" if result.best_pq_things is None
+              else f"best val PQ things {result.best_pq_things:.4f} (its val mIoU "
+                   f"{result.best_miou:.4f}) at epoch {result.best_epoch} ")
+    console.print((chosen or f"best val mIoU {result.best_miou:.4f} at epoch {result.best_epoch} ")
+                  + f"({result.epochs_run} epochs, {result.seconds / 60:.1f} min) -> {result.model_path}"
                   + ("" if result.wrote else " (written by the chief)"))
     console.print(f"log: {result.history_csv}" + (f", plot: {result.history_png}"
                                                     if result.history_png else ""))

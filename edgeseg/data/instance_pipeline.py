@@ -88,7 +88,8 @@ def make_instance_dataset(pairs: Sequence[tuple[Path, Path]], cfg: ModelConfig, 
                           class_weights: Optional[np.ndarray] = None,
                           encoding: Optional[MaskEncoding] = None) -> Any:
     """Batched (normalized image, (class targets, centre heatmap, offsets)) for training, or
-    (normalized image, class ids at output size) for validation (as the semantic pipeline).
+    (normalized image, h×w int32 Cityscapes-encoded map at the output size) for validation
+    (``class * 1000 + k`` on objects, the class id elsewhere: mIoU and PQ are scored from it).
 
     Augmentation is the semantic pipeline's (flip, crop, brightness, contrast), applied to
     the instance map with nearest sampling before the targets are made at the output size.
@@ -131,9 +132,9 @@ def make_instance_dataset(pairs: Sequence[tuple[Path, Path]], cfg: ModelConfig, 
     def finish(img: Any, pan: Any) -> tuple[Any, ...]:
         x = normalize(img, cfg.mean, cfg.std)
         if not training:
+            # The Cityscapes-encoded map itself: validation scores PQ as well as mIoU.
             y = tf.numpy_function(lambda m: resize_mask(m[..., 0], oh, ow), [pan], tf.int32)
-            y = tf.where(y >= THING_OFFSET, y // THING_OFFSET, y)  # objects to their class
-            return x, tf.reshape(y, (oh * ow,)) if flat else tf.reshape(y, (oh, ow))
+            return x, tf.reshape(y, (oh, ow))
         seg, heat, off = tf.numpy_function(targets_np, [pan], [tf.float32] * 3)
         seg = tf.reshape(seg, (oh * ow, 2)) if flat else tf.reshape(seg, (oh, ow, 2))
         return x, (seg, tf.reshape(heat, (oh, ow, 1)), tf.reshape(off, (oh, ow, 3)))

@@ -108,3 +108,9 @@ def offset_loss(y: Any, off: Any) -> Any:
 
     mask = y[..., 2:3]
     return OFFSET_WEIGHT * ops.sum(ops.abs(off - y[..., :2]) * mask) / ops.maximum(ops.sum(mask), 1.0)
+
+
+def losses() -> dict[str, Any]:
+    """The instance model's losses by name, in output order (semantic, centre, offsets):
+    what ``compile`` takes and what loading a compiled checkpoint (``--resume``) needs."""
+    return {"semantic_loss": semantic_loss, "center_loss": center_loss, "offset_loss": offset_loss}

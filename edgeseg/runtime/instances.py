@@ -186,6 +186,33 @@ def encode(classes: np.ndarray, ids: np.ndarray, id_class: np.ndarray) -> np.nda
     return out
 
 
+def panoptic_from_heads(scores: np.ndarray, heat: np.ndarray, offsets: np.ndarray,
+                        things: Sequence[int], threshold: float = 0.1,
+                        kernel: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """One frame's class ids and Cityscapes-encoded panoptic map from float head outputs.
+
+    What evaluation (``KerasPredictor``) and training's validation do with a model's
+    heads, without a tracker: centres, grouping, each instance's majority class.
+
+    Args:
+        scores: h×w×C class scores (any monotone score: softmax or logits).
+        heat: h×w centre heatmap (0-1).
+        offsets: h×w×2 (dy, dx) in output pixels.
+        things: Thing class ids.
+        threshold: Least centre heat.
+        kernel: Centre max-pooling window, output pixels.
+
+    Returns:
+        (h×w uint8 class ids, h×w int32 ``class * 1000 + id`` on instances, the class id elsewhere).
+    """
+    n_classes = scores.shape[-1]
+    ids = np.argmax(scores, axis=-1).astype(np.uint8)
+    centres = find_centres(heat, threshold, kernel)
+    inst = group(ids, offsets, centres, thing_lookup(things, n_classes))
+    _, id_class = describe(inst, ids, n_classes, centres, ids.shape, None, heat)
+    return ids, encode(ids, inst, id_class)
+
+
 def thing_lookup(things: Sequence[int], n_classes: int) -> np.ndarray:
     """Boolean lookup over class ids 0..max(n_classes, 256)-1, True for the thing classes."""
     lut = np.zeros(max(n_classes, 256), bool)

@@ -1,4 +1,4 @@
-"""Train mobilenet_segnet on a folder of images and masks, keeping the best model by val mIoU."""
+"""Train mobilenet_segnet on images and masks, keeping the best model (val mIoU; instances: PQ things)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from edgeseg.config import ModelConfig, architecture_changes, load_config
+from edgeseg.config import ModelConfig
 from edgeseg.errors import EdgesegError
 
 
@@ -55,6 +55,7 @@ class TrainResult:
     history_csv: Path
     history_png: Optional[Path]
     wrote: bool = True  # False on a multi-worker task other than the chief: the chief wrote them
+    best_pq_things: Optional[float] = None  # instance models: the best epoch's val PQ things
 
 
 def history_paths(model_path: Path) -> tuple[Path, Path]:
@@ -176,8 +177,6 @@ def train(cfg: ModelConfig, tcfg: TrainConfig,
         from edgeseg.data.instance_pipeline import make_instance_dataset as make_dataset  # noqa: F811
         from edgeseg.data.instance_pipeline import thing_classes
 
-        if tcfg.resume:
-            raise EdgesegError("--resume is not supported for --task instance yet; train anew.")
         if not cfg.things:
             cfg = cfg.with_(things=thing_classes([Path(tcfg.data)] + ([val_dir] if val_dir else []), enc))
         log("instance task: thing classes " + ", ".join(cfg.class_names[t] for t in cfg.things)
@@ -185,6 +184,7 @@ def train(cfg: ModelConfig, tcfg: TrainConfig,
     for note in notes:
         log(note)
     from edgeseg.train import distribute as dist
+    from edgeseg.train.resume import load_checkpoint, old_rows, resume_epoch
 
     # First touch of TensorFlow: collective ops can only be configured before its context exists.
     strategy, cluster = dist.make_strategy(tcfg.strategy, log, tcfg.cluster_timeout)
@@ -203,6 +203,8 @@ def train(cfg: ModelConfig, tcfg: TrainConfig,
         weights = median_frequency_weights(freq)
         log("class weights (median frequency): " + ", ".join(
             f"{n} {w:.2f}" for n, w in zip(cfg.class_names, weights)))
+    else:
+        log("no class weights (--no-balance): plain cross-entropy")
     cache = decoded_bytes(len(train_pairs) + len(val_pairs), cfg) <= CACHE_BYTES
     if not cache:
         log(f"input: {len(train_pairs) + len(val_pairs)} pairs would take "
@@ -234,16 +236,17 @@ def train(cfg: ModelConfig, tcfg: TrainConfig,
     if cluster is not None:
         dist.agree(strategy, dist.names_checksum(train_pairs + val_pairs), f"the dataset's file names "
                    f"({len(train_pairs)} + {len(val_pairs)} pairs here); every worker needs the same --data")
-        dist.agree(strategy, float(_resume_epoch(resume)), f"where to resume ({resume or 'from scratch'}); "
+        dist.agree(strategy, float(resume_epoch(resume)), f"where to resume ({resume or 'from scratch'}); "
                    "-o must be on storage every worker shares")
     scratch = dist.worker_scratch(cluster)
     try:
         state: dict[str, Any] = {}
         with strategy.scope():
             if resume:
-                model, state = _resume(Path(resume), cfg)
-                log(f"resuming from {resume} after epoch {state['epoch']} "
-                    f"(best val mIoU {state.get('best_miou', -1.0):.4f})")
+                model, state = load_checkpoint(Path(resume), cfg)
+                log(f"resuming from {resume} after epoch {state['epoch']} (best val "
+                    + (f"PQ things {state['best_pq_things']:.4f}, " if "best_pq_things" in state else "")
+                    + f"mIoU {state.get('best_miou', -1.0):.4f})")
             else:
                 model = _fresh_model(cfg, tcfg, log)
         start_epoch = int(state.get("epoch", 0))
@@ -252,9 +255,10 @@ def train(cfg: ModelConfig, tcfg: TrainConfig,
             raise EdgesegError(f"{resume} already trained {start_epoch} epochs; raise --epochs.")
         mine = dist.write_path(out, cluster, scratch)
         csv_path, png_path = history_paths(mine)
-        history = tl.History(csv_path, png_path, _old_rows(mine, start_epoch))
+        history = tl.History(csv_path, png_path, old_rows(mine, start_epoch))
         checkpoints = tl.Checkpoints(cfg, mine, last_checkpoint(mine), tl.settings_dict(tcfg),
-                                     state.get("best_miou", -1.0), state.get("best_epoch", 0))
+                                     state.get("best_miou", -1.0), state.get("best_epoch", 0),
+                                     state.get("best_pq_things", -1.0))
         budget = tl.TimeBudget(tcfg.time_limit * 60 if tcfg.time_limit else None, epochs, epochs)
         schedule = tl.WarmupCosine(tcfg.lr, max(1, int(tcfg.warmup_epochs * steps_per_epoch)),
                                    epochs * steps_per_epoch)
@@ -296,7 +300,8 @@ def train(cfg: ModelConfig, tcfg: TrainConfig,
     return TrainResult(out, checkpoints.best_miou, checkpoints.best_epoch,
                        len(history.rows),
                        history.rows[-1]["seconds"] if history.rows else 0.0, csv_path,
-                       png_path if history.png else None, cluster is None or cluster.is_chief)
+                       png_path if history.png else None, cluster is None or cluster.is_chief,
+                       checkpoints.best_pq_things if cfg.task == "instance" else None)
 
 
 def _fresh_model(cfg: ModelConfig, tcfg: TrainConfig, log: Callable[[str], None]) -> Any:
@@ -327,10 +332,9 @@ def _fresh_model(cfg: ModelConfig, tcfg: TrainConfig, log: Callable[[str], None]
         log(f"training from scratch{_scratch_note(cfg)}.")
     model = with_fused_batch_norm(model)
     if cfg.task == "instance":
-        from edgeseg.model.instance_heads import center_loss, offset_loss, semantic_loss
+        from edgeseg.model.instance_heads import losses
 
-        model.compile(optimizer=k.optimizers.Adam(tcfg.lr),
-                      loss=[semantic_loss, center_loss, offset_loss])
+        model.compile(optimizer=k.optimizers.Adam(tcfg.lr), loss=list(losses().values()))
         return model
     model.compile(optimizer=k.optimizers.Adam(tcfg.lr), loss=k.losses.SparseCategoricalCrossentropy())
     return model
@@ -343,53 +347,3 @@ def _scratch_note(cfg: ModelConfig) -> str:
                 "the configuration that learns from scratch")
     return (f"; the 1/{2 ** (cfg.encoder_level + 1)} tap learns slowly without ImageNet weights: "
             "--preset realtime (1/8) learns several times faster")
-
-
-def _resume(ckpt: Path, cfg: ModelConfig) -> tuple[Any, dict[str, Any]]:
-    """The checkpoint's model and training state; refuses a checkpoint of another architecture."""
-    from edgeseg.config import read_sidecar
-    from edgeseg.deps import keras
-    from edgeseg.model.fused_bn import fused_batch_norm_class
-    from edgeseg.model.io import infer_config
-
-    if not ckpt.exists():
-        raise EdgesegError(f"--resume {ckpt}: no such checkpoint (training writes <model>.last.keras).")
-    fused_batch_norm_class()  # checkpoints hold the training model's fused BatchNormalization
-    try:
-        model = keras().models.load_model(ckpt)
-    except Exception as e:
-        raise EdgesegError(f"--resume {ckpt} is not a readable Keras checkpoint ({e}).") from None
-    # The layers decide, not the sidecar alone: a checkpoint of another alpha or decoder
-    # would otherwise train on with layers left random.
-    changes = architecture_changes(load_config(ckpt) or infer_config(model), cfg)
-    if changes:
-        raise EdgesegError(f"--resume {ckpt} is another model ({'; '.join(changes)}); pass its "
-                           "options (or its --preset) or train a new model without --resume.")
-    state = (read_sidecar(ckpt) or {}).get("train", {}).get("state", {})
-    if "epoch" not in state:
-        raise EdgesegError(f"--resume {ckpt}: its JSON has no training state; pass a .last.keras file.")
-    return model, state
-
-
-def _resume_epoch(ckpt: Optional[str]) -> int:
-    """The epoch a checkpoint's sidecar says it was saved after (0: none)."""
-    from edgeseg.config import read_sidecar
-
-    if not ckpt or not Path(ckpt).exists():
-        return 0
-    return int((read_sidecar(Path(ckpt)) or {}).get("train", {}).get("state", {}).get("epoch", 0))
-
-
-def _old_rows(out: Path, upto: int) -> list[dict[str, float]]:
-    """The history rows of epochs 1..``upto`` that a resumed run continues.
-
-    Raises:
-        EdgesegError: When the CSV is not one that ``train`` wrote (one line, no traceback).
-    """
-    csv_path, _ = history_paths(out)
-    if not upto or not csv_path.exists():
-        return []
-    from edgeseg.atomic import read_csv_rows
-
-    rows = read_csv_rows(csv_path, "delete it (the history restarts) or resume from scratch")
-    return [r for r in rows if r.get("epoch", 0) <= upto]

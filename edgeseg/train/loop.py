@@ -91,18 +91,38 @@ class Checkpoints:
     train_settings: dict[str, Any]
     best_miou: float = -1.0
     best_epoch: int = 0
+    best_pq_things: float = -1.0  # instance models: the best epoch is the best val PQ things
 
-    def save(self, model: Any, epoch: int, metrics: SegMetrics, state: dict[str, Any]) -> bool:
-        """Save after ``epoch`` (1-based); returns whether it is the best so far."""
+    @property
+    def chosen_by(self) -> str:
+        """The validation figure the best epoch is chosen by: ``val_pq_things`` or ``val_miou``."""
+        return "val_pq_things" if self.cfg.task == "instance" else "val_miou"
+
+    def save(self, model: Any, epoch: int, metrics: SegMetrics, state: dict[str, Any],
+             pq_things: Optional[float] = None) -> bool:
+        """Save after ``epoch`` (1-based); returns whether it is the best so far.
+
+        An instance model's best epoch is the one of the highest val PQ things (what the
+        instances are for; ties go to the higher mIoU), a semantic model's the highest mIoU.
+        """
         from edgeseg.model.io import save_model
 
-        best = metrics.mean_iou > self.best_miou
+        if self.chosen_by == "val_pq_things" and pq_things is not None:
+            best = (pq_things, metrics.mean_iou) > (self.best_pq_things, self.best_miou)
+        else:
+            best = metrics.mean_iou > self.best_miou
         if best:
             self.best_miou, self.best_epoch = metrics.mean_iou, epoch
-        info = {"train": {**self.train_settings,
-                          "state": {**state, "epoch": epoch, "best_miou": self.best_miou,
-                                    "best_epoch": self.best_epoch},
-                          "val_metrics": metrics.to_dict(self.cfg.class_names)}}
+            self.best_pq_things = -1.0 if pq_things is None else pq_things
+        best_state = {"best_miou": self.best_miou, "best_epoch": self.best_epoch,
+                      "best_by": self.chosen_by}
+        if self.chosen_by == "val_pq_things":
+            best_state["best_pq_things"] = self.best_pq_things
+        val = metrics.to_dict(self.cfg.class_names)
+        if pq_things is not None:
+            val["pq_things"] = pq_things
+        info = {"train": {**self.train_settings, "state": {**state, "epoch": epoch, **best_state},
+                          "val_metrics": val}}
         if best:
             save_model(float32_copy(model, self.cfg), self.cfg, self.best_path, **info)
         save_model(model, self.cfg, self.last_path, **info)
@@ -121,6 +141,36 @@ def float32_copy(model: Any, cfg: ModelConfig) -> Any:
         keras.config.set_dtype_policy(old)
     copy_weights_by_name(model, copy)
     return copy
+
+
+def validate_instances(model: Any, ds: Any, cfg: ModelConfig, ignore_index: Optional[int] = 255,
+                       local: bool = False) -> tuple[MetricAccumulator, float]:
+    """mIoU and PQ things of an instance model over a (image, Cityscapes-encoded map) dataset.
+
+    Both at the model's output size (the truth resized by nearest sampling), grouped as
+    evaluation groups (``edgeseg.runtime.instances.panoptic_from_heads``, no tracker);
+    ``edgeseg evaluate --task instance`` scores at the images' size, so its figures differ a little.
+
+    Returns:
+        (the class confusion accumulator, PQ things (Kirillov et al.) over the dataset).
+    """
+    from edgeseg.runtime.instances import panoptic_from_heads
+    from edgeseg.verify.panoptic import PanopticAccumulator
+
+    acc = MetricAccumulator(cfg.n_classes, ignore_index)
+    pq = PanopticAccumulator(cfg.n_classes, cfg.things, ignore_index)
+    oh, ow = cfg.output_size
+    for x, y in ds:
+        scores, heat, offsets = (np.asarray(o) for o in
+                                 (model(x, training=False) if local else model.predict_on_batch(x)))
+        truth = np.asarray(y)
+        for i in range(len(truth)):
+            ids, pan = panoptic_from_heads(scores[i].reshape(oh, ow, -1), heat[i, ..., 0], offsets[i],
+                                           cfg.things)
+            t = truth[i]
+            acc.update(np.where(t >= 1000, t // 1000, t), ids)
+            pq.update(t, pan)
+    return acc, pq.result().pq_things
 
 
 def predict_masks(model: Any, ds: Any, n_classes: int,
@@ -222,8 +272,13 @@ class TrainingLoop(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
         done = epoch + 1
         cfg = self.checkpoints.cfg
-        acc = predict_masks(self.model, self.val_ds, cfg.n_classes, self.ignore_index,
-                            local=self.combine is not None)
+        pq_things = None
+        if cfg.task == "instance":
+            acc, pq_things = validate_instances(self.model, self.val_ds, cfg, self.ignore_index,
+                                                local=self.combine is not None)
+        else:
+            acc = predict_masks(self.model, self.val_ds, cfg.n_classes, self.ignore_index,
+                                local=self.combine is not None)
         epoch_seconds = self.state.now() - self.state.epoch_start
         elapsed = self.state.elapsed()
         if self.combine is not None:
@@ -233,8 +288,10 @@ class TrainingLoop(keras.callbacks.Callback):
                "val_miou": m.mean_iou, "val_pixel_accuracy": m.pixel_accuracy,
                "lr": float(np.asarray(self.model.optimizer.learning_rate)),
                "seconds": elapsed}
+        if pq_things is not None:
+            row["val_pq_things"] = pq_things
         best = self.checkpoints.save(self.model, done, m, {"planned_epochs": self.budget.planned,
-                                                           "seconds": row["seconds"]})
+                                                           "seconds": row["seconds"]}, pq_things)
         self.history.append(row)
         if self.combine is not None:
             self.combine.saved(done)
@@ -242,7 +299,9 @@ class TrainingLoop(keras.callbacks.Callback):
             self.log(f"time limit reached after epoch {done}; keeping the best model")
         self.schedule.total_steps = self.budget.planned * self.state.steps_per_epoch
         self.log(f"{epoch_label(done, self.budget)}  loss {row['loss']:.4f}  "
-                 f"val mIoU {m.mean_iou:.4f}{'  (best, saved)' if best else ''}  "
+                 f"val mIoU {m.mean_iou:.4f}"
+                 + (f"  PQ things {pq_things:.4f}" if pq_things is not None else "")
+                 + f"{'  (best, saved)' if best else ''}  "
                  f"[{row['seconds']:.0f}s]")
         if done >= self.budget.planned:
             self.model.stop_training = True

@@ -54,17 +54,13 @@ class KerasPredictor:
         from edgeseg.runtime import instances as ri
 
         outs = self._outputs([rgb])
-        ids = np.argmax(outs[0][0], axis=-1).astype(np.uint8)
-        conf = outs[0][0].max(-1)
-        if self.instance_kind == "components":
-            from edgeseg.runtime.components import component_ids
+        if self.instance_kind != "components":
+            return ri.panoptic_from_heads(outs[0][0], outs[1][0, ..., 0], outs[2][0], self.things)
+        from edgeseg.runtime.components import component_ids
 
-            inst, centres, heat = component_ids(ids, self.things), np.zeros((0, 2), np.int64), None
-        else:
-            heat = outs[1][0, ..., 0]
-            centres = ri.find_centres(heat)
-            inst = ri.group(ids, outs[2][0], centres, ri.thing_lookup(self.things, self.cfg.n_classes))
-        _, id_class = ri.describe(inst, ids, self.cfg.n_classes, centres, ids.shape, conf, heat)
+        ids = np.argmax(outs[0][0], axis=-1).astype(np.uint8)
+        inst = component_ids(ids, self.things)
+        _, id_class = ri.describe(inst, ids, self.cfg.n_classes, np.zeros((0, 2), np.int64), ids.shape)
         return ids, ri.encode(ids, inst, id_class)
 
     def predict(self, rgbs: list[np.ndarray], scores: bool = False) -> list[Prediction]:

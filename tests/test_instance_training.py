@@ -1,0 +1,101 @@
+"""Instance training's validation: PQ things beside mIoU each epoch, and the best epoch chosen by it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeseg.config import ModelConfig
+
+
+def touching_boxes_scene() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A 32×32 output-size scene: two touching class-1 boxes (x 2-9 and 10-17, y 4-11).
+
+    Returns (Cityscapes-encoded truth, one-hot scores, centre heatmap, true offsets).
+    """
+    h, w = 32, 32
+    truth = np.zeros((h, w), np.int32)
+    truth[4:12, 2:10], truth[4:12, 10:18] = 1001, 1002
+    scores = np.eye(3, dtype=np.float32)[np.where(truth >= 1000, truth // 1000, truth)]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    heat = np.maximum(np.exp(-((yy - 7) ** 2 + (xx - 5) ** 2) / 8), np.exp(-((yy - 7) ** 2 + (xx - 13) ** 2) / 8))
+    offsets = np.stack([7 - yy, np.where(xx < 10, 5, 13) - xx], -1).astype(np.float32)
+    return truth, scores, heat.astype(np.float32), offsets
+
+
+class FakeModel:
+    """Returns fixed heads, as an instance model called on a batch of one."""
+
+    def __init__(self, scores: np.ndarray, heat: np.ndarray, offsets: np.ndarray) -> None:
+        self.out = [scores[None], heat[None, ..., None], offsets[None]]
+
+    def __call__(self, x: object, training: bool = False) -> list[np.ndarray]:
+        return self.out
+
+
+CFG = ModelConfig(n_classes=3, height=64, width=64, task="instance", things=(1, 2))
+
+
+def test_validation_scores_pq_things_from_the_heads_beside_miou() -> None:
+    from edgeseg.train.loop import validate_instances
+
+    truth, scores, heat, offsets = touching_boxes_scene()
+    ds = [(np.zeros((1, 64, 64, 3), np.float32), truth[None])]
+    acc, pq = validate_instances(FakeModel(scores, heat, offsets), ds, CFG, local=True)
+    assert acc.result().mean_iou == pytest.approx(1.0) and pq == pytest.approx(1.0)
+    # One centre only: the two boxes are one predicted object, IoU 64/128 = 0.5 with each,
+    # not > 0.5: no match, 1 false positive, 2 false negatives -> PQ 0; the classes stay right.
+    one = heat.copy()
+    one[:, 10:] = 0
+    acc, pq = validate_instances(FakeModel(scores, one, offsets), ds, CFG, local=True)
+    assert acc.result().mean_iou == pytest.approx(1.0) and pq == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("task, best", [("instance", [1, 1, 3]), ("semantic", [1, 2, 2])])
+def test_best_epoch_is_the_best_pq_things_for_instance_models_and_miou_otherwise(
+        task: str, best: list[int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import edgeseg.model.io as io
+    from edgeseg.train import loop
+    from edgeseg.verify.metrics import SegMetrics
+
+    saved: list[tuple[Path, dict]] = []
+    monkeypatch.setattr(io, "save_model", lambda model, cfg, path, **info: saved.append((path, info)))
+    monkeypatch.setattr(loop, "float32_copy", lambda model, cfg: model)
+    cfg = CFG.with_(task=task)
+    ck = loop.Checkpoints(cfg, tmp_path / "m.keras", tmp_path / "m.last.keras", {})
+    got = []
+    # (mIoU, PQ things) per epoch: epoch 2 has the best mIoU, epoch 3 the best PQ things.
+    for epoch, (miou, pq) in enumerate([(0.5, 0.3), (0.6, 0.2), (0.4, 0.35)], start=1):
+        m = replace(SegMetrics.from_confusion(np.diag([100, 100, 100]).astype(np.int64)), mean_iou=miou)
+        ck.save(object(), epoch, m, {}, pq if task == "instance" else None)
+        got.append(ck.best_epoch)
+    assert got == best
+    state = saved[-1][1]["train"]["state"]
+    assert state["best_by"] == ("val_pq_things" if task == "instance" else "val_miou")
+    assert [p.name for p, _ in saved].count("m.keras") == len(set(best))
+
+
+@pytest.mark.parametrize("flag, balance", [([], True), (["--no-balance"], False)])
+def test_no_balance_reaches_the_training_settings(flag: list[str], balance: bool, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    import edgeseg.train
+    from edgeseg.cli import app
+
+    runner = CliRunner()
+    data = tmp_path / "ds"
+    assert runner.invoke(app, ["data", "synth", "-o", str(data), "--count", "4", "--height", "64",
+                               "--width", "64"]).exit_code == 0
+    seen = []
+
+    def fake_train(cfg: object, tcfg: object, **kw: object) -> None:
+        seen.append(tcfg)
+        raise SystemExit(3)
+
+    monkeypatch.setattr(edgeseg.train, "train", fake_train)
+    res = runner.invoke(app, ["train", "--data", str(data), "-o", str(tmp_path / "m.keras"), *flag])
+    assert res.exit_code == 3 and seen[0].balance is balance
