@@ -87,3 +87,18 @@ def test_instance_class_is_the_majority_of_its_pixels() -> None:
     instances, _ = describe(ids, classes, 3, centres, (16, 24), confidence=conf)
     assert [i.class_id for i in instances] == [1, 1]
     assert all(abs(i.confidence - 0.5) < 1e-6 for i in instances)
+
+
+def test_class_mask_takes_each_instances_majority_class() -> None:
+    from edgeseg.runtime.instances import vote_classes
+
+    classes, heat, offsets = two_touching_boxes()
+    classes[4:6, 2:10] = 2  # 16 of the left box's 64 pixels say class 2
+    before = classes.copy()
+    centres = find_centres(heat, 0.1, 3)
+    ids = group(classes, offsets, centres, thing_lookup([1, 2], 3))
+    _, id_class = describe(ids, classes, 3, centres, (16, 24))
+    voted = vote_classes(classes, ids, id_class)
+    assert (voted[4:12, 2:18] == 1).all()  # both boxes all class 1
+    np.testing.assert_array_equal(classes, before)  # the input is left as it was
+    assert (voted[ids == 0] == classes[ids == 0]).all() and (ids == 0).any()  # background kept

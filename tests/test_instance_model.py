@@ -134,3 +134,23 @@ def test_resume_continues_an_instance_model_and_keeps_the_best_pq_things_epoch(
     assert state["best_epoch"] == best["epoch"]
     assert state["best_pq_things"] == pytest.approx(best["val_pq_things"], abs=1e-5)
     assert f"best val PQ things {best['val_pq_things']:.4f}" in res.output
+
+
+@pytest.mark.slow
+def test_edgetpu_conversion_maps_every_op_and_keeps_the_instances(instance_models: dict[str, Path],
+                                                                   tmp_path: Path) -> None:
+    tpu = tmp_path / "tpu.tflite"
+    res = runner.invoke(app, ["convert", str(instance_models["keras"]), "--target", "edgetpu", "--calib",
+                              str(instance_models["data"] / "images"), "-o", str(tpu)], env=WIDE)
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "tpu_edgetpu_preflight.json").read_text())
+    assert report["edgetpu_ops"] == report["total_ops"], [o for o in report["ops"] if not o["supported"]]
+    assert [o["version"] for o in report["ops"] if o["op"] == "RESIZE_BILINEAR"] == [2, 2, 2]
+    pq = {}
+    for name, model in (("cpu", instance_models["tflite"]), ("edgetpu", tpu)):
+        r = runner.invoke(app, ["evaluate", str(model), "--data", str(instance_models["data"]),
+                                "--task", "instance", "--json"], env=WIDE)
+        assert r.exit_code == 0, r.output
+        pq[name] = json.loads(r.output.strip().splitlines()[-1])["panoptic"]["things"]["pq"]
+    # The same float model through the two resizes (same values) and two int8 calibrations.
+    assert pq["edgetpu"] == pytest.approx(pq["cpu"], abs=0.1)

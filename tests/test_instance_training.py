@@ -99,3 +99,23 @@ def test_no_balance_reaches_the_training_settings(flag: list[str], balance: bool
     monkeypatch.setattr(edgeseg.train, "train", fake_train)
     res = runner.invoke(app, ["train", "--data", str(data), "-o", str(tmp_path / "m.keras"), *flag])
     assert res.exit_code == 3 and seen[0].balance is balance
+
+
+def test_edgetpu_copy_of_an_instance_model_gives_keras_heads() -> None:
+    """The instance heads' Edge TPU resize (RESIZE_BILINEAR v2 ×2N, every 2nd sample) computes
+    what Keras' Resizing computes, for all three outputs."""
+    from edgeseg.config import preset
+    from edgeseg.model.build import build_model, deployment_copy
+
+    cfg = ModelConfig(n_classes=3, height=64, width=96, task="instance", things=(1, 2),
+                      **{**preset("realtime"), "alpha": 0.25})
+    model = build_model(cfg)
+    x = np.random.default_rng(7).normal(size=(1, 64, 96, 3)).astype("float32")
+    tpu = deployment_copy(model, cfg, "logits", "resize", edgetpu=True)
+    want = [np.asarray(o) for o in deployment_copy(model, cfg, "logits", "resize")(x)]
+    got = [np.asarray(o) for o in tpu(x)]
+    kinds = {layer.name: type(layer).__name__ for layer in tpu.layers}
+    assert kinds["instance_center"] == kinds["instance_offset"] == "EdgeTpuBilinearResize"
+    for g, w, c in zip(got, want, (3, 1, 2)):
+        assert g.shape == w.shape == (1, 32, 48, c)
+        np.testing.assert_allclose(g, w, rtol=0, atol=1e-6 * max(np.abs(w).max(), 1e-3))

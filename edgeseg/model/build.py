@@ -57,8 +57,8 @@ def build_model(cfg: ModelConfig, batch_size: int | None = None, head: str | Non
             ops; see ``edgeseg.model.decoder.UPSAMPLING``): ``tile`` (UpSampling2D,
             for training), ``resize`` (RESIZE_NEAREST_NEIGHBOR v2, the Edge TPU's)
             or ``concat_reshape`` (XNNPACK's); ``True``/``False`` mean resize/tile.
-        edgetpu: The ``fast`` decoder's bilinear resize as RESIZE_BILINEAR version 2
-            (no half-pixel centres), which edgetpu_compiler maps.
+        edgetpu: The ``fast`` decoder's (and the instance heads') bilinear resize as
+            RESIZE_BILINEAR version 2 (no half-pixel centres), which edgetpu_compiler maps.
 
     Returns:
         A functional ``keras.Model`` named ``mobilenet_segnet``; for ``cfg.task ==
@@ -84,7 +84,7 @@ def build_model(cfg: ModelConfig, batch_size: int | None = None, head: str | Non
         from edgeseg.model.instance_heads import instance_heads
 
         outputs = [outputs, *instance_heads(inputs, feats, cfg.encoder_level, cfg.output_size,
-                                            cfg.decoder_width)]
+                                            cfg.decoder_width, edgetpu=edgetpu)]
     return keras.Model(inputs, outputs, name="mobilenet_segnet")
 
 

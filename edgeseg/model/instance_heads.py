@@ -21,7 +21,7 @@ HEAD_NAMES = ("instance_center", "instance_offset")
 
 
 def instance_heads(inputs: Any, tap: Any, level: int, output_size: tuple[int, int],
-                   width: float = 0.5, skip: bool = False) -> tuple[Any, Any]:
+                   width: float = 0.5, skip: bool = False, edgetpu: bool = False) -> tuple[Any, Any]:
     """The centre heatmap and offset outputs of a model whose encoder ends at ``tap``.
 
     One depthwise-separable 3×3 block at the tap (about a tenth of the fast decoder's
@@ -36,6 +36,10 @@ def instance_heads(inputs: Any, tap: Any, level: int, output_size: tuple[int, in
         output_size: (h, w) of the semantic output.
         width: Filters as a multiple of 128.
         skip: Join the 1/4 features (levels ≥ 2).
+        edgetpu: Resize with RESIZE_BILINEAR version 2 (the Edge TPU deployment copy's,
+            Keras' values: ``edgeseg.model.decoder._edgetpu_bilinear_layer``). Keras'
+            Resizing is version 3, and one version-3 use makes the file's RESIZE_BILINEAR
+            op code version 3 for the semantic head's resize too.
 
     Returns:
         (centre N×h×w×1, offsets N×h×w×2), both float32.
@@ -67,6 +71,13 @@ def instance_heads(inputs: Any, tap: Any, level: int, output_size: tuple[int, in
     oh, ow = output_size
     c = layers.Conv2D(1, 1, name="ins_center_logits")(x)
     o = layers.Conv2D(2, 1, name="ins_offset_logits")(x)
+    if edgetpu:
+        from edgeseg.model.decoder import _edgetpu_bilinear_layer
+
+        resize = _edgetpu_bilinear_layer()
+        factor = oh // x.shape[1]
+        return (resize(factor, name=HEAD_NAMES[0], dtype="float32")(c),
+                resize(factor, name=HEAD_NAMES[1], dtype="float32")(o))
     center = layers.Resizing(oh, ow, interpolation="bilinear", name=HEAD_NAMES[0],
                              dtype="float32")(c)
     offset = layers.Resizing(oh, ow, interpolation="bilinear", name=HEAD_NAMES[1],

@@ -186,6 +186,24 @@ def encode(classes: np.ndarray, ids: np.ndarray, id_class: np.ndarray) -> np.nda
     return out
 
 
+def vote_classes(classes: np.ndarray, ids: np.ndarray, id_class: np.ndarray) -> np.ndarray:
+    """The class mask with every instance's pixels given the instance's majority class.
+
+    Panoptic-DeepLab's semantic output of a panoptic prediction: where the class head
+    mixes classes inside one grouped object, the object's vote decides (on 128² touching
+    objects, +1 point of mIoU; benchmarks/instances.md). A new array; ``classes`` is kept.
+
+    Args:
+        classes: h×w class ids (uint8).
+        ids: h×w int32 instance ids (0: none), as ``classes``.
+        id_class: id → class (index 0 unused), from :func:`describe`.
+    """
+    out = classes.copy()
+    sel = ids > 0
+    out[sel] = id_class[ids[sel]].astype(out.dtype)
+    return out
+
+
 def panoptic_from_heads(scores: np.ndarray, heat: np.ndarray, offsets: np.ndarray,
                         things: Sequence[int], threshold: float = 0.1,
                         kernel: int = 7) -> tuple[np.ndarray, np.ndarray]:
@@ -203,14 +221,15 @@ def panoptic_from_heads(scores: np.ndarray, heat: np.ndarray, offsets: np.ndarra
         kernel: Centre max-pooling window, output pixels.
 
     Returns:
-        (h×w uint8 class ids, h×w int32 ``class * 1000 + id`` on instances, the class id elsewhere).
+        (h×w uint8 class ids (instances' pixels: their majority class, :func:`vote_classes`),
+        h×w int32 ``class * 1000 + id`` on instances, the class id elsewhere).
     """
     n_classes = scores.shape[-1]
     ids = np.argmax(scores, axis=-1).astype(np.uint8)
     centres = find_centres(heat, threshold, kernel)
     inst = group(ids, offsets, centres, thing_lookup(things, n_classes))
     _, id_class = describe(inst, ids, n_classes, centres, ids.shape, None, heat)
-    return ids, encode(ids, inst, id_class)
+    return vote_classes(ids, inst, id_class), encode(ids, inst, id_class)
 
 
 def thing_lookup(things: Sequence[int], n_classes: int) -> np.ndarray:

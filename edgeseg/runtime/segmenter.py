@@ -12,6 +12,7 @@ import numpy as np
 from edgeseg.errors import EdgesegError
 from edgeseg.preprocess import DEFAULT_MEAN, DEFAULT_STD, Preprocessing, pixel_table, resize_rgb
 from edgeseg.runtime import adapters
+from edgeseg.runtime.instances import vote_classes
 from edgeseg.runtime.interpreter import (
     accelerator_line,
     backend,
@@ -343,7 +344,9 @@ class Segmenter:
         tg = time.perf_counter()
         inst_ids = instances = None
         if self.instance_reader is not None:
-            inst_ids, instances, _ = self.instance_reader.read(ids, frame.shape[:2], inst_conf)
+            inst_ids, instances, id_class = self.instance_reader.read(ids, frame.shape[:2], inst_conf)
+            if self.instance_reader.kind == "heads":  # the class mask agrees with the instances
+                ids = vote_classes(ids, inst_ids, id_class)
             if inst_ids.shape[::-1] != size:
                 inst_ids = self._cv2.resize(inst_ids, size, interpolation=self._nearest)
         group_ms = (time.perf_counter() - tg) * 1e3
@@ -375,4 +378,6 @@ class Segmenter:
             conf = self._score_confidence(raw)
         del raw
         inst_ids, _, id_class = self.instance_reader.read(ids, ids.shape, conf)
+        if self.instance_reader.kind == "heads":
+            ids = vote_classes(ids, inst_ids, id_class)
         return ids, encode(ids, inst_ids, id_class)
