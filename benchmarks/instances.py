@@ -48,13 +48,20 @@ def components_of_truth(data: Path) -> dict[str, float]:
     return {"pq_things": r.pq_things, "sq_things": r.sq_things, "rq_things": r.rq_things}
 
 
-def scores(model: Path, data: Path, instances: str | None = None) -> dict[str, float]:
+def scores(model: Path, data: Path, instances: str | None = None) -> dict[str, object]:
+    """mIoU and PQ through ``evaluate --task instance``. An instance model's mIoU is its class
+    mask's, where each instance's pixels take the instance's majority class (``miou_argmax``:
+    the class head's argmax alone); a semantic model's instances are connected components."""
     from edgeseg.verify.evaluate_instances import evaluate_any
 
     ev = evaluate_any(model, data, "instance", instances=instances)
     p = ev.panoptic
-    return {"miou": ev.metrics.mean_iou, "pq": p.pq, "pq_things": p.pq_things, "sq_things": p.sq_things,
-            "rq_things": p.rq_things, "pq_stuff": p.pq_stuff, "instances": ev.instances}
+    out = {"miou": ev.metrics.mean_iou, "pq": p.pq, "pq_things": p.pq_things, "sq_things": p.sq_things,
+           "rq_things": p.rq_things, "pq_stuff": p.pq_stuff, "instances": ev.instances,
+           "per_class_iou": list(ev.metrics.per_class_iou)}
+    if instances is None:  # an instance model: its class mask before the instances' votes, too
+        out["miou_argmax"] = evaluate_any(model, data, "semantic").metrics.mean_iou
+    return out
 
 
 def grouping_time(model: Path, frames: int = 200) -> dict[str, float]:
