@@ -47,6 +47,10 @@ def test_model_and_tflite_describe_the_task_things_and_heads(instance_models: di
     assert outs["semantic"]["shape"] == [1, 32, 32, 3]
     assert outs["center"]["shape"] == [1, 32, 32, 1] and outs["offset"]["shape"] == [1, 32, 32, 2]
     assert all(o["dtype"] == "uint8" for o in outs.values())  # every head quantized
+    # train tuned the grouping on training scenes; convert carried it into the description.
+    g = side["instance"]["grouping"]
+    assert g["tuned_on"] == "training scenes" and g["scenes"] == 29  # 32 scenes, 3 held out
+    assert inst["grouping"] == g
     from edgeseg.runtime.interpreter import make_interpreter
 
     details = make_interpreter(instance_models["tflite"], 1).get_output_details()
@@ -115,7 +119,7 @@ def test_resume_continues_an_instance_model_and_keeps_the_best_pq_things_epoch(
 
     # A copy of the run: the resumed one writes its own history and checkpoints.
     src = instance_models["keras"]
-    for suffix in (".last.keras", ".last.keras.json", ".history.csv"):
+    for suffix in (".keras", ".keras.json", ".last.keras", ".last.keras.json", ".history.csv"):
         shutil.copy(src.with_name(src.stem + suffix), tmp_path / ("inst" + suffix))
     out = tmp_path / "inst.keras"
     res = runner.invoke(app, ["train", "--data", str(instance_models["data"]), "--task", "instance",
@@ -134,6 +138,8 @@ def test_resume_continues_an_instance_model_and_keeps_the_best_pq_things_epoch(
     assert state["best_epoch"] == best["epoch"]
     assert state["best_pq_things"] == pytest.approx(best["val_pq_things"], abs=1e-5)
     assert f"best val PQ things {best['val_pq_things']:.4f}" in res.output
+    assert "grouping tuned on 29 training scenes" in res.output
+    assert json.loads((tmp_path / "inst.keras.json").read_text())["instance"]["grouping"]["scenes"] == 29
 
 
 @pytest.mark.slow

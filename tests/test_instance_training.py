@@ -119,3 +119,33 @@ def test_edgetpu_copy_of_an_instance_model_gives_keras_heads() -> None:
     for g, w, c in zip(got, want, (3, 1, 2)):
         assert g.shape == w.shape == (1, 32, 48, c)
         np.testing.assert_allclose(g, w, rtol=0, atol=1e-6 * max(np.abs(w).max(), 1e-3))
+
+
+def test_grouping_is_tuned_to_the_pair_that_scores_best_and_the_readers_use_it() -> None:
+    from edgeseg.runtime.instances import InstanceReader, grouping_settings
+    from edgeseg.train.instance_tune import tune_grouping
+
+    truth, scores, _, offsets = touching_boxes_scene()
+    heat = np.zeros((32, 32), np.float32)
+    heat[7, 5] = heat[7, 13] = 0.9
+    heat[7, 0] = 0.15  # a weak spurious peak 5 px left of the left box's centre
+    offsets[4:12, 2:6, 1] = 1 - np.arange(2, 6)  # the left box's left half points at x = 1
+    ds = [(np.zeros((1, 64, 64, 3), np.float32), truth[None])]
+    got = tune_grouping(FakeModel(scores, heat, offsets), ds, CFG)
+    # The defaults (0.1, window 7) keep the weak peak: the left half goes to it, the left box
+    # is split in two halves of IoU 0.5 (no match): TP 1, FP 2, FN 1 -> PQ 1 / 2.5 = 0.4.
+    assert got["default_pq_things"] == pytest.approx(0.4)
+    assert got["threshold"] >= 0.2 and got["pq_things"] == pytest.approx(1.0)
+    assert grouping_settings(None) == (0.1, 7)
+    layout = {"heads": {"semantic": 0, "center": 1, "offset": 2}, "things": [1],
+              "grouping": {"threshold": got["threshold"], "kernel": got["kernel"]}}
+
+    class NoInterpreter:
+        def get_output_details(self) -> list[dict]:
+            return [{"index": i, "quantization": (0.0, 0)} for i in range(3)]
+
+        def tensor(self, index: int) -> object:
+            return lambda: None
+
+    reader = InstanceReader(NoInterpreter(), layout, 3, [1, 2])
+    assert (reader.threshold, reader.kernel) == (got["threshold"], got["kernel"])

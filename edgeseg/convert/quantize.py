@@ -322,6 +322,11 @@ def convert(model_path: str | Path, output: str | Path, ccfg: ConvertConfig,
         from edgeseg.convert.instance_layout import head_layout
 
         info["tflite"]["instance"] = layout = head_layout(flat, cfg)
+        from edgeseg.config import read_sidecar
+
+        grouping = ((read_sidecar(model_path) or {}).get("instance") or {}).get("grouping")
+        if grouping:  # the centre threshold and window train tuned: the runtime reads them here
+            layout["grouping"] = grouping
         info["tflite"]["output"] = layout["outputs"]["semantic"]
     from edgeseg.convert.confidence import confidence_reference
     from edgeseg.tflite.metadata import embed_metadata, mediapipe_blocker

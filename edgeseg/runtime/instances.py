@@ -46,6 +46,18 @@ class Instance(NamedTuple):
                 "confidence": None if self.confidence != self.confidence else round(self.confidence, 4)}
 
 
+# Panoptic-DeepLab's centre threshold, and a 7-pixel max-pooling window at the output size;
+# ``train --task instance`` tunes both on its training scenes and records them in the model
+# (``instance.grouping`` of its description), which the readers below then use.
+THRESHOLD, KERNEL = 0.1, 7
+
+
+def grouping_settings(layout: Optional[dict]) -> tuple[float, int]:
+    """(centre threshold, max-pooling window) a model's description records, else the defaults."""
+    g = (layout or {}).get("grouping") or {}
+    return float(g.get("threshold", THRESHOLD)), int(g.get("kernel", KERNEL))
+
+
 def max_pool(heat: np.ndarray, kernel: int) -> np.ndarray:
     """Max over a kernel×kernel window centred on each pixel (edges padded with -inf), separable."""
     r = kernel // 2
@@ -60,7 +72,7 @@ def max_pool(heat: np.ndarray, kernel: int) -> np.ndarray:
     return out
 
 
-def find_centres(heat: np.ndarray, threshold: float = 0.1, kernel: int = 7,
+def find_centres(heat: np.ndarray, threshold: float = THRESHOLD, kernel: int = KERNEL,
                  top_k: int = 64) -> np.ndarray:
     """Object centres: local maxima of the heatmap above ``threshold``, strongest first.
 
@@ -205,8 +217,8 @@ def vote_classes(classes: np.ndarray, ids: np.ndarray, id_class: np.ndarray) -> 
 
 
 def panoptic_from_heads(scores: np.ndarray, heat: np.ndarray, offsets: np.ndarray,
-                        things: Sequence[int], threshold: float = 0.1,
-                        kernel: int = 7) -> tuple[np.ndarray, np.ndarray]:
+                        things: Sequence[int], threshold: float = THRESHOLD,
+                        kernel: int = KERNEL) -> tuple[np.ndarray, np.ndarray]:
     """One frame's class ids and Cityscapes-encoded panoptic map from float head outputs.
 
     What evaluation (``KerasPredictor``) and training's validation do with a model's
@@ -260,18 +272,21 @@ class InstanceReader:
         things: Thing class ids.
         kind: ``heads`` or ``components``.
         components: ``(classes, things) -> ids`` for ``components``.
-        threshold: Least centre heat (0-1).
-        kernel: Centre max-pooling window, output pixels.
+        threshold: Least centre heat (0-1); None: the model's recorded value (``layout``'s
+            ``grouping``), else ``THRESHOLD``.
+        kernel: Centre max-pooling window, output pixels; None: as ``threshold``.
         top_k: Most instances per frame.
         tracker: Renumbers ids to be stable across frames (None: per-frame ids).
     """
 
     def __init__(self, interpreter: object, layout: dict | None, n_classes: int,
                  things: Sequence[int], kind: str = "heads", components: object = None,
-                 threshold: float = 0.1, kernel: int = 7, top_k: int = 64,
+                 threshold: Optional[float] = None, kernel: Optional[int] = None, top_k: int = 64,
                  tracker: object = None) -> None:
         self.kind, self.n_classes, self.things = kind, n_classes, tuple(things)
-        self.threshold, self.kernel, self.top_k = threshold, kernel, top_k
+        t, k = grouping_settings(layout)
+        self.threshold = t if threshold is None else threshold
+        self.kernel, self.top_k = k if kernel is None else kernel, top_k
         self._lut = thing_lookup(self.things, n_classes)
         self._components = components
         self.tracker = tracker

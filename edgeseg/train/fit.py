@@ -296,6 +296,14 @@ def train(cfg: ModelConfig, tcfg: TrainConfig,
             combine.finished()
     finally:
         dist.remove_scratch(scratch)
+    if cfg.task == "instance" and checkpoints.best_epoch:  # after the budget, as calibration is
+        from edgeseg.train.instance_tune import record_grouping
+
+        if out.exists():
+            record_grouping(out, train_pairs, cfg, enc, log)
+        else:  # resumed, and the best epoch's model (from before) is not at -o any more
+            log(f"{out} (the best epoch, {checkpoints.best_epoch}) is missing: its grouping was "
+                "not tuned; the runtime's defaults apply.")
     csv_path, png_path = history_paths(out)
     return TrainResult(out, checkpoints.best_miou, checkpoints.best_epoch,
                        len(history.rows),

@@ -35,6 +35,10 @@ class KerasPredictor:
         self.labels = self.cfg.class_names
         self.instance_kind = instance_kind(self.cfg.task == "instance", instances, self.path)
         self.things = self.cfg.things or tuple(range(1, self.cfg.n_classes))
+        from edgeseg.config import read_sidecar
+        from edgeseg.runtime.instances import grouping_settings
+
+        self.grouping = grouping_settings((read_sidecar(path) or {}).get("instance"))
 
     def _outputs(self, rgbs: list[np.ndarray]) -> list[np.ndarray]:
         from edgeseg.preprocess import preprocess
@@ -55,7 +59,8 @@ class KerasPredictor:
 
         outs = self._outputs([rgb])
         if self.instance_kind != "components":
-            return ri.panoptic_from_heads(outs[0][0], outs[1][0, ..., 0], outs[2][0], self.things)
+            return ri.panoptic_from_heads(outs[0][0], outs[1][0, ..., 0], outs[2][0], self.things,
+                                          *self.grouping)
         from edgeseg.runtime.components import component_ids
 
         ids = np.argmax(outs[0][0], axis=-1).astype(np.uint8)
