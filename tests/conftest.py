@@ -176,26 +176,3 @@ def converted(trained, synth_data: Path, tmp_path_factory: pytest.TempPathFactor
         ccfg = ConvertConfig(mode=mode, calib=str(synth_data / "train"), calib_count=100)
         paths[mode] = convert(src, out / f"tiny_{mode}.tflite", ccfg, log=lambda s: None).path
     return paths
-
-
-# The whole suite in one process loads TensorFlow, Keras training, LiteRT's GPU environment
-# and XNNPACK together; on a clean 2-core CI machine that process passed every test and then
-# aborted (SIGABRT, exit 134) in native static destructors after pytest's summary. Every
-# edgeseg command is also run in processes of its own by the tests, whose exit codes are
-# asserted, so only this long-lived process is affected: end it with pytest's own exit
-# status once pytest has written everything.
-_EXIT_STATUS: list[int] = []
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    _EXIT_STATUS.append(int(exitstatus))
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_unconfigure(config: pytest.Config) -> None:
-    if _EXIT_STATUS and os.environ.get("EDGESEG_TEST_NATIVE_EXIT") != "1":
-        import sys
-
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(_EXIT_STATUS[-1])

@@ -190,3 +190,86 @@ def test_trained_model_on_the_gpu_matches_the_cpu(converted: dict[str, Path], tr
     # The int8 file runs dequantized on the GPU, in float: close to the CPU's int8
     # kernels, not equal (99.991 % on all 32 images here).
     assert agreement["int8"] >= 0.99, agreement
+
+
+# Mesa's LLVM-based Vulkan drivers (lavapipe, RADV) clash with TensorFlow's own LLVM when they
+# load after it: the process aborted at exit (free(): invalid pointer, SIGABRT) after its work.
+def _llvm_drivers() -> list[Path]:
+    from edgeseg.runtime.vulkan_drivers import drivers_without_llvm
+
+    return drivers_without_llvm({})[1]
+
+
+NO_LLVM_DRIVER = ("no LLVM-based Vulkan driver is installed (Mesa's lavapipe or RADV: apt-get "
+                  "install mesa-vulkan-drivers), so nothing here clashes with TensorFlow's LLVM")
+
+
+def test_the_accelerator_after_tensorflow_leaves_llvm_drivers_out_and_exits_cleanly() -> None:
+    llvm = _llvm_drivers()
+    if not llvm:
+        pytest.skip(NO_LLVM_DRIVER)
+    script = ("import sys, tensorflow\n"
+              "from edgeseg.runtime.accelerator import probe\n"
+              f"print(probe({str(TINY)!r})['line'])\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("VK_ICD_FILENAMES", "VK_DRIVER_FILES")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                       timeout=600, cwd=ROOT)
+    assert r.returncode == 0, (r.returncode, r.stderr[-3000:])  # was -6 (SIGABRT) at exit
+    for m in llvm:
+        assert m.stem in r.stdout, r.stdout
+
+
+def test_llvm_drivers_are_found_by_what_their_library_links(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeseg.errors import EdgesegError
+    from edgeseg.runtime.vulkan_drivers import keep_llvm_drivers_away_from_tensorflow
+
+    first, second = tmp_path / "etc", tmp_path / "share"
+    for d in (first, second):
+        d.mkdir()
+
+    def driver(d: Path, name: str, needed: bytes) -> Path:
+        (d / f"lib{name}.so").write_bytes(b"\x7fELF" + needed + b"\0libc.so.6\0")
+        (d / f"{name}.json").write_text(json.dumps({"ICD": {"library_path": f"./lib{name}.so"}}))
+        return d / f"{name}.json"
+
+    intel = driver(second, "intel", b"libexpat.so.1")
+    driver(second, "lvp", b"libLLVM-15.so.1")
+    driver(second, "radeon", b"libLLVM-15.so.1")
+    driver(first, "radeon", b"libdrm.so.2")  # an earlier directory's manifest wins, as in the loader
+    (second / "broken.json").write_text("{not json")
+    monkeypatch.setitem(sys.modules, "tensorflow", sys.modules.get("tensorflow", object()))
+    env: dict[str, str] = {}
+    assert keep_llvm_drivers_away_from_tensorflow(env, [first, second]) == ["lvp"]
+    assert env["VK_ICD_FILENAMES"].split(os.pathsep) == [str(first / "radeon.json"), str(intel)]
+    # The user's own choice of drivers is left alone.
+    env = {"VK_ICD_FILENAMES": "/mine.json"}
+    assert keep_llvm_drivers_away_from_tensorflow(env, [first, second]) == []
+    assert env == {"VK_ICD_FILENAMES": "/mine.json"}
+    # Nothing but LLVM drivers: one line saying why, instead of a crash at exit.
+    (first / "radeon.json").unlink()
+    (second / "intel.json").unlink()
+    with pytest.raises(EdgesegError, match=r"every Vulkan driver here \(lvp, radeon\) is built on "
+                                           r"LLVM.*--fallback"):
+        keep_llvm_drivers_away_from_tensorflow({}, [first, second])
+
+
+@pytest.mark.slow
+def test_compare_with_the_gpu_delegate_exits_cleanly(converted: dict[str, Path], trained,
+                                                     synth_data: Path) -> None:
+    """`compare model.keras model.tflite --delegate gpu` loads TensorFlow (the .keras) and
+    the Vulkan drivers (the accelerator) in one process; with an LLVM-based driver it used to
+    end in SIGABRT after printing its results."""
+    if not _llvm_drivers():
+        pytest.skip(NO_LLVM_DRIVER)
+    env = {k: v for k, v in os.environ.items() if k not in ("VK_ICD_FILENAMES", "VK_DRIVER_FILES")}
+    env.update(COLUMNS="200", PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([sys.executable, "-c", "from edgeseg.cli import main; main()", "compare",
+                        str(trained[0]), str(converted["int8"]), "--data", str(synth_data / "val"),
+                        "--delegate", "gpu", "--fallback"],
+                       env=env, capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert r.returncode == 0, (r.returncode, r.stderr[-3000:])
+    assert "pixel agreement" in r.stdout, r.stdout
+    for crash in ("Aborted", "terminate called", "free(): invalid pointer"):
+        assert crash not in r.stderr, r.stderr

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from edgeseg.errors import EdgesegError
+from edgeseg.runtime.vulkan_drivers import keep_llvm_drivers_away_from_tensorflow
 
 ACCELERATOR_LIB = "libLiteRtWebGpuAccelerator.so"
 TITLE = "LiteRT GPU accelerator (WebGPU)"
@@ -126,6 +127,9 @@ def _no_adapter_reason(log: str) -> tuple[str, str]:
 
 def _icd_note() -> str:
     """The variable that chose the Vulkan drivers, when one did: a likely culprit."""
+    if _LEFT_OUT:
+        return (f" (LLVM-based drivers {', '.join(_LEFT_OUT)} left out: they clash with "
+                "TensorFlow, loaded in this process)")
     for name in ("VK_ICD_FILENAMES", "VK_DRIVER_FILES"):
         if os.environ.get(name):
             return f" ({name}={os.environ[name]})"
@@ -186,6 +190,7 @@ def _environment() -> Any:
 # model logs neither the adapter's name nor why there is none, so the first answer is kept.
 _NO_ADAPTER: list[str] = []
 _ADAPTER: list[str] = []
+_LEFT_OUT: list[str] = []  # Vulkan drivers not shown to the accelerator (TensorFlow is loaded)
 
 
 class GpuModel:
@@ -284,6 +289,8 @@ def compile_for_gpu(path: Path, details: Any, threads: int) -> GpuModel:
     if _NO_ADAPTER:
         raise EdgesegError(_NO_ADAPTER[0])
     cm = _litert()
+    if not _ADAPTER and not _LEFT_OUT:  # before the first driver scan (vulkan_drivers says why)
+        _LEFT_OUT[:] = keep_llvm_drivers_away_from_tensorflow()
     env = _environment()
     options = cm.Options(hardware_accelerators=cm.HardwareAccelerator.GPU
                          | cm.HardwareAccelerator.CPU,

@@ -109,6 +109,9 @@ def compare(float_model: str | Path, quant_model: str | Path, data: str | Path,
     )
     from edgeseg.verify.predict import load_predictor
 
+    # The .tflite first: --delegate gpu loads the Vulkan drivers, which must come before
+    # TensorFlow (a .keras reference) for LLVM-based ones to run (runtime/vulkan_drivers.py).
+    quant = load_predictor(quant_model, output=output, delegate=delegate, fallback=fallback)
     plan = None
     if layers:  # refuse before the long part when the file cannot be re-made
         from edgeseg.convert.layer_errors import plan_layer_errors
@@ -116,7 +119,6 @@ def compare(float_model: str | Path, quant_model: str | Path, data: str | Path,
         plan = plan_layer_errors(quant_model, float_model if Path(float_model).suffix == ".keras"
                                  else None)
     ref = load_predictor(float_model, output=output)
-    quant = load_predictor(quant_model, output=output, delegate=delegate, fallback=fallback)
     n = n_classes_of(ref)
     if n_classes_of(quant) != n:
         raise EdgesegError(f"{float_model} predicts {n} classes and {quant_model} "
