@@ -114,7 +114,7 @@ def _run_in_thread(opts: RunOptions, notes: list[str]) -> tuple[threading.Thread
     return t, out
 
 
-def _wait_for(pred, timeout: float = 20.0) -> None:
+def _wait_for(pred, timeout: float = 120.0) -> None:  # generous: a loaded CI machine stalls
     t0 = time.monotonic()
     while not pred():
         assert time.monotonic() - t0 < timeout, "timed out"
@@ -126,8 +126,10 @@ def test_run_opened_to_the_network_prints_a_token_and_serves_live_stats(
     monkeypatch.setattr(capture, "open_source", lambda camera, source: PacedCamera())
     model = models / "int8_softmax.tflite"
     notes: list[str] = []
+    # 300 frames (>= 5 s at the camera's 60 fps): the server outlives the checks below
+    # even when this thread is starved for a few seconds.
     opts = RunOptions(str(model), camera="0", display=False, stream=0, host="0.0.0.0",
-                      max_frames=150)
+                      max_frames=300)
     t, out = _run_in_thread(opts, notes)
     _wait_for(lambda: any("streaming on" in n for n in notes))
     line = next(n for n in notes if "streaming on" in n)
@@ -158,9 +160,9 @@ def test_run_opened_to_the_network_prints_a_token_and_serves_live_stats(
     frames_out = [ln for ln in metrics.splitlines() if ln.startswith("edgeseg_frames_out_total")]
     assert len(frames_out) == 1 and float(frames_out[0].split()[1]) >= 30
     assert 'edgeseg_invoke_latency_ms{quantile="0.99"}' in metrics
-    t.join(30)
+    t.join(120)
     assert "error" not in out, out
-    assert out["stats"].frames == 150
+    assert out["stats"].frames == 300
 
 
 def test_no_auth_says_so(models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
