@@ -72,6 +72,9 @@ def compare_heads(float_model: Path, quant_model: Path, data: Path, limit: Optio
                                "needs two instance models (train --task instance, then convert).")
     n = len(preds[0].labels)
     things = thing_classes([Path(data)], enc)
+    # Each model groups with the centre threshold and window it records (as evaluate does).
+    grouping = [getattr(p, "grouping", None) or (p.segmenter.instance_reader.threshold,
+                                                 p.segmenter.instance_reader.kernel) for p in preds]
     lut = ri.thing_lookup(things, n)
     pairs = eval_pairs(Path(data))[:limit]
     pq = [PanopticAccumulator(n, things, enc.ignore_index) for _ in preds]
@@ -86,10 +89,9 @@ def compare_heads(float_model: Path, quant_model: Path, data: Path, limit: Optio
             ids = []
             for k, (scores, heat, off) in enumerate(heads):
                 cls = np.argmax(scores, -1).astype(np.uint8)
-                centres = ri.find_centres(heat[..., 0])
-                inst = ri.group(cls, off, centres, lut)
-                _, id_class = ri.describe(inst, cls, n, centres, cls.shape)
-                pq[k].update(truth, resize_mask(ri.encode(cls, inst, id_class), *truth.shape))
+                centres = ri.find_centres(heat[..., 0], *grouping[k])
+                _, pan = ri.panoptic_from_heads(scores, heat[..., 0], off, things, *grouping[k])
+                pq[k].update(truth, resize_mask(pan, *truth.shape))
                 ids.append((cls, centres))
             (fc, fcent), (qc, qcent) = ids
             agree += float((fc == qc).mean())
