@@ -4,6 +4,7 @@
     python benchmarks/pi_cost_fit.py time MODELS_DIR     # x86: thread CPU time per invoke here, one thread
     python benchmarks/pi_cost_fit.py fit MODELS_DIR [--heldout-prefix heldout_]        # instant
     python benchmarks/pi_cost_fit.py plot MODELS_DIR     # benchmarks/pi_kernels.png
+    python benchmarks/pi_cost_fit.py tables MODELS_DIR   # instant: only `plan`'s op tables, after a preset changed
 
 `count` runs every MODELS_DIR/*.tflite (copy in the two reference models `a72_count.py
 references` writes to EMU_DIR/references/) once under qemu (benchmarks/a72_count.py, one
@@ -306,7 +307,7 @@ def plot(models_dir: Path, out: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["count", "time", "fit", "plot"])
+    p.add_argument("command", choices=["count", "time", "fit", "plot", "tables"])
     p.add_argument("models_dir", type=Path)
     p.add_argument("--work", type=Path, default=Path("/tmp/edgeseg-arm64"))
     p.add_argument("--cpu", nargs="+", default=["a72", "a76"], choices=sorted(CORES))
@@ -316,6 +317,10 @@ def main() -> None:
         count(args.models_dir, args.work.resolve(), args.cpu)
     elif args.command == "time":
         time_here(args.models_dir)
+    elif args.command == "tables":  # the fitted coefficients stand: they price op kinds, not presets
+        cost = json.loads(COST_FILE.read_text())
+        cost["plan"] = _plan_tables(args.models_dir)
+        COST_FILE.write_text(json.dumps(cost, indent=1) + "\n")
     elif args.command == "plot":
         plot(args.models_dir, REPO / "benchmarks" / "pi_kernels.png")
     else:

@@ -51,30 +51,40 @@ def _lever(size: int, alpha: float, level: int, stages: list[tuple[str, int]],
     return keras.Model(inp, x)
 
 
-def _preset(name: str, size: int, head: str = "softmax", **over: Any) -> Any:
+def _preset(name: str, size: int, deploy: str = "softmax", **over: Any) -> Any:
+    """Preset ``name`` with ``over`` its ModelConfig fields, as a batch-1 model with the
+    deployment head ``deploy``."""
     from edgeseg.config import ModelConfig, preset
     from edgeseg.model.build import build_model
 
     cfg = ModelConfig(n_classes=CLASSES, height=size, width=size, **{**preset(name), **over})
     # The CPU target's ×2 upsampling (edgeseg convert's default there: one XNNPACK partition).
-    return build_model(cfg, batch_size=1, head=head, upsampling="concat_reshape")
+    return build_model(cfg, batch_size=1, head=deploy, upsampling="concat_reshape")
 
 
 def variants(size: int, levers: bool) -> dict[str, Callable[[], Any]]:
     """name -> builder. The two presets always; the levers at ``size`` when asked."""
+    old = {"stem": "mobilenet", "head": "spatial"}  # the realtime preset before 2026-12-06
     v: dict[str, Callable[[], Any]] = {
         "seed preset (alpha 1.0, 1/16, seed decoder)": lambda: _preset("seed", size),
-        "realtime preset (alpha 0.5, 1/8, fast decoder)": lambda: _preset("realtime", size),
-        "realtime_1core preset (lean stem, fast decoder 16)": lambda: _preset("realtime_1core", size),
-        "realtime preset, argmax head": lambda: _preset("realtime", size, head="argmax"),
-        "realtime_1core preset, argmax head": lambda: _preset("realtime_1core", size, head="argmax"),
+        "realtime preset (lean stem, fast decoder, softmax at the tap)":
+            lambda: _preset("realtime", size),
+        "realtime_1core preset (lean stem, separable decoder, softmax at the tap)":
+            lambda: _preset("realtime_1core", size),
+        "realtime before 2026-12-06 (MobileNet stem, softmax at 1/2)":
+            lambda: _preset("realtime", size, **old),
+        "realtime preset, spatial head (one XNNPACK partition)":
+            lambda: _preset("realtime", size, head="spatial"),
+        "realtime preset, argmax head": lambda: _preset("realtime", size, deploy="argmax"),
+        "realtime_1core preset, argmax head": lambda: _preset("realtime_1core", size, deploy="argmax"),
     }
     if not levers:
         return v
     v.update({
         "lite decoder, alpha 0.5, 1/8 (the old from-scratch recipe)":
-            lambda: _preset("realtime", size, decoder="lite"),
-        "seed decoder, alpha 0.5, 1/8": lambda: _preset("realtime", size, decoder="seed"),
+            lambda: _preset("realtime", size, decoder="lite", head="spatial"),
+        "seed decoder, alpha 0.5, 1/8": lambda: _preset("realtime", size, decoder="seed",
+                                                         head="spatial"),
         "fast: depthwise-separable 64 instead of dense 3×3":
             lambda: _lever(size, 0.5, 2, [("dw", 64)]),
         "fast: dense 3×3 128 filters": lambda: _lever(size, 0.5, 2, [("dense", 128)]),

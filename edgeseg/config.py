@@ -11,7 +11,7 @@ from edgeseg.errors import EdgesegError
 from edgeseg.preprocess import DEFAULT_MEAN, DEFAULT_STD, Preprocessing
 
 ALPHAS = (0.25, 0.5, 0.75, 1.0)
-HEADS = ("flat", "spatial")
+HEADS = ("flat", "spatial", "upsampled")
 DECODERS = ("seed", "lite", "fast", "fast_dw")
 STEMS = ("mobilenet", "lean")
 TASKS = ("semantic", "instance")
@@ -27,7 +27,10 @@ class ModelConfig:
         width: Input width (a multiple of 32).
         alpha: MobileNet width multiplier.
         encoder_level: Encoder tap for the decoder: 1 (1/4) … 4 (1/32); 3 is the seed's.
-        head: ``flat`` (seed: Reshape + Softmax) or ``spatial`` (4-D softmax).
+        head: ``flat`` (seed: Reshape + Softmax), ``spatial`` (4-D softmax at the output
+            resolution) or ``upsampled`` (``fast`` decoders: softmax at the decoder's
+            resolution, the class probabilities resized bilinearly to the output; 1/16 of
+            the softmax work at a 1/8 tap, and softmax runs outside XNNPACK).
         decoder: ``seed`` (the published SegNet decoder), ``lite`` (depthwise, ReLU6) or
             ``fast`` (one conv at the tap, logits resized once: the realtime preset's).
         decoder_width: Width multiplier of the ``lite``/``fast``/``fast_dw`` decoder's filters.
@@ -76,6 +79,9 @@ class ModelConfig:
             raise EdgesegError(f"--head {self.head!r} must be one of {', '.join(HEADS)}.")
         if self.decoder not in DECODERS:
             raise EdgesegError(f"--decoder {self.decoder!r} must be one of {', '.join(DECODERS)}.")
+        if self.head == "upsampled" and self.decoder not in ("fast", "fast_dw"):
+            raise EdgesegError(f"--head upsampled needs a fast decoder (the {self.decoder} decoder "
+                               "ends at the output resolution); use --head spatial.")
         if self.stem not in STEMS:
             raise EdgesegError(f"--stem {self.stem!r} must be one of {', '.join(STEMS)}.")
         if not 0 < self.decoder_width <= 2:
@@ -134,18 +140,17 @@ PRESETS: dict[str, dict[str, Any]] = {
     # keras_segmentation's mobilenet_segnet, layer for layer (at the size you pass).
     "seed": {"alpha": 1.0, "encoder_level": 3, "decoder": "seed", "decoder_width": 1.0,
              "head": "flat", "stem": "mobilenet"},
-    # ~4x faster int8 than "seed" at 416² (benchmarks/RESULTS.md §6c); its 1/8 tap also
-    # learns from scratch on a CPU, where the seed's 1/16 tap plateaus on background.
-    # The lean stem (90 -> 75 M A72 instructions per 320² invoke) is not taken: it cost
-    # 4 points of VOC mIoU at equal epochs (benchmarks/RESULTS.md §6d).
+    # 5.0× faster int8 than "seed" at 416² on this Xeon, 82.5 M Cortex-A72 instructions per
+    # 320² camera frame (benchmarks/RESULTS.md §6e); its 1/8 tap also learns from scratch on a
+    # CPU, where the seed's 1/16 tap plateaus on background. The lean stem and the softmax at the
+    # tap (``upsampled`` head) cost no mIoU beyond run-to-run noise on synthetic scenes or VOC.
     "realtime": {"alpha": 0.5, "encoder_level": 2, "decoder": "fast", "decoder_width": 0.5,
-                 "head": "spatial", "stem": "mobilenet"},
-    # realtime with a 16-filter decoder conv: the whole camera loop at 320² (640×480 frames,
-    # argmax head) in ~58 M A72 instructions, ~30 fps on one Pi 4 core by the calibrated
-    # estimate. Same val mIoU on 4-class synthetic scenes; the narrow decoder fits 21-class
-    # VOC far more slowly (benchmarks/RESULTS.md §6d), so it is not the default.
-    "realtime_1core": {"alpha": 0.5, "encoder_level": 2, "decoder": "fast",
-                       "decoder_width": 0.125, "head": "spatial", "stem": "lean"},
+                 "head": "upsampled", "stem": "lean"},
+    # realtime with a depthwise-separable decoder conv: the whole camera loop at 320² (640×480
+    # frames, the default softmax head) in ~57 M A72 instructions, ~30 fps on one Pi 4 core by the
+    # calibrated estimate (benchmarks/RESULTS.md §6e).
+    "realtime_1core": {"alpha": 0.5, "encoder_level": 2, "decoder": "fast_dw",
+                       "decoder_width": 0.5, "head": "upsampled", "stem": "lean"},
 }
 ARCHITECTURE = ("alpha", "encoder_level", "decoder", "decoder_width", "head", "stem", "task")
 

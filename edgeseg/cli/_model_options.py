@@ -11,9 +11,9 @@ from typing import Annotated, Any, Optional
 import typer
 
 Preset = Annotated[Optional[str], typer.Option(
-    help="seed (keras_segmentation's mobilenet_segnet, exact), realtime (~4x faster int8, "
-         "learns from scratch) or realtime_1core (realtime with a 16-filter decoder: ~30 fps on "
-         "one Pi 4 core, for few classes); explicit options override it.", show_default=False)]
+    help="seed (keras_segmentation's mobilenet_segnet, exact), realtime (~5x faster int8, "
+         "learns from scratch) or realtime_1core (realtime with a depthwise-separable decoder: "
+         "~30 fps on one Pi 4 core); explicit options override it.", show_default=False)]
 Classes = Annotated[int, typer.Option("--classes", "-c", help="Classes, background included.")]
 Height = Annotated[Optional[int], typer.Option(
     help="Input height, a multiple of 32 (default: build 416, train the training images').",
@@ -26,7 +26,9 @@ Alpha = Annotated[Optional[float], typer.Option(
 EncoderLevel = Annotated[Optional[int], typer.Option(
     help="Decoder tap: 1 (1/4) … 4 (1/32) (default: the preset's).", show_default=False)]
 Head = Annotated[Optional[str], typer.Option(
-    help="flat (seed: Reshape+Softmax) or spatial (4-D) (default: the preset's).", show_default=False)]
+    help="flat (seed: Reshape+Softmax), spatial (4-D softmax) or upsampled (fast decoders: "
+         "softmax at the tap, probabilities resized) (default: the preset's).",
+    show_default=False)]
 Decoder = Annotated[Optional[str], typer.Option(
     help="seed (published), lite (depthwise, ReLU6), fast (one conv at the tap, logits "
          "resized once) or fast_dw (fast with a depthwise-separable conv) (default: the "
@@ -74,4 +76,7 @@ def model_config(preset: str, classes: int, height: int, width: int, labels: tup
     fields.update(given)
     if fields["decoder"] == "seed":
         fields["decoder_width"] = 1.0  # the seed decoder has no width multiplier
+    if fields["head"] == "upsampled" and fields["decoder"] not in ("fast", "fast_dw") \
+            and "head" not in given:
+        fields["head"] = "spatial"  # the preset's softmax-at-the-tap needs a fast decoder
     return ModelConfig(n_classes=classes, height=height, width=width, labels=labels, **fields)

@@ -106,9 +106,9 @@ def plan(device: str, fps: float, threads: int = 4, classes: int = 2,
 
     Best: the realtime presets before the seed (the seed's 1/16 tap does not learn from scratch
     in a CPU budget, RESULTS.md §6b/6c), then the widest alpha, then the largest input, then
-    realtime before realtime_1core (its 16-filter decoder buys input size on a slow core, and
-    fits many classes more slowly, RESULTS.md §6d); alpha 0.25 only when nothing else fits (it
-    cost 13 mIoU points, RESULTS.md §6c).
+    realtime before realtime_1core (its separable decoder buys input size on a slow core; at
+    the same size the dense decoder is the safer fit, RESULTS.md §6e); alpha 0.25 only when
+    nothing else fits (it cost 13 mIoU points, RESULTS.md §6c).
 
     Raises:
         EdgesegError: Unknown device, fps <= 0, threads < 1.

@@ -35,6 +35,8 @@ def _head(logits: Any, cfg: ModelConfig, head: str) -> Any:
         return layers.Softmax(name="seg_softmax", dtype="float32")(x)
     if head in ("spatial", "softmax"):
         return layers.Softmax(name="seg_softmax", dtype="float32")(logits)
+    if head == "upsampled":  # the softmax ran at the decoder's resolution
+        return logits
     if head == "logits":
         return logits
     if head == "argmax":
@@ -51,8 +53,10 @@ def build_model(cfg: ModelConfig, batch_size: int | None = None, head: str | Non
         cfg: The model configuration.
         batch_size: Fixed batch size; ``None`` for training, 1 for export (the
             TFLite converter fails on this graph with a dynamic batch).
-        head: Override ``cfg.head``: ``flat``/``spatial`` or a deployment head
-            (``softmax``, ``logits``, ``argmax``).
+        head: Override ``cfg.head``: ``flat``/``spatial``/``upsampled`` or a deployment
+            head (``softmax``, ``logits``, ``argmax``). For an ``upsampled`` model the
+            softmax and argmax heads keep the softmax before the resize (the trained
+            function); ``logits`` resizes the logits.
         upsampling: How the decoder upsamples ×2 (same values, different TFLite
             ops; see ``edgeseg.model.decoder.UPSAMPLING``): ``tile`` (UpSampling2D,
             for training), ``resize`` (RESIZE_NEAREST_NEIGHBOR v2, the Edge TPU's)
@@ -65,6 +69,7 @@ def build_model(cfg: ModelConfig, batch_size: int | None = None, head: str | Non
         "instance"`` its outputs are [class scores, centre heatmap N×h×w×1, offsets N×h×w×2].
     """
     import keras
+    from keras import layers
 
     from edgeseg.model.decoder import fast_decoder, lite_decoder, seed_decoder
     from edgeseg.model.encoder import mobilenet_encoder
@@ -75,8 +80,14 @@ def build_model(cfg: ModelConfig, batch_size: int | None = None, head: str | Non
     if cfg.decoder == "seed":
         logits = seed_decoder(feats, cfg.n_classes, n_up, upsampling)
     elif cfg.decoder in ("fast", "fast_dw"):
+        head = head or cfg.head
+        softmax_first = cfg.head == "upsampled" and head in ("upsampled", "softmax", "argmax")
+        if softmax_first:  # class probabilities at the tap, resized: the upsampled head
+            before = layers.Softmax(name="seg_softmax", dtype="float32")
+            head = "upsampled" if head == "softmax" else head
         logits = fast_decoder(feats, cfg.n_classes, n_up, cfg.decoder_width, edgetpu,
-                              separable=cfg.decoder == "fast_dw")
+                              separable=cfg.decoder == "fast_dw",
+                              before_resize=before if softmax_first else None)
     else:
         logits = lite_decoder(feats, cfg.n_classes, n_up, cfg.decoder_width, upsampling)
     outputs = _head(logits, cfg, head or cfg.head)

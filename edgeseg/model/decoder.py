@@ -162,7 +162,8 @@ def lite_decoder(x: Any, n_classes: int, n_up: int, width: float = 0.5,
 
 
 def fast_decoder(x: Any, n_classes: int, n_up: int, width: float = 0.5,
-                 edgetpu: bool = False, separable: bool = False) -> Any:
+                 edgetpu: bool = False, separable: bool = False,
+                 before_resize: Any = None) -> Any:
     """One 3×3 conv (BN + ReLU6) at the tap's resolution, then the logits upsampled once.
 
     Decoding at the tap (1/8 for ``encoder_level`` 2) and resizing only the
@@ -178,12 +179,14 @@ def fast_decoder(x: Any, n_classes: int, n_up: int, width: float = 0.5,
         width: Filters of the conv, as a multiple of 128 (0.5: 64, an XNNPACK-friendly width).
         edgetpu: Resize with RESIZE_BILINEAR version 2 (the Edge TPU deployment copy's;
             Keras' values, see ``_edgetpu_bilinear_layer``).
-        separable: The conv as depthwise 3×3 + BN + ReLU6 + pointwise 1×1 (``fast_dw``,
-            the realtime preset's): ~1/8 of the dense conv's MACs, which on a Cortex-A72
-            (no int8 dot product) are half the dense decoder's model.
+        separable: The conv as depthwise 3×3 + BN + ReLU6 + pointwise 1×1 (``fast_dw``):
+            ~1/8 of the dense conv's MACs, which on a Cortex-A72 (no int8 dot product) are
+            half the dense decoder's model.
+        before_resize: A layer applied to the logits at the tap's resolution, before the
+            resize (the ``upsampled`` head's softmax); None: resize the logits.
 
     Returns:
-        Logits, N×(h·2**n_up)×(w·2**n_up)×n_classes.
+        Logits (or ``before_resize`` of them), N×(h·2**n_up)×(w·2**n_up)×n_classes.
     """
     from keras import layers
 
@@ -198,6 +201,8 @@ def fast_decoder(x: Any, n_classes: int, n_up: int, width: float = 0.5,
     x = layers.BatchNormalization(name="dec_bn_1")(x)
     x = layers.ReLU(6.0, name="dec_relu_1")(x)
     x = layers.Conv2D(n_classes, 1, name="seg_logits")(x)
+    if before_resize is not None:
+        x = before_resize(x)
     h, w = x.shape[1], x.shape[2]
     if edgetpu:
         return _edgetpu_bilinear_layer()(1 << n_up, name="seg_upsample")(x)

@@ -64,7 +64,11 @@ def infer_config(model: Any) -> ModelConfig:
     _, h, w, _ = model.input_shape
     n_classes = model.output_shape[-1]
     names = {layer.name for layer in model.layers}
+    order = [layer.name for layer in model.layers]
     head = "flat" if "seg_reshape" in names else "spatial"
+    if {"seg_softmax", "seg_upsample"} <= names and (
+            order.index("seg_softmax") < order.index("seg_upsample")):
+        head = "upsampled"
     deepest = max(int(n[len("conv_pw_"):]) for n in names
                   if n.startswith("conv_pw_") and n[len("conv_pw_"):].isdigit())
     if deepest not in LEVEL_BLOCKS[1:]:
