@@ -337,3 +337,20 @@ def test_fast_dw_decoder_is_depthwise_separable_at_the_tap():
     assert shapes["dec_dw_1"] == (40, 40, 128) and shapes["dec_pw_1"] == (40, 40, 64)
     assert "dec_conv_1" not in shapes and m.output_shape == (None, 160, 160, 4)
     assert count_macs(m)["decoder"] == 40 * 40 * (9 * 128 + 128 * 64 + 64 * 4)
+
+
+def test_weights_of_another_layout_are_a_one_line_error_naming_the_layer():
+    """A layer saved by another layout of edgeseg (same name, other shapes) used to surface as
+    Keras' ValueError from set_weights, a traceback in convert."""
+    from edgeseg.model.build import copy_weights_by_name
+
+    old = _build(n_classes=3, height=64, width=64, alpha=0.25, encoder_level=2, decoder="fast",
+                 decoder_width=0.5, head="spatial")
+    new = _build(n_classes=3, height=64, width=64, alpha=0.25, encoder_level=2, decoder="fast",
+                 decoder_width=0.25, head="spatial")
+    with pytest.raises(EdgesegError, match=r"layer dec_conv_1 holds weights of shapes "
+                                           r"\[\(3, 3, 64, 64\)\] where this edgeseg builds "
+                                           r"\[\(3, 3, 64, 32\)\]"):
+        copy_weights_by_name(old, new)
+    assert copy_weights_by_name(old, old) > 10  # same layout: every layer with weights
+

@@ -287,7 +287,12 @@ def convert(model_path: str | Path, output: str | Path, ccfg: ConvertConfig,
         calib = load_calibration(ccfg.calib, ccfg.calib_count, ccfg.seed, warn=log)
         log(f"calibrating on {len(calib.files)} images from {calib.folder}")
     source_cfg = cfg
-    deploy, cfg = deployment_graph(model, cfg, ccfg, log)
+    try:
+        deploy, cfg = deployment_graph(model, cfg, ccfg, log)
+    except EdgesegError as e:
+        if str(model_path) in str(e):
+            raise
+        raise EdgesegError(f"{model_path}: {e}") from None
     total = len(calib.files) if calib else 0
     step = (lambda i: progress("calibrating", i, total)) if progress and calib else None
     conv = _converter(deploy, cfg, ccfg, calib, step)

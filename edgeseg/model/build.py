@@ -117,13 +117,26 @@ def copy_weights_by_name(src: Any, dst: Any) -> int:
 
     Returns:
         The number of layers whose weights were copied.
+
+    Raises:
+        EdgesegError: A shared layer whose weights have other shapes (a model saved by a
+            version of edgeseg that built that layer differently).
     """
+    from edgeseg.errors import EdgesegError
+
     by_name = {layer.name: layer for layer in src.layers}
     n = 0
     for layer in dst.layers:
         other = by_name.get(layer.name)
         if other is not None and layer.weights:
-            layer.set_weights(other.get_weights())
+            weights = other.get_weights()
+            want = [tuple(w.shape) for w in layer.weights]
+            if [tuple(w.shape) for w in weights] != want:
+                raise EdgesegError(
+                    f"layer {layer.name} holds weights of shapes {[tuple(w.shape) for w in weights]} "
+                    f"where this edgeseg builds {want}: the model was made with another layout of "
+                    "that layer; convert it with the edgeseg that trained it, or retrain.")
+            layer.set_weights(weights)
             n += 1
     return n
 
