@@ -73,7 +73,7 @@ def variants(size: int) -> dict[str, Callable[[], Any]]:
     """Lever name -> builder, in the order RESULTS.md §6d lists them."""
     lean, up = {"stem": "lean"}, {"head": "upsampled"}
     return {
-        "realtime before 2026-12-06, softmax head": lambda: _cfg_model(size, deploy="softmax"),
+        "realtime, softmax head (convert's default)": lambda: _cfg_model(size, deploy="softmax"),
         "realtime, logits head": lambda: _cfg_model(size, deploy="logits"),
         "realtime, argmax head": lambda: _cfg_model(size),
         "realtime + lean stem": lambda: _cfg_model(size, **lean),

@@ -64,17 +64,17 @@ def _preset(name: str, size: int, deploy: str = "softmax", **over: Any) -> Any:
 
 def variants(size: int, levers: bool) -> dict[str, Callable[[], Any]]:
     """name -> builder. The two presets always; the levers at ``size`` when asked."""
-    old = {"stem": "mobilenet", "head": "spatial"}  # the realtime preset before 2026-12-06
+    fast = {"stem": "lean", "head": "upsampled"}  # the realtime preset's fast option (§6e)
     v: dict[str, Callable[[], Any]] = {
         "seed preset (alpha 1.0, 1/16, seed decoder)": lambda: _preset("seed", size),
-        "realtime preset (lean stem, fast decoder, softmax at the tap)":
+        "realtime preset (alpha 0.5, 1/8, fast decoder, softmax at 1/2)":
             lambda: _preset("realtime", size),
         "realtime_1core preset (lean stem, separable decoder, softmax at the tap)":
             lambda: _preset("realtime_1core", size),
-        "realtime before 2026-12-06 (MobileNet stem, softmax at 1/2)":
-            lambda: _preset("realtime", size, **old),
-        "realtime preset, spatial head (one XNNPACK partition)":
-            lambda: _preset("realtime", size, head="spatial"),
+        "realtime --stem lean --head upsampled (softmax at the tap)":
+            lambda: _preset("realtime", size, **fast),
+        "realtime --stem lean (softmax at 1/2, one XNNPACK partition)":
+            lambda: _preset("realtime", size, stem="lean"),
         "realtime preset, argmax head": lambda: _preset("realtime", size, deploy="argmax"),
         "realtime_1core preset, argmax head": lambda: _preset("realtime_1core", size, deploy="argmax"),
     }
@@ -82,9 +82,8 @@ def variants(size: int, levers: bool) -> dict[str, Callable[[], Any]]:
         return v
     v.update({
         "lite decoder, alpha 0.5, 1/8 (the old from-scratch recipe)":
-            lambda: _preset("realtime", size, decoder="lite", head="spatial"),
-        "seed decoder, alpha 0.5, 1/8": lambda: _preset("realtime", size, decoder="seed",
-                                                         head="spatial"),
+            lambda: _preset("realtime", size, decoder="lite"),
+        "seed decoder, alpha 0.5, 1/8": lambda: _preset("realtime", size, decoder="seed"),
         "fast: depthwise-separable 64 instead of dense 3×3":
             lambda: _lever(size, 0.5, 2, [("dw", 64)]),
         "fast: dense 3×3 128 filters": lambda: _lever(size, 0.5, 2, [("dense", 128)]),

@@ -140,12 +140,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     # keras_segmentation's mobilenet_segnet, layer for layer (at the size you pass).
     "seed": {"alpha": 1.0, "encoder_level": 3, "decoder": "seed", "decoder_width": 1.0,
              "head": "flat", "stem": "mobilenet"},
-    # 5.0× faster int8 than "seed" at 416² on this Xeon, 82.5 M Cortex-A72 instructions per
-    # 320² camera frame (benchmarks/RESULTS.md §6e); its 1/8 tap also learns from scratch on a
-    # CPU, where the seed's 1/16 tap plateaus on background. The lean stem and the softmax at the
-    # tap (``upsampled`` head) cost no mIoU beyond run-to-run noise on synthetic scenes or VOC.
+    # ~3.6× faster int8 than "seed" at 416² on this Xeon (4.8× with `--stem lean --head
+    # upsampled`, which cost 7-10 points of mIoU on 128² scenes of small touching objects:
+    # benchmarks/RESULTS.md §6e); its 1/8 tap also learns from scratch on a CPU, where the
+    # seed's 1/16 tap plateaus on background.
     "realtime": {"alpha": 0.5, "encoder_level": 2, "decoder": "fast", "decoder_width": 0.5,
-                 "head": "upsampled", "stem": "lean"},
+                 "head": "spatial", "stem": "mobilenet"},
     # realtime with a depthwise-separable decoder conv: the whole camera loop at 320² (640×480
     # frames, the default softmax head) in ~57 M A72 instructions, ~30 fps on one Pi 4 core by the
     # calibrated estimate (benchmarks/RESULTS.md §6e).

@@ -45,9 +45,9 @@ def test_cost_model_predicts_counts_it_was_not_fitted_on(name: str, device: str)
 
 @pytest.mark.parametrize("preset", ["realtime", "realtime_1core"])
 def test_plan_tables_scale_to_a_converted_model_of_another_size_and_class_count(preset: str) -> None:
-    """rows_for() scales the 224² 2/21-class tables; a real 320² 4-class file of the preset (as
-    `edgeseg build` + `convert --int8` made it on 2026-12-06) must agree."""
-    name = {"realtime": "heldout_realtime_lean_up_a0.5_k4_320.tflite",
+    """rows_for() scales the 224² 2/21-class tables; a real 320² 4-class file of the preset
+    (`edgeseg build` + `convert --int8`) must agree."""
+    name = {"realtime": "heldout_realtime_a0.5_k4_320.tflite",
             "realtime_1core": "heldout_realtime_1core_a0.5_k4_320.tflite"}[preset]
     from_file = estimate_rows(_rows(name), "pi4")
     scaled = estimate_rows(rows_for(preset, 0.5, 4, 320), "pi4")

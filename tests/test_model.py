@@ -227,7 +227,7 @@ def test_presets_in_build_and_explicit_options_override_them(tmp_path):
             seed["height"], seed["width"]) == (1.0, 3, "seed", "flat", 416, 416)
     rt = side("--preset", "realtime", "--height", "64", "--width", "64")
     assert (rt["alpha"], rt["encoder_level"], rt["decoder"], rt["decoder_width"], rt["head"],
-            rt["stem"]) == (0.5, 2, "fast", 0.5, "upsampled", "lean")
+            rt["stem"]) == (0.5, 2, "fast", 0.5, "spatial", "mobilenet")
     one = side("--preset", "realtime_1core", "--height", "64", "--width", "64")
     assert (one["decoder"], one["decoder_width"], one["stem"], one["head"]) == (
         "fast_dw", 0.5, "lean", "upsampled")
@@ -235,9 +235,9 @@ def test_presets_in_build_and_explicit_options_override_them(tmp_path):
                  "--width", "64")
     assert (mixed["alpha"], mixed["encoder_level"], mixed["decoder"], mixed["decoder_width"],
             mixed["head"]) == (0.25, 2, "seed", 1.0, "spatial")  # upsampled needs a fast decoder
-    old = side("--preset", "realtime", "--stem", "mobilenet", "--head", "spatial", "--height", "64",
-               "--width", "64")
-    assert (old["stem"], old["head"]) == ("mobilenet", "spatial")  # the realtime of before 0.x
+    fast = side("--preset", "realtime", "--stem", "lean", "--head", "upsampled", "--height", "64",
+                "--width", "64")
+    assert (fast["stem"], fast["head"], fast["decoder"]) == ("lean", "upsampled", "fast")
     r = CliRunner().invoke(app, ["build", "--preset", "turbo", "-o", str(tmp_path / "x.keras")])
     assert r.exit_code == 2 and "--preset 'turbo' must be one of seed, realtime" in r.output
     assert "Traceback" not in r.output and not (tmp_path / "x.keras").exists()
@@ -257,9 +257,9 @@ def test_realtime_decoder_decodes_at_the_tap_and_resizes_the_logits_once():
     # 52*52*(9*128*64 + 64*4) decoder MACs against the seed decoder's 10.5 G
     assert count_macs(m)["decoder"] == 52 * 52 * (9 * 128 * 64 + 64 * 4)
     assert count_macs(m)["total"] * 20 < seed["total"]
-    assert m.get_layer("conv1").output.shape[1:] == (208, 208, 8)  # the lean stem
-    assert m.get_layer("conv_pw_1").output.shape[1:] == (104, 104, 32)
     one = _build(n_classes=4, height=416, width=416, **PRESETS["realtime_1core"])
+    assert one.get_layer("conv1").output.shape[1:] == (208, 208, 8)  # the lean stem
+    assert one.get_layer("conv_pw_1").output.shape[1:] == (104, 104, 32)
     assert one.get_layer("dec_dw_1").output.shape[1:] == (52, 52, 128)
     assert one.get_layer("dec_pw_1").output.shape[1:] == (52, 52, 64)
     assert count_macs(one)["decoder"] == 52 * 52 * (9 * 128 + 128 * 64 + 64 * 4)

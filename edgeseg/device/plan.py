@@ -15,10 +15,10 @@ _BASE = 224  # the op tables in pi_cost.json are of 224×224 models
 # Measured int8 mIoU of a configuration, where one was measured (synthetic scenes of
 # `edgeseg data synth` at 128², 4 classes; benchmarks/RESULTS.md and the README).
 MEASURED = {
-    ("realtime", 0.5): "int8 0.640, 99.3 % int8 agreement, 4 CPU-min (§6e)",
+    ("realtime", 0.5): "int8 mIoU 0.761 (README demo)",
     ("realtime", 0.25): "13 pts below α0.5 at 6 epochs (§6c)",
     ("seed", 0.5): "1/8-tap seed decoder: int8 0.619 (§6b)",
-    ("realtime_1core", 0.5): "1.7 pts below realtime, same CPU time (§6e)",
+    ("realtime_1core", 0.5): "3.4 pts below realtime, same CPU time (§6e)",
 }
 PRESETS = ("realtime", "realtime_1core", "seed")
 
