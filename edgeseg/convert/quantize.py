@@ -289,9 +289,7 @@ def convert(model_path: str | Path, output: str | Path, ccfg: ConvertConfig,
     source_cfg = cfg
     try:
         deploy, cfg = deployment_graph(model, cfg, ccfg, log)
-    except EdgesegError as e:
-        if str(model_path) in str(e):
-            raise
+    except EdgesegError as e:  # it sees the model, not its file: name the file here
         raise EdgesegError(f"{model_path}: {e}") from None
     total = len(calib.files) if calib else 0
     step = (lambda i: progress("calibrating", i, total)) if progress and calib else None

@@ -35,9 +35,7 @@ def _head(logits: Any, cfg: ModelConfig, head: str) -> Any:
         return layers.Softmax(name="seg_softmax", dtype="float32")(x)
     if head in ("spatial", "softmax"):
         return layers.Softmax(name="seg_softmax", dtype="float32")(logits)
-    if head == "upsampled":  # the softmax ran at the decoder's resolution
-        return logits
-    if head == "logits":
+    if head in ("logits", "upsampled"):  # upsampled: the softmax ran at the decoder's resolution
         return logits
     if head == "argmax":
         # An in-graph uint8 class mask: the cheapest output to ship off the device.
@@ -82,12 +80,11 @@ def build_model(cfg: ModelConfig, batch_size: int | None = None, head: str | Non
     elif cfg.decoder in ("fast", "fast_dw"):
         head = head or cfg.head
         softmax_first = cfg.head == "upsampled" and head in ("upsampled", "softmax", "argmax")
-        if softmax_first:  # class probabilities at the tap, resized: the upsampled head
-            before = layers.Softmax(name="seg_softmax", dtype="float32")
-            head = "upsampled" if head == "softmax" else head
+        if softmax_first and head == "softmax":  # class probabilities at the tap, resized
+            head = "upsampled"
+        before = layers.Softmax(name="seg_softmax", dtype="float32") if softmax_first else None
         logits = fast_decoder(feats, cfg.n_classes, n_up, cfg.decoder_width, edgetpu,
-                              separable=cfg.decoder == "fast_dw",
-                              before_resize=before if softmax_first else None)
+                              separable=cfg.decoder == "fast_dw", before_resize=before)
     else:
         logits = lite_decoder(feats, cfg.n_classes, n_up, cfg.decoder_width, upsampling)
     outputs = _head(logits, cfg, head or cfg.head)
@@ -130,10 +127,10 @@ def copy_weights_by_name(src: Any, dst: Any) -> int:
         other = by_name.get(layer.name)
         if other is not None and layer.weights:
             weights = other.get_weights()
-            want = [tuple(w.shape) for w in layer.weights]
-            if [tuple(w.shape) for w in weights] != want:
+            got, want = [w.shape for w in weights], [tuple(w.shape) for w in layer.weights]
+            if got != want:
                 raise EdgesegError(
-                    f"layer {layer.name} holds weights of shapes {[tuple(w.shape) for w in weights]} "
+                    f"layer {layer.name} holds weights of shapes {got} "
                     f"where this edgeseg builds {want}: the model was made with another layout of "
                     "that layer; convert it with the edgeseg that trained it, or retrain.")
             layer.set_weights(weights)

@@ -63,8 +63,8 @@ def infer_config(model: Any) -> ModelConfig:
 
     _, h, w, _ = model.input_shape
     n_classes = model.output_shape[-1]
-    names = {layer.name for layer in model.layers}
     order = [layer.name for layer in model.layers]
+    names = set(order)
     head = "flat" if "seg_reshape" in names else "spatial"
     if {"seg_softmax", "seg_upsample"} <= names and (
             order.index("seg_softmax") < order.index("seg_upsample")):
