@@ -2,9 +2,12 @@
 
     python benchmarks/realtime_levers.py [--sizes 224,320,416] [--rounds 3] [--threads 2]
                                          [--work DIR] [--json out.json] [--only presets]
+                                         [--classes 2]
 
-Every model has random weights (latency does not depend on them), is converted to int8
-with uint8 I/O on 8 images of the shipped calibration set, and timed with ``edgeseg.runtime.bench``
+Every model has random weights (latency does not depend on them) and ``--classes`` classes
+(default 2, ``edgeseg build``'s). The presets and their options are the files ``edgeseg build``
++ ``edgeseg convert --int8`` write (uint8 I/O, calibrated on 8 images of the shipped set); the
+levers outside ModelConfig go through the TFLite converter the same way. Each is timed with ``edgeseg.runtime.bench``
 (XNNPACK, ``--threads``) in interleaved rounds: round r times every model once, so a
 load spike hits all of them. The figure per model is the minimum over rounds of the
 median invoke time; ratios are against the seed preset at the same size.
@@ -19,7 +22,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
-CLASSES = 4
+CLASSES = 2  # set by --classes
 
 
 def _lever(size: int, alpha: float, level: int, stages: list[tuple[str, int]],
@@ -52,14 +55,11 @@ def _lever(size: int, alpha: float, level: int, stages: list[tuple[str, int]],
 
 
 def _preset(name: str, size: int, deploy: str = "softmax", **over: Any) -> Any:
-    """Preset ``name`` with ``over`` its ModelConfig fields, as a batch-1 model with the
-    deployment head ``deploy``."""
+    """Preset ``name`` with ``over`` its ModelConfig fields, and the deployment head ``deploy``:
+    (config, head), which :func:`main` saves and hands to ``edgeseg convert``."""
     from edgeseg.config import ModelConfig, preset
-    from edgeseg.model.build import build_model
 
-    cfg = ModelConfig(n_classes=CLASSES, height=size, width=size, **{**preset(name), **over})
-    # The CPU target's ×2 upsampling (edgeseg convert's default there: one XNNPACK partition).
-    return build_model(cfg, batch_size=1, head=deploy, upsampling="concat_reshape")
+    return ModelConfig(n_classes=CLASSES, height=size, width=size, **{**preset(name), **over}), deploy
 
 
 def variants(size: int, levers: bool) -> dict[str, Callable[[], Any]]:
@@ -134,18 +134,30 @@ def main(argv: Optional[list[str]] = None) -> None:
     p.add_argument("--lever-size", type=int, default=416)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--classes", type=int, default=2, help="classes of every model (build's default: 2)")
     p.add_argument("--work", type=Path, default=Path("/tmp/edgeseg-levers"))
     p.add_argument("--only", choices=("presets", "all"), default="all")
     p.add_argument("--json", type=Path)
     a = p.parse_args(argv)
     a.work.mkdir(parents=True, exist_ok=True)
     models: list[dict[str, Any]] = []
+    global CLASSES
+    CLASSES = a.classes
     for size in (int(s) for s in a.sizes.split(",")):
         for name, make in variants(size, a.only == "all" and size == a.lever_size).items():
             keras.backend.clear_session()
             m = make()
-            path = a.work / f"v{len(models):02d}_{size}.tflite"
-            if not path.exists():
+            path = a.work / f"v{len(models):02d}_{size}_k{CLASSES}.tflite"
+            if isinstance(m, tuple):  # a preset: edgeseg's own build + convert --int8
+                from edgeseg.convert.quantize import ConvertConfig, convert
+                from edgeseg.model.io import build_and_save
+
+                cfg, head = m
+                m, _ = build_and_save(cfg, path.with_suffix(".keras"))
+                if not path.exists():
+                    convert(path.with_suffix(".keras"), path,
+                            ConvertConfig(mode="int8", head=head, calib_count=8), log=lambda _: None)
+            elif not path.exists():
                 convert_int8(m, path, size)
             models.append({"name": name, "size": size, "path": str(path), **count_traffic(m),
                            "p50": []})

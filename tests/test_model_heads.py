@@ -57,24 +57,30 @@ def test_upsampled_head_is_a_softmax_at_the_tap_whose_probabilities_are_resized(
 @pytest.mark.slow
 @pytest.mark.parametrize("head", ["argmax", "softmax"])
 @pytest.mark.parametrize("trained", ["upsampled", "spatial"])
-def test_realtime_1core_int8_runs_on_xnnpack_but_for_the_softmax(tmp_path, head, trained):
+def test_realtime_1core_int8_is_one_xnnpack_partition(tmp_path, head, trained):
     """The lean stem's strided depthwise and the separable decoder stay inside XNNPACK. With the
-    preset's ``upsampled`` head the builtin SOFTMAX at the tap sits between two XNNPACK
-    partitions (the second is the resize alone); ``--head spatial`` keeps one."""
+    preset's ``upsampled`` head the softmax at the tap runs in float32 inside the partition
+    (convert's rewrite; int8 SOFTMAX has no XNNPACK kernel and split the graph in two); with
+    ``--head spatial`` the builtin one at 1/2 runs after the one partition."""
     from edgeseg.config import PRESETS
     from edgeseg.convert.quantize import ConvertConfig, convert
     from edgeseg.model.io import build_and_save
-    from edgeseg.runtime.interpreter import make_interpreter
+    from edgeseg.runtime.interpreter import delegated_nodes, make_interpreter
 
     cfg = ModelConfig(n_classes=3, height=64, width=64,
                       **{**PRESETS["realtime_1core"], "head": trained})
     build_and_save(cfg, tmp_path / "m.keras")
     out = convert(tmp_path / "m.keras", tmp_path / "m.tflite",
                   ConvertConfig(mode="int8", head=head, calib_count=4), log=lambda _: None).path
-    ops = [op["op_name"] for op in make_interpreter(out, 1)._get_ops_details()]
-    assert ops.count("DELEGATE") == (2 if trained == "upsampled" else 1), ops
+    it = make_interpreter(out, 1)
+    ops = [op["op_name"] for op in it._get_ops_details()]
+    assert ops.count("DELEGATE") == 1, ops
+    taken, total = delegated_nodes(it)
+    # outside: the 1/2-resolution int8 SOFTMAX and its QUANTIZE, or ARG_MAX and what follows it
+    assert total - taken == (0 if trained == "upsampled" and head == "softmax" else
+                             2 if head == "softmax" else ops.index("DELEGATE") - ops.index("ARG_MAX")), ops
     # the graph holds only XNNPACK's int8 kernels and the I/O and head ops around them
     assert set(ops) <= {"DELEGATE", "PAD", "CONV_2D", "DEPTHWISE_CONV_2D", "RESIZE_BILINEAR",
-                        "QUANTIZE", "ARG_MAX", "CAST", "RESHAPE", "SOFTMAX"}, ops
+                        "QUANTIZE", "DEQUANTIZE", "ARG_MAX", "CAST", "RESHAPE", "SOFTMAX"}, ops
     assert "DEPTHWISE_CONV_2D" in ops and "RESIZE_BILINEAR" in ops
     assert ("SOFTMAX" in ops) == (head == "softmax" or trained == "upsampled")

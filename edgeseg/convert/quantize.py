@@ -306,6 +306,10 @@ def convert(model_path: str | Path, output: str | Path, ccfg: ConvertConfig,
                     ccfg = replace(ccfg, io="int8")
             else:
                 flat = conv.convert()
+        if ccfg.mode == "int8" and ccfg.target == "cpu":
+            from edgeseg.convert.xnnpack_rewrite import one_partition
+
+            flat, _ = one_partition(flat)
     except EdgesegError:
         raise
     except Exception as e:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from edgeseg.config import ModelConfig
 
 # Heads of a deployment copy: all 4-D, as MediaPipe and the Task Library want.
@@ -26,15 +28,25 @@ def _argmax_layer() -> Any:
     return ArgmaxMask(name="seg_argmax", dtype="float32")
 
 
-def _head(logits: Any, cfg: ModelConfig, head: str) -> Any:
+def _softmax(pair_logistic: bool = False) -> Any:
+    """The class softmax; with ``pair_logistic`` its two-class form, the logistic of the
+    logits' difference (see :func:`deployment_copy`)."""
+    from keras import layers
+
+    if pair_logistic:
+        return layers.Activation("sigmoid", name="seg_pair_logistic", dtype="float32")
+    return layers.Softmax(name="seg_softmax", dtype="float32")
+
+
+def _head(logits: Any, cfg: ModelConfig, head: str, pair_logistic: bool = False) -> Any:
     from keras import layers
 
     oh, ow = cfg.output_size
     if head == "flat":
         x = layers.Reshape((oh * ow, cfg.n_classes), name="seg_reshape")(logits)
-        return layers.Softmax(name="seg_softmax", dtype="float32")(x)
+        return _softmax()(x)
     if head in ("spatial", "softmax"):
-        return layers.Softmax(name="seg_softmax", dtype="float32")(logits)
+        return _softmax(pair_logistic)(logits)
     if head in ("logits", "upsampled"):  # upsampled: the softmax ran at the decoder's resolution
         return logits
     if head == "argmax":
@@ -44,7 +56,8 @@ def _head(logits: Any, cfg: ModelConfig, head: str) -> Any:
 
 
 def build_model(cfg: ModelConfig, batch_size: int | None = None, head: str | None = None,
-                upsampling: str | bool = "tile", edgetpu: bool = False) -> Any:
+                upsampling: str | bool = "tile", edgetpu: bool = False,
+                pair_logistic: bool = False) -> Any:
     """Build mobilenet_segnet for ``cfg``.
 
     Args:
@@ -61,6 +74,8 @@ def build_model(cfg: ModelConfig, batch_size: int | None = None, head: str | Non
             or ``concat_reshape`` (XNNPACK's); ``True``/``False`` mean resize/tile.
         edgetpu: The ``fast`` decoder's (and the instance heads') bilinear resize as
             RESIZE_BILINEAR version 2 (no half-pixel centres), which edgetpu_compiler maps.
+        pair_logistic: Two classes only: the softmax as a sigmoid (LOGISTIC), for
+            :func:`deployment_copy`, which makes ``seg_logits`` compute the logits' differences.
 
     Returns:
         A functional ``keras.Model`` named ``mobilenet_segnet``; for ``cfg.task ==
@@ -82,12 +97,12 @@ def build_model(cfg: ModelConfig, batch_size: int | None = None, head: str | Non
         softmax_first = cfg.head == "upsampled" and head in ("upsampled", "softmax", "argmax")
         if softmax_first and head == "softmax":  # class probabilities at the tap, resized
             head = "upsampled"
-        before = layers.Softmax(name="seg_softmax", dtype="float32") if softmax_first else None
+        before = _softmax(pair_logistic) if softmax_first else None
         logits = fast_decoder(feats, cfg.n_classes, n_up, cfg.decoder_width, edgetpu,
                               separable=cfg.decoder == "fast_dw", before_resize=before)
     else:
         logits = lite_decoder(feats, cfg.n_classes, n_up, cfg.decoder_width, upsampling)
-    outputs = _head(logits, cfg, head or cfg.head)
+    outputs = _head(logits, cfg, head or cfg.head, pair_logistic)
     if cfg.task == "instance":  # [class scores, centre heatmap, offsets]
         from edgeseg.model.instance_heads import instance_heads
 
@@ -101,11 +116,25 @@ def deployment_copy(model: Any, cfg: ModelConfig, head: str = "softmax",
     """A batch-1 copy of a trained model with a 4-D deployment head, weights copied by name.
 
     ``edgetpu``: build the Edge TPU's graph (see :func:`build_model`).
+
+    With two classes the softmax head is computed as its two-class form, the same function:
+    softmax(l)₁ = 1 / (1 + e^(l₀ − l₁)) = σ(l₁ − l₀). ``seg_logits`` gets the weights
+    W·[[1, −1], [−1, 1]] (it then outputs l₀ − l₁, l₁ − l₀; linear, so the bilinear resize
+    after it commutes) and a sigmoid replaces the softmax. In int8 that is LOGISTIC, which
+    XNNPACK runs on all threads inside the model's one partition, where SOFTMAX (no int8
+    kernel in XNNPACK) ran on LiteRT's one-thread builtin after it; the Edge TPU maps it too.
     """
     if head not in DEPLOY_HEADS:
         raise ValueError(f"head must be one of {DEPLOY_HEADS}, got {head!r}")
-    copy = build_model(cfg, batch_size=1, head=head, upsampling=upsampling, edgetpu=edgetpu)
+    pair = head == "softmax" and cfg.n_classes == 2
+    copy = build_model(cfg, batch_size=1, head=head, upsampling=upsampling, edgetpu=edgetpu,
+                       pair_logistic=pair)
     copy_weights_by_name(model, copy)
+    if pair:
+        logits = copy.get_layer("seg_logits")
+        w, b = logits.get_weights()
+        diff = np.array([[1.0, -1.0], [-1.0, 1.0]], dtype=w.dtype)
+        logits.set_weights([w @ diff, b @ diff])
     return copy
 
 
