@@ -17,7 +17,7 @@ from edgeseg.tflite.flatbuffer import read_tflite
 # The versions tensorflow/lite/tools/versioning/op_version.cc gives these ops with int8
 # tensors and no newer feature (uint8 -> int8 QUANTIZE is version 1), written out here
 # rather than read from the pre-flight's table so that a wrong table fails the test.
-INT8_VERSIONS = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "PAD": 2, "QUANTIZE": 1,
+INT8_VERSIONS = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "PAD": 2, "QUANTIZE": 1, "DEQUANTIZE": 1,
                  "RESIZE_NEAREST_NEIGHBOR": 2, "CONCATENATION": 2, "RESHAPE": 1, "SOFTMAX": 2}
 NEAREST_V2 = {"align_corners": False, "half_pixel_centers": False}
 
