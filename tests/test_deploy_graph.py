@@ -113,3 +113,48 @@ def test_rewrites_compute_the_same_bytes_in_fewer_partitions(name: str, rewrites
         outs.append(np.stack(got))
     assert len(np.unique(outs[0])) > 20  # real probabilities, not a constant
     np.testing.assert_array_equal(outs[0], outs[1])
+
+
+@pytest.fixture(scope="module")
+def two_class_data(synth_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The colour blocks as 2 classes: red-dominant blocks against everything else."""
+    import shutil
+
+    from edgeseg.data.readers import read_mask
+
+    root = tmp_path_factory.mktemp("red")
+    for split in ("train", "val"):
+        shutil.copytree(synth_data / split / "images", root / split / "images")
+        (root / split / "annotations").mkdir(parents=True)
+        for mask in sorted((synth_data / split / "annotations").glob("*.png")):
+            import cv2
+
+            cv2.imwrite(str(root / split / "annotations" / mask.name),
+                        (read_mask(mask) == 1).astype(np.uint8))
+    (root / "labels.txt").write_text("other\nred\n")
+    return root
+
+
+@pytest.mark.slow
+def test_trained_two_class_int8_file_agrees_with_float(two_class_data: Path, tmp_path: Path) -> None:
+    """The LOGISTIC head through the runtime's Segmenter: a trained 2-class realtime model's
+    int8 file segments like the float model (the issue's bar: 99 % of pixels)."""
+    from edgeseg.convert.quantize import ConvertConfig, convert
+    from edgeseg.train import TrainConfig, train
+    from edgeseg.verify.compare import compare
+
+    cfg = ModelConfig(**{**preset("realtime"), "n_classes": 2, "height": 64, "width": 64,
+                         "alpha": 0.25, "labels": ("other", "red")})
+    path = tmp_path / "red.keras"
+    tcfg = TrainConfig(data=str(two_class_data / "train"), val=str(two_class_data / "val"),
+                       output=str(path), epochs=12, batch_size=16, lr=1e-2, warmup_epochs=0.3,
+                       augment=False, seed=0)
+    result = train(cfg, tcfg, log=lambda s: None)
+    assert result.best_miou > 0.8, result.best_miou
+    int8 = convert(path, tmp_path / "red.tflite",
+                   ConvertConfig(mode="int8", calib=str(two_class_data / "train"), calib_count=64),
+                   log=lambda s: None).path
+    rep = compare(path, int8, two_class_data / "val")
+    print(f"2 classes: int8 agreement {rep.pixel_agreement:.4f}, float mIoU "
+          f"{rep.float_metrics.mean_iou:.3f}, drop {rep.miou_drop:+.2f} points")
+    assert rep.pixel_agreement >= 0.99 and rep.miou_drop <= 1.0, rep.to_dict()
