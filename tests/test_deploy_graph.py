@@ -95,7 +95,7 @@ def test_rewrites_compute_the_same_bytes_in_fewer_partitions(name: str, rewrites
     before, after = make_interpreter(raw, 1), make_interpreter(new, 1)
     delegates = [sum(op["op_name"] == "DELEGATE" for op in it._get_ops_details())
                  for it in (before, after)]
-    (taken0, total0), (taken1, total1) = delegated_nodes(before), delegated_nodes(after)
+    (_, total0), (taken1, total1) = delegated_nodes(before), delegated_nodes(after)
     assert total1 == total0 + rewrites["io"] + 2 * rewrites["softmax"]
     if name == "realtime_1core":
         assert delegates == [2, 1] and taken1 == total1

@@ -82,7 +82,6 @@ def build_model(cfg: ModelConfig, batch_size: int | None = None, head: str | Non
         "instance"`` its outputs are [class scores, centre heatmap N×h×w×1, offsets N×h×w×2].
     """
     import keras
-    from keras import layers
 
     from edgeseg.model.decoder import fast_decoder, lite_decoder, seed_decoder
     from edgeseg.model.encoder import mobilenet_encoder
