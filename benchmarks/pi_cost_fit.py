@@ -62,6 +62,11 @@ def kernel_group(function: str) -> str:
         return "conv1x1"
     if "ibilinear" in f or "Resize" in f:
         return "resize"
+    if "_lut_" in f or "_vcvt_" in f:  # XNNPACK's LOGISTIC and DEQUANTIZE/QUANTIZE (fused pairs: one LUT)
+        return "elementwise"
+    if f.startswith("xnn_") and ("floating_point_softmax" in f or "raddstoreexpminusmax" in f
+                                 or "_f32_rmax_" in f or "_f32_vmulc_" in f):
+        return "softmax_f32"
     if "Softmax" in f:
         return "softmax"
     if "Requantize" in f or "MultiplyByQuantizedMultiplier" in f or "quantize" in f.lower() and "tflite" in f:
@@ -69,6 +74,15 @@ def kernel_group(function: str) -> str:
     if "ArgMax" in f or "ArgMinMax" in f:
         return "argmax"
     return "rest"
+
+
+def _groups(kernels: dict[str, float]) -> dict[str, float]:
+    """Instructions per kernel group of one profile (function -> instructions)."""
+    groups: dict[str, float] = {}
+    for fn, n in kernels.items():
+        g = kernel_group(fn)
+        groups[g] = groups.get(g, 0.0) + n
+    return groups
 
 
 def count(models_dir: Path, work: Path, cpus: list[str]) -> None:
@@ -83,12 +97,13 @@ def count(models_dir: Path, work: Path, cpus: list[str]) -> None:
             if key in data:
                 continue
             r = a72_count.run_guest(work, cpu, "invoke", m, 1, profile=True)
-            groups: dict[str, float] = {}
-            for _, fn, n in r["kernels"]:
-                g = kernel_group(fn)
-                groups[g] = groups.get(g, 0.0) + n
+            kernels: dict[str, float] = {}  # kept, so that `fit` can regroup without emulating again
+            for lib, fn, n in r["kernels"]:
+                name = f"{lib}:0x*" if fn.startswith("0x") else fn  # unnamed code: one entry per library
+                kernels[name] = kernels.get(name, 0.0) + n
             total = [n for name, n in r["stages"] if name == "invoke"][0]
-            data[key] = {"model": m.name, "cpu": r["cpu"], "instructions": total, "groups": groups}
+            data[key] = {"model": m.name, "cpu": r["cpu"], "instructions": total,
+                         "groups": _groups(kernels), "kernels": kernels}
             print(f"{key}: {total / 1e6:.3f} M", flush=True)
             out.write_text(json.dumps(data, indent=1))
 
@@ -124,7 +139,8 @@ def time_here(models_dir: Path, runs: int = 30) -> None:
 def _fit_x86(entries: list[dict], rows: dict, heldout_prefix: str) -> dict:
     """x86: CPU ns per invoke as CPU ns per Pi 4 (A72) instruction of each op kind, fitted on
     whole-model times (no per-kernel profile here); the range is the held-out files' error."""
-    groups = [("conv", "conv1x1"), ("dwconv",), ("softmax", "quantize", "argmax"), ("resize", "other")]
+    groups = [("conv", "conv1x1"), ("dwconv",), ("softmax", "quantize", "argmax"),
+              ("resize", "elementwise", "softmax_f32", "other")]
 
     def feat(name: str) -> list[float]:
         k = est.instructions(rows[name], "pi4")
@@ -157,10 +173,19 @@ def _nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return x
 
 
-def fit(models_dir: Path, heldout_prefix: str) -> None:
+def _load_counts(models_dir: Path) -> dict[str, dict]:
+    """Every counts-*.json of MODELS_DIR; groups redone from the stored profile where there is one."""
     data = {}
     for path in sorted(models_dir.glob("counts-*.json")):
         data.update(json.loads(path.read_text()))
+    for e in data.values():
+        if "kernels" in e:
+            e["groups"] = _groups(e["kernels"])
+    return data
+
+
+def fit(models_dir: Path, heldout_prefix: str) -> None:
+    data = _load_counts(models_dir)
     rows = {}
     for entry in data.values():
         if entry["model"] not in rows:
@@ -273,15 +298,15 @@ def plot(models_dir: Path, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    data = {}
-    for path in sorted(models_dir.glob("counts-*.json")):
-        data.update(json.loads(path.read_text()))
+    data = _load_counts(models_dir)
     entries = sorted((e for e in data.values() if e["model"].startswith("heldout_") and e["cpu"] != "x86"),
                      key=lambda e: (e["cpu"], e["model"]))
-    groups = ["conv", "conv1x1", "dwconv", "resize", "softmax", "quantize", "argmax", "rest"]
+    groups = ["conv", "conv1x1", "dwconv", "resize", "softmax", "quantize", "argmax", "elementwise",
+              "softmax_f32", "rest"]
     labels = {"conv": "3×3 conv (igemm)", "conv1x1": "1×1 conv (gemm)", "dwconv": "depthwise",
               "resize": "resize", "softmax": "softmax (TFLite builtin)", "quantize": "quantize (builtin)",
-              "argmax": "argmax (builtin)", "rest": "other"}
+              "argmax": "argmax (builtin)", "elementwise": "logistic, (de)quantize (XNNPACK)",
+              "softmax_f32": "float32 softmax (XNNPACK)", "rest": "other"}
     colors = dict(zip(groups, plt.get_cmap("tab10").colors))
     presets = ["realtime", "seed"]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))

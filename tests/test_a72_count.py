@@ -37,6 +37,14 @@ def test_nested_stages_lose_the_marks_own_cost(tmp_path: Path, monkeypatch: pyte
     ("_ZN6tflite13optimized_ops14SoftmaxInt8LUTIaaEEvRKNS_13SoftmaxParamsERKNS_12RuntimeShapeEPKT_S7_PT0_",
      "softmax"),
     ("_ZN6tflite29MultiplyByQuantizedMultiplierEiii", "quantize"),
+    # XNNPACK's LOGISTIC and fused uint8 <-> int8 DEQUANTIZE + QUANTIZE (a table look-up), and its
+    # DEQUANTIZE / QUANTIZE around a float32 softmax (convert --int8 since its one-partition rewrite)
+    ("xnn_x8_lut_ukernel__aarch64_neon_tbx128x4_u64", "elementwise"),
+    ("xnn_qs8_f32_vcvt_ukernel__neon_u32", "elementwise"),
+    ("xnn_f32_qs8_vcvt_ukernel__neonv8_u32", "elementwise"),
+    ("xnn_f32_raddstoreexpminusmax_ukernel__neonfma_rr1_lut64_p2_u16_acc2", "softmax_f32"),
+    ("xnn_compute_floating_point_softmax", "softmax_f32"),
+    ("xnn_f32_rmax_ukernel__neon_u16_acc4", "softmax_f32"),
     ("xnn_qs8_packw_gemm_goi_ukernel_x16c4__neondot", "rest"),
     ("xnn_compute_igemm", "rest"),
 ])

@@ -43,15 +43,34 @@ def test_cost_model_predicts_counts_it_was_not_fitted_on(name: str, device: str)
     assert abs(predicted / measured - 1) < 0.15, (name, device, predicted / 1e6, measured / 1e6)
 
 
-@pytest.mark.parametrize("preset", ["realtime", "realtime_1core"])
-def test_plan_tables_scale_to_a_converted_model_of_another_size_and_class_count(preset: str) -> None:
-    """rows_for() scales the 224² 2/21-class tables; a real 320² 4-class file of the preset
-    (`edgeseg build` + `convert --int8`) must agree."""
-    name = {"realtime": "heldout_realtime_a0.5_k4_320.tflite",
-            "realtime_1core": "heldout_realtime_1core_a0.5_k4_320.tflite"}[preset]
-    from_file = estimate_rows(_rows(name), "pi4")
-    scaled = estimate_rows(rows_for(preset, 0.5, 4, 320), "pi4")
-    assert scaled.instructions == pytest.approx(from_file.instructions, rel=0.03)
+@pytest.mark.parametrize(("preset", "classes"), [("realtime", 4), ("realtime_1core", 4),
+                                                ("realtime", 2), ("realtime_1core", 2)])
+def test_plan_tables_scale_to_a_converted_model_of_another_size_and_class_count(preset: str, classes: int) -> None:
+    """rows_for() scales the 224² tables (2 classes: the 2-class one; more: between the 3- and
+    21-class ones); a real 320² file of the preset (`edgeseg build` + `convert --int8`) must
+    have the same ops and agree within 3 % on both cores. Two classes make another head
+    (LOGISTIC, then DEQUANTIZE + QUANTIZE), more make a softmax one."""
+    name = f"heldout_{preset}_a0.5_k{classes}_320.tflite"
+    from_file, scaled = _rows(name), rows_for(preset, 0.5, classes, 320)
+    assert [(r.kind, r.name) for r in scaled] == [(r.kind, r.name) for r in from_file]
+    for device in ("pi4", "pi5"):
+        want = estimate_rows(from_file, device).instructions
+        assert estimate_rows(scaled, device).instructions == pytest.approx(want, rel=0.03), device
+
+
+def test_plan_refuses_to_interpolate_tables_with_different_ops(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tables of two converters (a 21-class table with another head than the 3-class one) are not
+    zipped op by op: rows_for says which tables differ and how to remake them."""
+    import edgeseg.device.plan as plan_module
+
+    data = cost_data()
+    tables = dict(data["plan"])
+    tables["realtime_a0.5_k21_224"] = tables["realtime_a0.5_k2_224"]  # LOGISTIC head, one op more
+    monkeypatch.setattr(plan_module, "cost_data", lambda: {**data, "plan": tables})
+    with pytest.raises(EdgesegError, match=r"realtime_a0.5_k3_224 .* and realtime_a0.5_k21_224 .* differ at op"
+                                           r".*pi_cost_fit.py tables"):
+        rows_for("realtime", 0.5, 4, 320)
+    assert rows_for("realtime", 0.5, 2, 320)  # two classes read one table: nothing to interpolate
 
 
 def test_threads_and_references_bound_the_estimate() -> None:

@@ -4,7 +4,8 @@ How the figures are made (all of it is in ``edgeseg/device/pi_cost.json``, writt
 ``benchmarks/pi_cost_fit.py``):
 
 1. Instructions. Each op of the graph is one of a few kinds (3×3 convolution, 1×1
-   convolution, depthwise, resize, softmax, quantize, argmax, other). A kind's Cortex-A72
+   convolution, depthwise, resize, int8 softmax, requantize, argmax, XNNPACK's element-wise
+   int8 ops, float32 softmax, other; see :func:`op_rows`). A kind's Cortex-A72
    (Pi 4) or Cortex-A76 (Pi 5) instructions are a linear function of its MACs (counted on the
    channel counts XNNPACK's kernels pad to) or pixels, and its elements, fitted on per-kernel
    instruction counts of int8 models run one-threaded under qemu-user with a counting plugin
@@ -17,7 +18,9 @@ How the figures are made (all of it is in ``edgeseg/device/pi_cost.json``, writt
    Pi 5: Pi 4 ms divided by 4.79, the Pi 4 → Pi 5 speed-up of TFLite SSD-MobileNetV2
    (112.6 → 23.5 ms, as quoted in edgeseg issue 15), applied to the A76 counts.
 3. Threads. Ops XNNPACK runs are taken to scale linearly with threads (an assumption); the
-   ones TFLite's builtin kernels run (int8 SOFTMAX, QUANTIZE, ARG_MAX here) on one thread.
+   ones TFLite's builtin kernels run (int8 SOFTMAX, an int8 -> uint8 QUANTIZE, ARG_MAX here)
+   on one thread. DEQUANTIZE, a QUANTIZE of float32, LOGISTIC and a float32 SOFTMAX are
+   XNNPACK's (the graphs ``convert --int8`` writes since its one-partition rewrite).
 
 These are estimates, not measurements: say so wherever you quote one.
 """
@@ -35,7 +38,8 @@ from edgeseg.errors import EdgesegError
 
 COST_FILE = Path(__file__).parent / "pi_cost.json"
 DEVICES = ("pi4", "pi5", "x86")
-KINDS = ("conv", "conv1x1", "dwconv", "resize", "softmax", "quantize", "argmax", "other")
+KINDS = ("conv", "conv1x1", "dwconv", "resize", "softmax", "quantize", "argmax", "elementwise", "softmax_f32",
+         "other")
 _FREE = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS"}  # no work: a new shape on the same buffer
 
 
@@ -89,11 +93,29 @@ def op_rows(model: Any) -> list[OpRow]:
             cout, cin = weights
             rows.append(OpRow("conv1x1", op.name, _prod(out[:-1]), 1, cin, cout, _prod(out)))
         else:
-            kind = {"RESIZE_BILINEAR": "resize", "RESIZE_NEAREST_NEIGHBOR": "resize", "SOFTMAX": "softmax",
-                    "QUANTIZE": "quantize", "DEQUANTIZE": "quantize", "ARG_MAX": "argmax"}.get(op.name, "other")
+            kind = _kind(op.name, model.tensors[op.inputs[0]].dtype if op.inputs else "")
             shape = model.tensors[op.inputs[0]].shape if kind == "argmax" else out
             rows.append(OpRow(kind, op.name, _prod(shape[:-1]), 1, 0, 0, _prod(shape)))
     return rows
+
+
+def _kind(name: str, input_dtype: str) -> str:
+    """The kind of a non-convolution op, from its name and its first input's dtype.
+
+    In the graphs ``convert --int8`` writes, the first input's dtype tells XNNPACK's ops from
+    LiteRT's builtin ones. "elementwise": XNNPACK's per-element int8 ops, LOGISTIC and the
+    float conversions (every DEQUANTIZE, a QUANTIZE of float32); XNNPACK runs them as one
+    table look-up pass (a DEQUANTIZE + QUANTIZE pair of the uint8 <-> int8 I/O as one) or a
+    vector convert, on all threads. "quantize": a QUANTIZE of an int8 tensor, the builtin
+    requantize to uint8 after an int8 SOFTMAX (one thread). "softmax_f32": a float32 SOFTMAX
+    (XNNPACK's); "softmax": an int8 one (LiteRT's builtin, one thread).
+    """
+    if name in ("DEQUANTIZE", "LOGISTIC") or name == "QUANTIZE" and input_dtype.startswith("float"):
+        return "elementwise"
+    if name == "SOFTMAX" and input_dtype.startswith("float"):
+        return "softmax_f32"
+    return {"RESIZE_BILINEAR": "resize", "RESIZE_NEAREST_NEIGHBOR": "resize", "SOFTMAX": "softmax",
+            "QUANTIZE": "quantize", "ARG_MAX": "argmax"}.get(name, "other")
 
 
 def _pad(n: int, to: int) -> int:

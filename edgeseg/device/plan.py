@@ -57,29 +57,47 @@ class Candidate:
                 "edgeseg convert model.keras --int8 -o model.tflite")
 
 
+def _tables_of(preset: str, alpha: float, classes: int) -> list[str]:
+    """The names of the 224² tables ``rows_for`` reads for a configuration."""
+    return [f"{preset}_a{alpha}_k2_224"] if classes == 2 else [f"{preset}_a{alpha}_k3_224",
+                                                              f"{preset}_a{alpha}_k21_224"]
+
+
 def rows_for(preset: str, alpha: float, classes: int, size: int) -> list[OpRow]:
     """Cost-model rows of a configuration, scaled from the shipped 224² tables.
 
     Every spatial size of these networks is the input's divided by a power of two, so output
-    positions and elements scale with (size/224)²; ops whose channels are the classes are
-    interpolated between the 2- and 21-class tables (linear in the class count).
+    positions and elements scale with (size/224)². Two classes read the 2-class table as it
+    is: its head is another graph (LOGISTIC of the logit difference, then DEQUANTIZE +
+    QUANTIZE to uint8) than the softmax head of three or more classes. Three or more classes
+    interpolate each op's sizes between the 3- and 21-class tables (linear in the class
+    count; beyond 21, extrapolated), which must hold the same ops in the same order.
 
     Raises:
-        EdgesegError: A configuration the cost model has no table for.
+        EdgesegError: A configuration the cost model has no table for, a size that is not a
+            multiple of 32, or two tables whose ops differ (tables made by different converters).
     """
     tables = cost_data()["plan"]
-    try:
-        lo, hi = tables[f"{preset}_a{alpha}_k2_224"], tables[f"{preset}_a{alpha}_k21_224"]
-    except KeyError:
-        raise EdgesegError(f"no cost table for preset {preset} alpha {alpha}; known: "
-                           f"{', '.join(sorted({k.rsplit('_k', 1)[0] for k in tables}))}.") from None
+    names = _tables_of(preset, alpha, classes)
+    missing = [n for n in names if n not in tables]
+    if missing:
+        raise EdgesegError(f"no cost table {', '.join(missing)} for preset {preset} alpha {alpha}, "
+                           f"{classes} classes; known: {', '.join(sorted(tables))}.")
     if size % 32:
         raise EdgesegError(f"input size {size} must be a multiple of 32.")
-    s, t = (size / _BASE) ** 2, (classes - 2) / 19
+    lo, hi = tables[names[0]], tables[names[-1]]
+    ops_lo, ops_hi = [r[:2] for r in lo], [r[:2] for r in hi]
+    if ops_lo != ops_hi:
+        at = next((i for i, (a, b) in enumerate(zip(ops_lo, ops_hi)) if a != b), min(len(lo), len(hi)))
+        raise EdgesegError(
+            f"the cost tables {names[0]} ({len(lo)} ops) and {names[-1]} ({len(hi)} ops) differ at op {at} "
+            f"({ops_lo[at] if at < len(lo) else 'none'} vs {ops_hi[at] if at < len(hi) else 'none'}), so "
+            "they cannot be interpolated; remake both with one converter and run "
+            "`python benchmarks/pi_cost_fit.py tables MODELS_DIR`.")
+    s, t = (size / _BASE) ** 2, (classes - 3) / 18 if classes >= 3 else 0.0
     rows = []
     for a, b in zip(lo, hi):
-        mix = [x + (y - x) * t for x, y in zip(a[2:], b[2:])]
-        pixels, taps, cin, cout, elements = mix
+        pixels, taps, cin, cout, elements = (x + (y - x) * t for x, y in zip(a[2:], b[2:]))
         rows.append(OpRow(a[0], a[1], round(pixels * s), round(taps), round(cin), round(cout), round(elements * s)))
     return rows
 
@@ -92,7 +110,7 @@ def candidates(device: str, threads: int, classes: int, sizes: tuple[int, ...] =
     out = []
     for preset in PRESETS:
         for alpha in ALPHAS:
-            if f"{preset}_a{alpha}_k2_224" not in tables or f"{preset}_a{alpha}_k21_224" not in tables:
+            if any(n not in tables for n in _tables_of(preset, alpha, classes)):
                 continue  # not in the shipped cost model
             for size in sizes:
                 est = estimate_rows(rows_for(preset, alpha, classes, size), device, threads)
