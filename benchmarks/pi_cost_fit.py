@@ -18,7 +18,8 @@ and the op tables `edgeseg plan` scales), and tests/data/pi_heldout_counts.json 
 models' op rows and measured counts, which tests/test_estimate.py checks the model against).
 Make the models with the int8 converter: `edgeseg build --preset P --alpha A -c K --height S
 --width S` then `edgeseg convert --int8` (their weights do not change the instruction count); name
-them P_aA_kK_S.tflite (P: realtime, seed, and realtime_1core at alpha 0.5 only, for `plan`).
+them P_aA_kK_S.tflite (P: realtime, seed, and realtime_1core at alpha 0.5 only, for `plan`; K: 2, 3
+and 21 at 224², which `plan` scales).
 """
 
 from __future__ import annotations
