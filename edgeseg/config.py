@@ -140,15 +140,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     # keras_segmentation's mobilenet_segnet, layer for layer (at the size you pass).
     "seed": {"alpha": 1.0, "encoder_level": 3, "decoder": "seed", "decoder_width": 1.0,
              "head": "flat", "stem": "mobilenet"},
-    # ~3.6× faster int8 than "seed" at 416² on this Xeon (4.8× with `--stem lean --head
-    # upsampled`, which cost 7-10 points of mIoU on 128² scenes of small touching objects:
-    # benchmarks/RESULTS.md §6e); its 1/8 tap also learns from scratch on a CPU, where the
-    # seed's 1/16 tap plateaus on background.
+    # 4.7× faster int8 than "seed" at 416² on this Xeon with 2 classes, 3.9× with 4 (5.9× with
+    # `--stem lean --head upsampled`, which cost 7-10 points of mIoU on 128² scenes of small
+    # touching objects: benchmarks/RESULTS.md §6e, §6f); its 1/8 tap also learns from scratch
+    # on a CPU, where the seed's 1/16 tap plateaus on background.
     "realtime": {"alpha": 0.5, "encoder_level": 2, "decoder": "fast", "decoder_width": 0.5,
                  "head": "spatial", "stem": "mobilenet"},
-    # realtime with a depthwise-separable decoder conv: the whole camera loop at 320² (640×480
-    # frames, the default softmax head) in ~57 M A72 instructions, ~30 fps on one Pi 4 core by the
-    # calibrated estimate (benchmarks/RESULTS.md §6e).
+    # realtime with the lean stem, a depthwise-separable decoder conv and the softmax at the tap:
+    # the whole camera loop at 320² (640×480 frames, the default softmax head) in 54-55 M A72
+    # instructions, ~30 fps on one Pi 4 core by the calibrated estimate (RESULTS.md §6e, §6f).
     "realtime_1core": {"alpha": 0.5, "encoder_level": 2, "decoder": "fast_dw",
                        "decoder_width": 0.5, "head": "upsampled", "stem": "lean"},
 }
