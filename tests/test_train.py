@@ -92,6 +92,22 @@ def test_resume_continues_from_the_last_checkpoint(trained, synth_data, tmp_path
 
 
 @pytest.mark.slow
+def test_resume_from_the_best_model_names_the_checkpoint(trained, synth_data, tmp_path):
+    """The best model's JSON records the training state, so it passed every check and Keras' fit()
+    then stopped with a traceback ("You must call `compile()`"): it holds no optimizer."""
+    from edgeseg.config import ModelConfig
+    from edgeseg.train import TrainConfig, train
+
+    path, result = trained
+    cfg = ModelConfig(n_classes=4, height=64, width=64, alpha=0.25, encoder_level=2)
+    with pytest.raises(EdgesegError, match="no optimizer state") as e:
+        train(cfg, TrainConfig(data=str(synth_data), output=str(tmp_path / "m.keras"),
+                               epochs=result.epochs_run + 1, resume=str(path)), log=lambda s: None)
+    assert str(path.with_name("tiny.last.keras")) in str(e.value)
+    assert not (tmp_path / "m.keras").exists()
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["mirrored"])
 def test_time_limit_and_strategy(synth_data, tmp_path, strategy):
     from edgeseg.config import ModelConfig

@@ -37,6 +37,14 @@ def load_checkpoint(ckpt: Path, cfg: ModelConfig) -> tuple[Any, dict[str, Any]]:
     state = (read_sidecar(ckpt) or {}).get("train", {}).get("state", {})
     if "epoch" not in state:
         raise EdgesegError(f"--resume {ckpt}: its JSON has no training state; pass a .last.keras file.")
+    # The best model's sidecar records the training state too, but it is saved without
+    # its optimizer: Keras' fit() would stop with "You must call `compile()`".
+    if not getattr(model, "compiled", False):
+        from edgeseg.train.fit import last_checkpoint
+
+        raise EdgesegError(f"--resume {ckpt} holds no optimizer state (a model saved for inference, "
+                           f"such as the best model); pass the checkpoint training wrote beside it: "
+                           f"{last_checkpoint(ckpt)}.")
     return model, state
 
 
