@@ -121,3 +121,24 @@ def test_flags_read_as_flags_on_every_help_screen() -> None:
     # an option that takes a value still says what value
     runs_line = next(ln for ln in screens["bench"].splitlines() if "--runs" in ln)
     assert "<int>" in runs_line, runs_line
+
+
+@pytest.mark.parametrize(("args", "want"), [(["--preset", "realtime_1core"], 5e-3), ([], 2e-3),
+                                            (["--preset", "seed"], 2e-3),
+                                            (["--preset", "realtime_1core", "--lr", "1e-3"], 1e-3)])
+def test_train_takes_the_presets_learning_rate_unless_lr_is_given(args, want, tmp_path,
+                                                                  monkeypatch, synth_data) -> None:
+    """realtime_1core's separable decoder trains at 5e-3 (RESULTS §6g); --lr still wins."""
+    import edgeseg.train as training
+
+    seen = {}
+
+    def fake(cfg, tcfg, **kw):  # noqa: ANN001, ANN003, ANN202
+        seen["lr"] = tcfg.lr
+        raise SystemExit(0)
+
+    monkeypatch.setattr(training, "train", fake)
+    r = CliRunner().invoke(app, ["train", "--data", str(synth_data / "train"), "--val",
+                                 str(synth_data / "val"), "--classes", "4", "-o",
+                                 str(tmp_path / "m.keras"), *args])
+    assert seen.get("lr") == pytest.approx(want), r.output
