@@ -105,3 +105,18 @@ def test_compare_layers_refuses_a_file_that_records_no_conversion(tmp_path: Path
     assert (f"{model} does not record how it was converted (no edgeseg description)"
             in " ".join(r.output.split())), r.output
     assert "Traceback" not in r.output
+
+
+def test_a_keep_float_file_is_refused_in_one_line(tmp_path: Path, keras_file: Path) -> None:
+    """TFLite's debugger cannot re-run a selectively quantized graph (it raised a TF traceback):
+    say so and what to do instead."""
+    calib = images(tmp_path / "my-calib")
+    sha = load_calibration(calib, 4, seed=0, warn=lambda s: None).sha256
+    model = recorded_model(tmp_path, calibration={"folder": str(calib), "count": 4, "sha256": sha},
+                           source=str(keras_file),
+                           convert={"mode": "int8", "keep_float": ["seg_logits"], "calib_count": 4})
+    r = CliRunner().invoke(app, ["compare", str(keras_file), str(model), "--data", str(calib),
+                                 "--layers"])
+    assert r.exit_code != 0 and "Traceback" not in r.output, r.output
+    assert "converted with --keep-float seg_logits" in r.output
+    assert "a conversion without --keep-float" in r.output

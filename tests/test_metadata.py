@@ -181,3 +181,15 @@ def test_reading_metadata_does_not_import_tensorflow(embedded):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_two_class_softmax_output_says_how_it_is_computed(models):
+    """A 2-class softmax head is a LOGISTIC in the graph (deployment_copy): the output's
+    description says so; with 3 classes it is the plain softmax text."""
+    plain = next(iter(models.values())).read_bytes()
+    two = tt.sidecar()
+    two["edgeseg"]["n_classes"] = 2
+    out = {n: md.read_standard_metadata(md.embed_metadata(plain, side))["output"]["description"]
+           for n, side in (("two", two), ("three", tt.sidecar()))}
+    assert "sigmoid of the logit difference (LOGISTIC)" in out["two"]
+    assert "softmax over the last axis" in out["three"] and "LOGISTIC" not in out["three"]

@@ -67,6 +67,12 @@ def plan_layer_errors(model: str | Path, keras: Optional[str | Path] = None) -> 
     known = {f.name for f in fields(ConvertConfig)}
     settings = {k: tuple(v) if k == "keep_float" else v for k, v in recorded.items() if k in known}
     ccfg = ConvertConfig(**settings).resolved()
+    if ccfg.keep_float:
+        # TFLite's QuantizationDebugger cannot re-run a selectively quantized graph (its int8
+        # inputs refuse the float calibration batches).
+        raise EdgesegError(f"{model.name} was converted with --keep-float {','.join(ccfg.keep_float)}: "
+                           "per-layer errors need a fully int8 file; run `edgeseg compare --layers` "
+                           "on a conversion without --keep-float to choose the layers to keep.")
     source = Path(keras) if keras is not None else Path(str(tfl.get("source", "")))
     if source.suffix != ".keras" or not source.is_file():
         raise EdgesegError(f"per-layer errors need the float .keras model {model.name} was "

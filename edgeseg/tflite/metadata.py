@@ -122,7 +122,11 @@ def build_model_metadata(sidecar: dict[str, Any], input_dtype: str = "uint8",
     masks = fb.TensorMetadataT()
     masks.name = OUTPUT_NAME
     out_h, out_w = cfg.get("output_size", ["?", "?"])
-    masks.description = f"Segmentation at {out_h}×{out_w} (H×W): {_HEAD_TEXT.get(head, head)}."
+    text = _HEAD_TEXT.get(head, head)
+    if head == "softmax" and cfg.get("n_classes") == 2:  # edgeseg.model.build.deployment_copy
+        text += ("; with 2 classes the graph computes it as the sigmoid of the logit difference "
+                 "(LOGISTIC), so the two quantized values sum to 1 within a few steps")
+    masks.description = f"Segmentation at {out_h}×{out_w} (H×W): {text}."
     masks.content = fb.ContentT()
     # As tflite-support's image_segmenter writer: masks are an image (GRAYSCALE),
     # and the content range marks dims 1..2 (height, width) as the image.
