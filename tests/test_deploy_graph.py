@@ -158,3 +158,16 @@ def test_trained_two_class_int8_file_agrees_with_float(two_class_data: Path, tmp
     print(f"2 classes: int8 agreement {rep.pixel_agreement:.4f}, float mIoU "
           f"{rep.float_metrics.mean_iou:.3f}, drop {rep.miou_drop:+.2f} points")
     assert rep.pixel_agreement >= 0.99 and rep.miou_drop <= 1.0, rep.to_dict()
+
+
+def test_keep_float_of_an_unknown_layer_names_the_models_layers() -> None:
+    """The hint used to name dec_conv_4, a layer realtime models do not have."""
+    from edgeseg.convert.quantize import _op_outputs_for
+    from edgeseg.errors import EdgesegError
+    from edgeseg.model.build import build_model
+
+    cfg = ModelConfig(**{**preset("realtime"), "n_classes": 2, "height": 64, "width": 64})
+    with pytest.raises(EdgesegError, match=r"--keep-float seg_softmax: no such layer .* conv1 … "
+                                           r"dec_conv_1, dec_bn_1, seg_logits"):
+        _op_outputs_for(build_model(cfg, batch_size=1, head="softmax", pair_logistic=True),
+                        ("seg_softmax",))

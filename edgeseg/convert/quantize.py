@@ -185,8 +185,10 @@ def _op_outputs_for(model: Any, keep: tuple[str, ...]) -> list[str]:
         hits = [n for n in names if pat.search(n)]
         (found.extend(hits) if hits else missing.append(layer))
     if missing:
-        raise EdgesegError(f"--keep-float {','.join(missing)}: no such layer in the model; use names "
-                           "from `edgeseg compare --layers` (e.g. dec_conv_4).")
+        weighted = [layer.name for layer in model.layers if layer.weights]
+        raise EdgesegError(f"--keep-float {','.join(missing)}: no such layer with its own op in the "
+                           f"model; its layers with weights are {weighted[0]} … "
+                           f"{', '.join(weighted[-3:])} (`edgeseg compare --layers` ranks them).")
     return found
 
 
