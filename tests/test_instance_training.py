@@ -149,3 +149,32 @@ def test_grouping_is_tuned_to_the_pair_that_scores_best_and_the_readers_use_it()
 
     reader = InstanceReader(NoInterpreter(), layout, 3, [1, 2])
     assert (reader.threshold, reader.kernel) == (got["threshold"], got["kernel"])
+
+
+@pytest.mark.parametrize("flag, lr", [([], 5e-3), (["--lr", "2e-3"], 2e-3)])
+def test_an_instance_model_trains_at_its_tasks_learning_rate(flag: list[str], lr: float,
+                                                             tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """--task instance: 5e-3 unless --lr (PQ things 0.52-0.53 against 0.49-0.51 at 2e-3,
+    benchmarks/instances.md); the realtime preset's semantic models keep 2e-3."""
+    from typer.testing import CliRunner
+
+    import edgeseg.train
+    from edgeseg.cli import app
+
+    runner = CliRunner()
+    data = tmp_path / "ds"
+    assert runner.invoke(app, ["data", "synth", "--instances", "-o", str(data), "--count", "4",
+                               "--height", "64", "--width", "64"]).exit_code == 0
+    seen = []
+
+    def fake_train(cfg: object, tcfg: object, **kw: object) -> None:
+        seen.append(tcfg)
+        raise SystemExit(3)
+
+    monkeypatch.setattr(edgeseg.train, "train", fake_train)
+    for task, want in (("instance", lr), ("semantic", 2e-3 if not flag else lr)):
+        res = runner.invoke(app, ["train", "--data", str(data), "-o", str(tmp_path / "m.keras"),
+                                  "--task", task, *flag])
+        assert res.exit_code == 3, res.output
+        assert seen[-1].lr == pytest.approx(want), task

@@ -38,8 +38,8 @@ def train(
     batch_size: Annotated[int, typer.Option(
         min=1, help="Images per step (8 learns faster per minute on a CPU).")] = 8,
     lr: Annotated[Optional[float], typer.Option(
-        help="Peak learning rate (warm-up, then cosine decay) [default: the preset's: 2e-3, "
-             "5e-3 for realtime_1core].", show_default=False)] = None,
+        help="Peak learning rate (warm-up, then cosine decay) [default: 2e-3; 5e-3 for "
+             "--preset realtime_1core and --task instance].", show_default=False)] = None,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="Turn augmentation off.")] = False,
     no_balance: Annotated[bool, typer.Option(
         "--no-balance", help="Plain cross-entropy: no median-frequency class weights (which make "
@@ -94,10 +94,11 @@ def train(
                  f" -> alpha {cfg.alpha}, {cfg.decoder} decoder at 1/{2 ** (cfg.encoder_level + 1)}, "
                  f"{cfg.head} head, {cfg.height}×{cfg.width} (H×W)")
     if lr is None:
-        from edgeseg.config import PRESET_LR
+        from edgeseg.config import TASK_LR, train_lr
 
-        lr = PRESET_LR[preset or "realtime"]
-        notes.append(f"learning rate {lr:g} (--preset {preset or 'realtime'}'s; --lr to change)")
+        lr = train_lr(preset or "realtime", task)
+        whose = f"--task {task}" if task in TASK_LR else f"--preset {preset or 'realtime'}"
+        notes.append(f"learning rate {lr:g} ({whose}'s; --lr to change)")
     tcfg = TrainConfig(data=str(data), output=str(output), val=str(val) if val else None,
                        val_fraction=val_fraction, epochs=epochs, batch_size=batch_size, lr=lr,
                        augment=not no_augment, balance=not no_balance,
