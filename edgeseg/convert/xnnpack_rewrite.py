@@ -32,12 +32,12 @@ _DEQUANTIZE_VERSION = {"UINT8": 1, "INT8": 2}
 
 
 class _Graph:
-    """The object-API model (TensorFlow's schema_py_generated) and its edits."""
+    """The object-API model (``edgeseg.tflite.model_schema``) and its edits."""
 
     def __init__(self, flat: bytes) -> None:
-        from tensorflow.lite.python import schema_py_generated as schema
+        from edgeseg.tflite import model_schema
 
-        self.s = schema
+        self.s = schema = model_schema()
         self.model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(flat, 0))
         self.type_names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
         self._empty: int | None = None
@@ -73,12 +73,10 @@ class _Graph:
         o.opcodeIndex, o.inputs, o.outputs = self.opcode(code, version), inputs, outputs
         return o
 
-    def pack(self, size_hint: int) -> bytes:
-        import flatbuffers
+    def pack(self) -> bytes:
+        from edgeseg.tflite import pack_model
 
-        builder = flatbuffers.Builder(size_hint + 1024)
-        builder.Finish(self.model.Pack(builder), file_identifier=b"TFL3")
-        return bytes(builder.Output())
+        return pack_model(self.s, self.model)
 
 
 def _params(t: Any) -> tuple[tuple[float, ...], tuple[int, ...]]:
@@ -140,4 +138,4 @@ def one_partition(flat: bytes) -> tuple[bytes, dict[str, int]]:
         graph.operators = out
     if not any(counts.values()):
         return flat, counts
-    return g.pack(len(flat)), counts
+    return g.pack(), counts

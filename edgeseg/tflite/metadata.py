@@ -33,7 +33,7 @@ def _fb() -> Any:
     return _metadata_schema
 
 
-def _model_schema() -> Any:
+def model_schema() -> Any:
     """The TFLite model schema's Python object API: ai-edge-litert's, or TensorFlow's."""
     try:
         from ai_edge_litert import schema_py_generated
@@ -244,14 +244,14 @@ def embed_metadata(model_bytes: bytes, sidecar: dict[str, Any]) -> bytes:
     """
     if model_bytes[4:8] != TFLITE_IDENTIFIER:
         raise EdgesegError("cannot embed metadata: the bytes are not a TFLite model (no 'TFL3').")
-    schema = _model_schema()
+    schema = model_schema()
     model = schema.ModelT.InitFromPackedBuf(model_bytes, 0)
     sg = model.subgraphs[0]
     in_type = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}.get(
         sg.tensors[sg.inputs[0]].type, "FLOAT32").lower()
     meta = build_model_metadata(sidecar, in_type, len(sg.inputs), len(sg.outputs))
     _set_metadata_buffer(schema, model, pack_metadata(meta))
-    flat = _pack_model(schema, model)
+    flat = pack_model(schema, model)
 
     files = {name: data for name, data in associated_files(model_bytes).items()
              if name not in (LABELS_FILE, SIDECAR_FILE)}
@@ -286,7 +286,8 @@ def _set_metadata_buffer(schema: Any, model: Any, data: bytes) -> None:
     model.metadata.append(entry)
 
 
-def _pack_model(schema: Any, model: Any) -> bytes:
+def pack_model(schema: Any, model: Any) -> bytes:
+    """A model-schema object (``ModelT``) as .tflite bytes, weight buffers 16-byte aligned."""
     import flatbuffers
     import numpy as np
 
